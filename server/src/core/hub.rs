@@ -1,0 +1,305 @@
+//! In-process fan-out: which open streams get which event.
+//!
+//! A stream registers once and is reached three ways: by conversation (streams that watch it),
+//! by visitor (a visitor's streams follow all of their conversations) and by the inbox (agents'
+//! streams that follow everything). Delivery never waits: each stream has a bounded queue, and a
+//! stream whose queue is full is dropped from the hub and marked lagged, so it tells its client
+//! to resync (one slow reader never blocks the others, and is never silently skipped).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::mpsc;
+use wsmschat::v1;
+
+use crate::metrics::Metrics;
+use crate::store::{CommitSink, Committed};
+
+/// Events queued per stream before it counts as lagging.
+pub const STREAM_QUEUE: usize = 256;
+
+/// What the hub puts in a stream's queue.
+#[derive(Debug)]
+pub enum Outbound {
+    /// An event to send as is (after the stream's own filtering).
+    Event(Arc<v1::ServerEvent>),
+    /// Start following a conversation: replay after the cursor, then live.
+    Watch(v1::ConversationCursor),
+}
+
+/// Where an event goes.
+#[derive(Debug, Clone, Copy)]
+pub struct Route<'a> {
+    /// Its conversation.
+    pub conversation_id: &'a str,
+    /// That conversation's visitor.
+    pub visitor_id: &'a str,
+    /// Agents only (private notes): never to visitor streams.
+    pub staff_only: bool,
+}
+
+/// Flags a stream shares with the hub.
+#[derive(Debug, Default)]
+pub struct StreamFlags {
+    /// Set when the hub dropped the stream because its queue was full.
+    pub lagged: AtomicBool,
+}
+
+struct Entry {
+    /// The stream's queue.
+    tx: mpsc::Sender<Outbound>,
+    /// A visitor's stream: never gets notes.
+    visitor_view: bool,
+    /// Shared with the stream.
+    flags: Arc<StreamFlags>,
+    /// Conversations this stream watches explicitly (to unindex on removal).
+    conversations: Vec<String>,
+    /// The visitor this stream follows.
+    visitor_id: Option<String>,
+    /// Follows the inbox.
+    inbox: bool,
+}
+
+#[derive(Default)]
+struct Index {
+    entries: HashMap<u64, Entry>,
+    by_conversation: HashMap<String, Vec<u64>>,
+    by_visitor: HashMap<String, Vec<u64>>,
+    inbox: Vec<u64>,
+    /// Set by shutdown: no new streams.
+    closed: bool,
+}
+
+/// The fan-out hub. Shared by all streams; also the store's [`CommitSink`].
+pub struct Hub {
+    index: RwLock<Index>,
+    next_id: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+/// What a stream needs to subscribe.
+pub struct Registration {
+    /// Visitor streams never get notes.
+    pub visitor_view: bool,
+    /// Follow this visitor's conversations.
+    pub visitor_id: Option<String>,
+    /// Follow everything.
+    pub inbox: bool,
+    /// Follow these conversations.
+    pub conversations: Vec<String>,
+}
+
+/// A registered stream's receiving end. Unregisters on drop.
+pub struct Subscription {
+    /// Hub id of the stream.
+    pub id: u64,
+    /// The stream's queue.
+    pub rx: mpsc::Receiver<Outbound>,
+    /// Shared flags.
+    pub flags: Arc<StreamFlags>,
+    hub: Arc<Hub>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.remove(self.id);
+    }
+}
+
+impl Hub {
+    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            index: RwLock::new(Index::default()),
+            next_id: AtomicU64::new(1),
+            metrics,
+        })
+    }
+
+    /// Registers a stream. Its events start queueing at once (before any replay, so nothing
+    /// committed after this call can be missed). None after shutdown.
+    pub fn register(self: &Arc<Self>, reg: Registration) -> Option<Subscription> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let flags = Arc::new(StreamFlags::default());
+        let mut index = self.index.write().unwrap();
+        if index.closed {
+            return None;
+        }
+        for c in &reg.conversations {
+            index.by_conversation.entry(c.clone()).or_default().push(id);
+        }
+        if let Some(v) = &reg.visitor_id {
+            index.by_visitor.entry(v.clone()).or_default().push(id);
+        }
+        if reg.inbox {
+            index.inbox.push(id);
+        }
+        index.entries.insert(
+            id,
+            Entry {
+                tx,
+                visitor_view: reg.visitor_view,
+                flags: flags.clone(),
+                conversations: reg.conversations,
+                visitor_id: reg.visitor_id,
+                inbox: reg.inbox,
+            },
+        );
+        Some(Subscription {
+            id,
+            rx,
+            flags,
+            hub: self.clone(),
+        })
+    }
+
+    /// Adds a conversation to a registered stream and asks it to replay after the cursor.
+    pub fn watch(&self, id: u64, cursor: v1::ConversationCursor) {
+        let mut index = self.index.write().unwrap();
+        let Some(entry) = index.entries.get_mut(&id) else {
+            return;
+        };
+        if entry.conversations.contains(&cursor.conversation_id) {
+            return;
+        }
+        entry.conversations.push(cursor.conversation_id.clone());
+        let tx = entry.tx.clone();
+        let flags = entry.flags.clone();
+        index
+            .by_conversation
+            .entry(cursor.conversation_id.clone())
+            .or_default()
+            .push(id);
+        drop(index);
+        if tx.try_send(Outbound::Watch(cursor)).is_err() {
+            flags.lagged.store(true, Ordering::Relaxed);
+            self.remove(id);
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        let mut index = self.index.write().unwrap();
+        let Some(entry) = index.entries.remove(&id) else {
+            return;
+        };
+        for c in &entry.conversations {
+            unindex(&mut index.by_conversation, c, id);
+        }
+        if let Some(v) = &entry.visitor_id {
+            unindex(&mut index.by_visitor, v, id);
+        }
+        if entry.inbox {
+            index.inbox.retain(|x| *x != id);
+        }
+    }
+
+    /// Sends an event of a conversation to every stream that follows it.
+    pub fn deliver(&self, route: Route<'_>, event: Arc<v1::ServerEvent>) {
+        let mut failed = Vec::new();
+        {
+            let index = self.index.read().unwrap();
+            let mut seen = HashSet::new();
+            let targets = index
+                .by_conversation
+                .get(route.conversation_id)
+                .into_iter()
+                .flatten()
+                .chain(
+                    (!route.staff_only)
+                        .then(|| index.by_visitor.get(route.visitor_id))
+                        .flatten()
+                        .into_iter()
+                        .flatten(),
+                )
+                .chain(index.inbox.iter());
+            for id in targets {
+                if !seen.insert(*id) {
+                    continue;
+                }
+                let Some(entry) = index.entries.get(id) else {
+                    continue;
+                };
+                if route.staff_only && entry.visitor_view {
+                    continue;
+                }
+                if entry.tx.try_send(Outbound::Event(event.clone())).is_err() {
+                    entry.flags.lagged.store(true, Ordering::Relaxed);
+                    failed.push(*id);
+                }
+            }
+        }
+        self.drop_lagged(failed);
+    }
+
+    /// Sends an event to every inbox stream (presence).
+    pub fn deliver_inbox(&self, event: Arc<v1::ServerEvent>) {
+        let mut failed = Vec::new();
+        {
+            let index = self.index.read().unwrap();
+            for id in &index.inbox {
+                if let Some(entry) = index.entries.get(id) {
+                    if entry.tx.try_send(Outbound::Event(event.clone())).is_err() {
+                        entry.flags.lagged.store(true, Ordering::Relaxed);
+                        failed.push(*id);
+                    }
+                }
+            }
+        }
+        self.drop_lagged(failed);
+    }
+
+    fn drop_lagged(&self, failed: Vec<u64>) {
+        for id in failed {
+            self.metrics.resyncs.inc();
+            self.remove(id);
+        }
+    }
+
+    /// Closes every stream (they end cleanly) and refuses new ones.
+    pub fn shutdown(&self) {
+        let mut index = self.index.write().unwrap();
+        index.closed = true;
+        index.entries.clear();
+        index.by_conversation.clear();
+        index.by_visitor.clear();
+        index.inbox.clear();
+    }
+
+    /// Number of registered streams.
+    pub fn len(&self) -> usize {
+        self.index.read().unwrap().entries.len()
+    }
+
+    /// No stream is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn unindex(map: &mut HashMap<String, Vec<u64>>, key: &str, id: u64) {
+    if let Some(ids) = map.get_mut(key) {
+        ids.retain(|x| *x != id);
+        if ids.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+impl CommitSink for Hub {
+    fn committed(&self, messages: &[Committed]) {
+        for c in messages {
+            let event = Arc::new(v1::ServerEvent {
+                event: Some(v1::server_event::Event::Message(c.message.clone())),
+            });
+            self.deliver(
+                Route {
+                    conversation_id: &c.message.conversation_id,
+                    visitor_id: &c.visitor_id,
+                    staff_only: c.message.kind == v1::MessageKind::Note as i32,
+                },
+                event,
+            );
+        }
+    }
+}

@@ -1,0 +1,648 @@
+//! The server core: every rule of the chat lives here, whatever the transport.
+//!
+//! - [`Core::publish`]: one client event (send, typing, read, assign, resolve ...), checked
+//!   against the caller's rights and limits, stored, then fanned out.
+//! - [`stream`]: what a Subscribe/Chat stream delivers (replay after cursors, then live).
+//! - [`workflow`]: assignment, the queue and its order.
+//! - [`hub`]: in-process fan-out; [`presence`]: who is online; [`limits`]: rates and counts.
+
+pub mod hub;
+pub mod limits;
+pub mod presence;
+pub mod stream;
+pub mod workflow;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex as AsyncMutex;
+use wsmschat::v1;
+use wsmschat::v1::client_event::Event as Ce;
+use wsmschat::v1::server_event::Event as Se;
+
+use crate::auth::{self, Authenticator, Principal};
+use crate::error::{CoreError, CoreResult};
+use crate::metrics::Metrics;
+use crate::store::{NewConversation, NewMessage, Store};
+use crate::util::{new_id, now_ms};
+use hub::{Hub, Route};
+use limits::{RateLimiter, StreamCounter};
+use presence::Presence;
+
+/// The topics a site gets when none are given (the original app's).
+pub const DEFAULT_TOPICS: [&str; 5] = ["Product", "Order", "Delivery", "Payment", "Other"];
+
+/// Limits and timings of the core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Largest message text, bytes.
+    pub max_message_bytes: usize,
+    /// Events per second per token, and burst.
+    pub events_per_second: u32,
+    pub events_burst: u32,
+    /// Events per second per client IP, and burst (many visitors can share one IP).
+    pub ip_events_per_second: u32,
+    pub ip_events_burst: u32,
+    /// Open streams per token.
+    pub streams_per_token: usize,
+    /// Heartbeat interval on idle streams.
+    pub heartbeat: Duration,
+    /// Agent session lifetime.
+    pub agent_session_ttl: Duration,
+    /// Origins allowed besides the sites' (the console's, when hosted elsewhere).
+    pub extra_origins: Vec<String>,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        use wsmschat::limits::*;
+        Self {
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            events_per_second: DEFAULT_EVENTS_PER_SECOND,
+            events_burst: DEFAULT_EVENTS_BURST,
+            ip_events_per_second: 500,
+            ip_events_burst: 1000,
+            streams_per_token: DEFAULT_STREAMS_PER_TOKEN,
+            heartbeat: Duration::from_secs(15),
+            agent_session_ttl: Duration::from_secs(12 * 3600),
+            extra_origins: Vec::new(),
+        }
+    }
+}
+
+/// The core. One per server process, shared by every RPC handler.
+pub struct Core {
+    pub config: CoreConfig,
+    pub store: Arc<dyn Store>,
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
+    pub auth: Authenticator,
+    pub presence: Presence,
+    /// Token bucket per caller (author key).
+    token_limiter: RateLimiter,
+    /// Token bucket per client IP.
+    ip_limiter: RateLimiter,
+    /// Open streams per caller.
+    pub streams: StreamCounter,
+    /// Sites by id, for origin checks and topics without a database read per call.
+    sites: RwLock<(HashMap<String, v1::Site>, Instant)>,
+    /// Serialises queue draining so the queue is served strictly in order.
+    drain_lock: AsyncMutex<()>,
+}
+
+/// How long the site cache is trusted (other nodes may change sites).
+const SITE_CACHE_TTL: Duration = Duration::from_secs(30);
+
+fn event(e: Se) -> Arc<v1::ServerEvent> {
+    Arc::new(v1::ServerEvent { event: Some(e) })
+}
+
+impl Core {
+    pub fn new(
+        config: CoreConfig,
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            token_limiter: RateLimiter::new(config.events_per_second, config.events_burst),
+            ip_limiter: RateLimiter::new(config.ip_events_per_second, config.ip_events_burst),
+            streams: StreamCounter::new(config.streams_per_token),
+            config,
+            store,
+            hub,
+            metrics,
+            auth: Authenticator::new(),
+            presence: Presence::default(),
+            sites: RwLock::new((HashMap::new(), Instant::now() - SITE_CACHE_TTL * 2)),
+            drain_lock: AsyncMutex::new(()),
+        })
+    }
+
+    /// Resolves a bearer token.
+    pub async fn authenticate(&self, token: &str) -> CoreResult<Principal> {
+        self.auth.resolve(self.store.as_ref(), token).await
+    }
+
+    // ------------------------------------------------------------ sites and origins
+
+    /// Reloads the site cache from the store.
+    pub async fn reload_sites(&self) -> CoreResult<()> {
+        let sites = self.store.list_sites().await?;
+        *self.sites.write().unwrap() = (
+            sites.into_iter().map(|s| (s.id.clone(), s)).collect(),
+            Instant::now(),
+        );
+        Ok(())
+    }
+
+    /// A site by id (cached).
+    pub async fn site(&self, id: &str) -> CoreResult<v1::Site> {
+        {
+            let sites = self.sites.read().unwrap();
+            if sites.1.elapsed() < SITE_CACHE_TTL {
+                if let Some(s) = sites.0.get(id) {
+                    return Ok(s.clone());
+                }
+            }
+        }
+        self.reload_sites().await?;
+        self.sites
+            .read()
+            .unwrap()
+            .0
+            .get(id)
+            .cloned()
+            .ok_or_else(|| CoreError::NotFound("site not found".into()))
+    }
+
+    /// CORS: may a browser on `origin` call this server at all? (Any site's origin, or an
+    /// extra origin such as a separately hosted console.) The per-site check is in
+    /// [`Core::check_origin`].
+    pub fn cors_origin_allowed(&self, origin: &str) -> bool {
+        if auth::origin_allowed(&self.config.extra_origins, origin) {
+            return true;
+        }
+        self.sites
+            .read()
+            .unwrap()
+            .0
+            .values()
+            .any(|s| auth::origin_allowed(&s.allowed_origins, origin))
+    }
+
+    /// A visitor's browser must be on one of its site's allowed origins. Calls without an
+    /// `Origin` header come from native clients, which CORS does not concern.
+    pub async fn check_origin(
+        &self,
+        principal: &Principal,
+        origin: Option<&str>,
+    ) -> CoreResult<()> {
+        let (Principal::Visitor { site_id, .. }, Some(origin)) = (principal, origin) else {
+            return Ok(());
+        };
+        let site = self.site(site_id).await?;
+        if auth::origin_allowed(&site.allowed_origins, origin) {
+            Ok(())
+        } else {
+            Err(CoreError::PermissionDenied(format!(
+                "origin {origin} is not allowed for this site"
+            )))
+        }
+    }
+
+    /// Charges one event to the caller's and the IP's rate limits.
+    pub fn charge(&self, principal_key: &str, ip: Option<std::net::IpAddr>) -> CoreResult<()> {
+        if !self.token_limiter.check(principal_key) {
+            return Err(CoreError::ResourceExhausted(format!(
+                "too many events: at most {}/s per token (burst {})",
+                self.config.events_per_second, self.config.events_burst
+            )));
+        }
+        if let Some(ip) = ip {
+            if !self.ip_limiter.check(&ip.to_string()) {
+                return Err(CoreError::ResourceExhausted(format!(
+                    "too many events from {ip}: at most {}/s per address",
+                    self.config.ip_events_per_second
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Charges the IP limiter alone (session starts, logins).
+    pub fn charge_ip(&self, ip: Option<std::net::IpAddr>) -> CoreResult<()> {
+        match ip {
+            Some(ip) if !self.ip_limiter.check(&ip.to_string()) => Err(
+                CoreError::ResourceExhausted(format!("too many requests from {ip}")),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    // ------------------------------------------------------------ access
+
+    /// The conversation, if the caller may see it (NOT_FOUND otherwise: ids leak nothing).
+    pub async fn visible_conversation(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> CoreResult<v1::Conversation> {
+        let c = self.store.conversation(id).await?;
+        match principal {
+            Principal::Visitor { visitor_id, .. } if *visitor_id != c.visitor_id => {
+                Err(CoreError::NotFound("conversation not found".into()))
+            }
+            p if !p.is_staff() && !matches!(p, Principal::Visitor { .. }) => Err(
+                CoreError::PermissionDenied("this API key has no chat scope".into()),
+            ),
+            _ => Ok(self.decorate(c)),
+        }
+    }
+
+    /// Fills what the store does not know (agents online for the topic).
+    pub fn decorate(&self, mut c: v1::Conversation) -> v1::Conversation {
+        c.agents_online = self.presence.online_for(&c.topic).len() as u32;
+        c
+    }
+
+    /// Pushes a conversation snapshot to everyone following it.
+    pub fn announce(&self, c: v1::Conversation) {
+        let c = self.decorate(c);
+        let (conversation_id, visitor_id) = (c.id.clone(), c.visitor_id.clone());
+        self.hub.deliver(
+            Route {
+                conversation_id: &conversation_id,
+                visitor_id: &visitor_id,
+                staff_only: false,
+            },
+            event(Se::Conversation(c)),
+        );
+    }
+
+    fn require_staff(principal: &Principal) -> CoreResult<()> {
+        if principal.is_staff() {
+            Ok(())
+        } else {
+            Err(CoreError::PermissionDenied(
+                "only agents and chat API keys may do this".into(),
+            ))
+        }
+    }
+
+    fn require_agent(principal: &Principal) -> CoreResult<&v1::Agent> {
+        match principal {
+            Principal::Agent { agent } => Ok(agent),
+            _ => Err(CoreError::PermissionDenied(
+                "only agents may do this".into(),
+            )),
+        }
+    }
+
+    // ------------------------------------------------------------ events
+
+    /// Handles one client event. For messages, returns after the message is durably stored.
+    pub async fn publish(
+        self: &Arc<Self>,
+        principal: &Principal,
+        ip: Option<std::net::IpAddr>,
+        ev: v1::ClientEvent,
+    ) -> CoreResult<v1::Ack> {
+        let started = Instant::now();
+        let result = self.publish_inner(principal, ip, ev).await;
+        match &result {
+            Ok(_) => self
+                .metrics
+                .publish_latency
+                .observe(started.elapsed().as_secs_f64()),
+            Err(_) => {
+                self.metrics.publish_errors.inc();
+            }
+        }
+        result
+    }
+
+    async fn publish_inner(
+        self: &Arc<Self>,
+        principal: &Principal,
+        ip: Option<std::net::IpAddr>,
+        ev: v1::ClientEvent,
+    ) -> CoreResult<v1::Ack> {
+        if ev.request_id.len() > wsmschat::limits::MAX_CLIENT_ID_BYTES {
+            return Err(CoreError::InvalidArgument(format!(
+                "request_id is longer than {} bytes",
+                wsmschat::limits::MAX_CLIENT_ID_BYTES
+            )));
+        }
+        self.charge(&principal.author_key(), ip)?;
+        let mut ack = v1::Ack {
+            request_id: ev.request_id.clone(),
+            ..Default::default()
+        };
+        let Some(body) = ev.event else {
+            return Err(CoreError::InvalidArgument("empty event".into()));
+        };
+        match body {
+            Ce::SendMessage(m) => {
+                let (stored, duplicate, created_at) = self.send_message(principal, m).await?;
+                ack.conversation_id = stored.conversation_id;
+                ack.seq = stored.seq;
+                ack.client_msg_id = stored.client_msg_id;
+                ack.duplicate = duplicate;
+                ack.created_at_ms = created_at;
+            }
+            Ce::Typing(t) => {
+                let c = self
+                    .visible_conversation(principal, &t.conversation_id)
+                    .await?;
+                let (author_kind, author_id, author_name) = principal.author();
+                self.hub.deliver(
+                    Route {
+                        conversation_id: &c.id,
+                        visitor_id: &c.visitor_id,
+                        staff_only: false,
+                    },
+                    event(Se::Typing(v1::TypingChanged {
+                        conversation_id: c.id.clone(),
+                        author_kind: author_kind as i32,
+                        author_id,
+                        author_name,
+                        on: t.on,
+                    })),
+                );
+                ack.conversation_id = c.id;
+            }
+            Ce::MarkRead(r) => {
+                let c = self
+                    .visible_conversation(principal, &r.conversation_id)
+                    .await?;
+                let by_visitor = matches!(principal, Principal::Visitor { .. });
+                let after = self
+                    .store
+                    .mark_read(c.id.clone(), by_visitor, r.seq)
+                    .await?;
+                let seq = if by_visitor {
+                    after.visitor_read_seq
+                } else {
+                    after.agent_read_seq
+                };
+                self.hub.deliver(
+                    Route {
+                        conversation_id: &c.id,
+                        visitor_id: &c.visitor_id,
+                        staff_only: false,
+                    },
+                    event(Se::Read(v1::ReadChanged {
+                        conversation_id: c.id.clone(),
+                        reader_kind: if by_visitor {
+                            v1::AuthorKind::Visitor
+                        } else {
+                            v1::AuthorKind::Agent
+                        } as i32,
+                        seq,
+                    })),
+                );
+                ack.conversation_id = c.id;
+                ack.seq = seq;
+            }
+            Ce::Join(j) => {
+                let agent = Self::require_agent(principal)?;
+                let c = self
+                    .visible_conversation(principal, &j.conversation_id)
+                    .await?;
+                self.assign_to(&c, &agent.id, v1::SystemEventKind::Joined)
+                    .await?;
+                ack.conversation_id = c.id;
+            }
+            Ce::Assign(a) => {
+                Self::require_staff(principal)?;
+                let c = self
+                    .visible_conversation(principal, &a.conversation_id)
+                    .await?;
+                let kind = if c.assignee_id.is_empty() {
+                    v1::SystemEventKind::Assigned
+                } else {
+                    v1::SystemEventKind::Transferred
+                };
+                self.assign_to(&c, &a.agent_id, kind).await?;
+                ack.conversation_id = c.id;
+            }
+            Ce::Resolve(r) => {
+                Self::require_staff(principal)?;
+                let c = self
+                    .visible_conversation(principal, &r.conversation_id)
+                    .await?;
+                let changed = self.store.resolve(c.id.clone()).await?;
+                self.after_change(changed).await;
+                ack.conversation_id = c.id;
+            }
+            Ce::Reopen(r) => {
+                Self::require_staff(principal)?;
+                let c = self
+                    .visible_conversation(principal, &r.conversation_id)
+                    .await?;
+                let changed = self.store.reopen(c.id.clone()).await?;
+                let topic = changed.conversation.topic.clone();
+                self.after_change(changed).await;
+                self.drain(vec![topic]).await;
+                ack.conversation_id = c.id;
+            }
+            Ce::SetPresence(p) => {
+                let agent = Self::require_agent(principal)?;
+                let status = v1::PresenceStatus::try_from(p.status).unwrap_or_default();
+                if !matches!(
+                    status,
+                    v1::PresenceStatus::Online | v1::PresenceStatus::Away
+                ) {
+                    return Err(CoreError::InvalidArgument(
+                        "presence must be ONLINE or AWAY (OFFLINE follows from closing streams)"
+                            .into(),
+                    ));
+                }
+                if let Some(now) = self.presence.set(agent, status) {
+                    self.presence_changed(agent, now).await;
+                }
+            }
+            Ce::Rate(r) => {
+                let Principal::Visitor { .. } = principal else {
+                    return Err(CoreError::PermissionDenied(
+                        "only the visitor may rate".into(),
+                    ));
+                };
+                if !(1..=5).contains(&r.score) {
+                    return Err(CoreError::InvalidArgument("score must be 1 to 5".into()));
+                }
+                self.check_text(&r.comment, true)?;
+                let c = self
+                    .visible_conversation(principal, &r.conversation_id)
+                    .await?;
+                let changed = self.store.rate(c.id.clone(), r.score, r.comment).await?;
+                self.announce(changed.conversation);
+                ack.conversation_id = c.id;
+            }
+            Ce::Watch(_) => {
+                return Err(CoreError::InvalidArgument(
+                    "watch only works on a Chat stream; Subscribe takes cursors".into(),
+                ));
+            }
+        }
+        Ok(ack)
+    }
+
+    /// Rejects empty or oversize text.
+    fn check_text(&self, text: &str, may_be_empty: bool) -> CoreResult<()> {
+        if text.len() > self.config.max_message_bytes {
+            return Err(CoreError::InvalidArgument(format!(
+                "text is {} bytes; the limit is {} bytes",
+                text.len(),
+                self.config.max_message_bytes
+            )));
+        }
+        if !may_be_empty && text.trim().is_empty() {
+            return Err(CoreError::InvalidArgument("text is empty".into()));
+        }
+        Ok(())
+    }
+
+    async fn send_message(
+        self: &Arc<Self>,
+        principal: &Principal,
+        m: v1::SendMessage,
+    ) -> CoreResult<(v1::Message, bool, i64)> {
+        self.check_text(&m.text, false)?;
+        if !wsmschat::ids::valid_client_id(&m.client_msg_id) {
+            return Err(CoreError::InvalidArgument(format!(
+                "client_msg_id must be 1 to {} printable ASCII bytes",
+                wsmschat::limits::MAX_CLIENT_ID_BYTES
+            )));
+        }
+        let kind = match v1::MessageKind::try_from(m.kind).unwrap_or_default() {
+            v1::MessageKind::Unspecified | v1::MessageKind::Text => v1::MessageKind::Text,
+            v1::MessageKind::Note => {
+                Self::require_staff(principal)?;
+                v1::MessageKind::Note
+            }
+            v1::MessageKind::System => {
+                return Err(CoreError::InvalidArgument(
+                    "clients cannot send system messages".into(),
+                ));
+            }
+        };
+        let (author_kind, author_id, author_name) = principal.author();
+        let mut new = NewMessage {
+            conversation_id: None,
+            new_conversation: None,
+            client_msg_id: Some(m.client_msg_id.clone()),
+            author_key: principal.author_key(),
+            kind,
+            author_kind,
+            author_id,
+            author_name,
+            text: m.text,
+            system: None,
+            require_visitor: None,
+        };
+        match principal {
+            Principal::Visitor {
+                visitor_id,
+                site_id,
+                ..
+            } => {
+                new.require_visitor = Some(visitor_id.clone());
+                if m.conversation_id.is_empty() {
+                    let site = self.site(site_id).await?;
+                    let topic = site
+                        .topics
+                        .iter()
+                        .find(|t| t.eq_ignore_ascii_case(m.topic.trim()))
+                        .cloned()
+                        .ok_or_else(|| {
+                            CoreError::InvalidArgument(format!(
+                                "unknown topic {:?}; this site offers: {}",
+                                m.topic,
+                                site.topics.join(", ")
+                            ))
+                        })?;
+                    new.new_conversation = Some(NewConversation {
+                        id: new_id("c_"),
+                        site_id: site_id.clone(),
+                        visitor_id: visitor_id.clone(),
+                        topic,
+                    });
+                } else {
+                    new.conversation_id = Some(m.conversation_id);
+                }
+            }
+            _ => {
+                Self::require_staff(principal)?;
+                if m.conversation_id.is_empty() {
+                    return Err(CoreError::InvalidArgument(
+                        "conversation_id is required (only visitors start conversations)".into(),
+                    ));
+                }
+                // An agent answering a queued conversation takes it (as Chatwoot does).
+                if let Principal::Agent { agent } = principal {
+                    let c = self.store.conversation(&m.conversation_id).await?;
+                    if kind == v1::MessageKind::Text
+                        && c.status == v1::ConversationStatus::Queued as i32
+                    {
+                        self.assign_to(&c, &agent.id, v1::SystemEventKind::Joined)
+                            .await?;
+                    }
+                }
+                new.conversation_id = Some(m.conversation_id);
+            }
+        }
+        let appended = self.store.append_message(new).await?;
+        if !appended.duplicate {
+            self.metrics.messages_in.inc();
+            if appended.created || appended.reopened {
+                let topic = appended.conversation.topic.clone();
+                self.announce(appended.conversation.clone());
+                self.drain(vec![topic]).await;
+            } else {
+                self.announce(appended.conversation.clone());
+            }
+        }
+        let created_at = appended.message.created_at_ms;
+        Ok((appended.message, appended.duplicate, created_at))
+    }
+
+    /// Agent presence changed: tell the inbox, and an agent coming online takes queued work.
+    pub async fn presence_changed(self: &Arc<Self>, agent: &v1::Agent, status: v1::PresenceStatus) {
+        self.hub
+            .deliver_inbox(event(Se::Presence(v1::PresenceChanged {
+                agent_id: agent.id.clone(),
+                agent_name: agent.name.clone(),
+                status: status as i32,
+            })));
+        if status == v1::PresenceStatus::Online {
+            let topics = self.topics_for(agent).await;
+            self.drain(topics).await;
+        }
+    }
+
+    /// The topics an agent serves, as concrete topic names (empty = every site's topics).
+    async fn topics_for(&self, agent: &v1::Agent) -> Vec<String> {
+        if !agent.topics.is_empty() {
+            return agent.topics.clone();
+        }
+        let _ = self.reload_sites().await;
+        let mut all: Vec<String> = self
+            .sites
+            .read()
+            .unwrap()
+            .0
+            .values()
+            .flat_map(|s| s.topics.clone())
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// Builds the ServerEvent for a stream's first message.
+    pub fn ready_event(&self, stream_id: u64) -> v1::ServerEvent {
+        v1::ServerEvent {
+            event: Some(Se::Ready(v1::StreamReady {
+                stream_id: format!("s{stream_id}"),
+                heartbeat_interval_ms: self.config.heartbeat.as_millis() as u32,
+            })),
+        }
+    }
+
+    /// A heartbeat event.
+    pub fn heartbeat_event() -> v1::ServerEvent {
+        v1::ServerEvent {
+            event: Some(Se::Heartbeat(v1::Heartbeat {
+                server_time_ms: now_ms(),
+            })),
+        }
+    }
+
+    /// Stops all streams (graceful shutdown).
+    pub fn shutdown(&self) {
+        self.hub.shutdown();
+    }
+}

@@ -1,0 +1,127 @@
+//! wsmschat server: live customer-support chat over gRPC (HTTP/2) and gRPC-web (browsers).
+//!
+//! Layers, outside in:
+//! - [`server`]: the TCP listener (HTTP/1.1 + HTTP/2 on one port) and graceful shutdown.
+//! - [`http`]: the application: gRPC services, gRPC-web, CORS, health, metrics, static files.
+//! - [`rpc`]: thin gRPC handlers (auth, then the core).
+//! - [`core`]: the rules: publish, streams and resume, workflow (queue, assignment), presence,
+//!   limits; [`core::hub`] fans events out to open streams.
+//! - [`store`]: durable state behind the `Store` trait (SQLite with group commit).
+//! - [`auth`]: tokens, passwords, identity verification, origins.
+#![deny(rust_2018_idioms)]
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod core;
+pub mod demo;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod rpc;
+pub mod server;
+pub mod store;
+pub mod util;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::core::hub::Hub;
+use crate::core::{Core, CoreConfig};
+use crate::metrics::Metrics;
+use crate::store::sqlite::SqliteStore;
+
+/// Everything needed to run a server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The SQLite database file.
+    pub database_path: PathBuf,
+    /// Core limits and timings.
+    pub core: CoreConfig,
+    /// Static apps to serve.
+    pub static_dirs: http::StaticDirs,
+    /// Seed a demo site and admin on an empty database.
+    pub demo: Option<demo::DemoOptions>,
+}
+
+/// A running server.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its core (tests inspect it).
+    pub core: Arc<Core>,
+    /// What the demo seeding created, if it ran.
+    pub demo: Option<demo::DemoInfo>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+    store: Arc<SqliteStore>,
+}
+
+impl Running {
+    /// Graceful stop: streams closed, connections drained, last batch committed.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let result = (&mut self.task).await.unwrap_or(Ok(()));
+        self.store.close();
+        result
+    }
+
+    /// Resolves when the server stops by itself (it never does unless it fails).
+    pub async fn wait(mut self) -> std::io::Result<()> {
+        let result = (&mut self.task).await.unwrap_or(Ok(()));
+        self.store.close();
+        result
+    }
+
+    /// A handle to trigger shutdown from elsewhere (signals).
+    pub fn take_shutdown(&mut self) -> Option<oneshot::Sender<()>> {
+        self.shutdown.take()
+    }
+}
+
+/// Opens the store and the core, wired together (the hub receives committed messages).
+pub fn build_core(config: &Config) -> anyhow::Result<(Arc<Core>, Arc<SqliteStore>)> {
+    let metrics = Arc::new(Metrics::new());
+    let hub = Hub::new(metrics.clone());
+    let store = Arc::new(SqliteStore::open(
+        &config.database_path,
+        hub.clone(),
+        metrics.clone(),
+    )?);
+    let core = Core::new(config.core.clone(), store.clone(), hub, metrics);
+    Ok((core, store))
+}
+
+/// Starts a server: binds, seeds the demo if asked, and serves in a task.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let (core, store) = build_core(&config)?;
+    let demo = match &config.demo {
+        Some(opts) => demo::seed(&core, opts).await?,
+        None => None,
+    };
+    core.reload_sites().await?;
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let app = http::app(core.clone(), config.static_dirs.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::serve(listener, app, core.clone(), async move {
+        let _ = rx.await;
+    }));
+    tracing::info!(%addr, "wsmschat listening (gRPC, gRPC-web, HTTP)");
+    Ok(Running {
+        addr,
+        core,
+        demo,
+        shutdown: Some(tx),
+        task,
+        store,
+    })
+}

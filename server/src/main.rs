@@ -1,0 +1,407 @@
+//! `wsmschat`: run the chat server, or manage sites, agents and API keys from the shell.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use wsmschat::v1;
+use wsmschat_server::core::{CoreConfig, DEFAULT_TOPICS};
+use wsmschat_server::demo::DemoOptions;
+use wsmschat_server::http::StaticDirs;
+use wsmschat_server::util::{new_id, new_token, now_ms, random_bytes};
+use wsmschat_server::{Config, auth, build_core};
+
+#[derive(Parser)]
+#[command(
+    name = "wsmschat",
+    version,
+    about = "Self-hosted live customer-support chat server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: gRPC + gRPC-web + widget + console on one port.
+    Serve(ServeArgs),
+    /// Manage sites (the database may be in use by a running server).
+    Site {
+        #[command(subcommand)]
+        command: SiteCommand,
+    },
+    /// Manage agents.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// Manage API keys for backend services.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+}
+
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// Directory holding the SQLite database (wsmschat.db).
+    #[arg(long, env = "WSMSCHAT_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+}
+
+impl DataArgs {
+    fn database_path(&self) -> PathBuf {
+        self.data_dir.join("wsmschat.db")
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Address and port to listen on.
+    #[arg(long, env = "WSMSCHAT_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Do not create the demo site and admin on an empty database.
+    #[arg(long, env = "WSMSCHAT_NO_DEMO")]
+    no_demo: bool,
+    /// Password of the demo admin (admin@example.com); random if unset. Only used on first start.
+    #[arg(long, env = "WSMSCHAT_DEMO_PASSWORD")]
+    demo_password: Option<String>,
+    /// Largest message text in bytes.
+    #[arg(long, env = "WSMSCHAT_MAX_MESSAGE_BYTES", default_value_t = wsmschat::limits::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+    /// Events per second per token (sends, typing, reads ...).
+    #[arg(long, env = "WSMSCHAT_EVENTS_PER_SECOND", default_value_t = wsmschat::limits::DEFAULT_EVENTS_PER_SECOND)]
+    events_per_second: u32,
+    /// Burst of events per token.
+    #[arg(long, env = "WSMSCHAT_EVENTS_BURST", default_value_t = wsmschat::limits::DEFAULT_EVENTS_BURST)]
+    events_burst: u32,
+    /// Events per second per client IP address.
+    #[arg(long, env = "WSMSCHAT_IP_EVENTS_PER_SECOND", default_value_t = 500)]
+    ip_events_per_second: u32,
+    /// Open streams per token.
+    #[arg(long, env = "WSMSCHAT_STREAMS_PER_TOKEN", default_value_t = wsmschat::limits::DEFAULT_STREAMS_PER_TOKEN)]
+    streams_per_token: usize,
+    /// Seconds between heartbeats on idle streams.
+    #[arg(long, env = "WSMSCHAT_HEARTBEAT_SECS", default_value_t = 15)]
+    heartbeat_secs: u64,
+    /// Hours an agent session lasts.
+    #[arg(long, env = "WSMSCHAT_AGENT_SESSION_HOURS", default_value_t = 12)]
+    agent_session_hours: u64,
+    /// Extra origins allowed by CORS (e.g. where the console is hosted), comma-separated.
+    #[arg(long, env = "WSMSCHAT_ALLOW_ORIGINS", value_delimiter = ',')]
+    allow_origin: Vec<String>,
+    /// Directory of the built widget (served at /widget.js and /widget/).
+    #[arg(long, env = "WSMSCHAT_WIDGET_DIR", default_value = "widget/dist")]
+    widget_dir: PathBuf,
+    /// Directory of the agent console (served at /console/).
+    #[arg(long, env = "WSMSCHAT_CONSOLE_DIR", default_value = "console/dist")]
+    console_dir: PathBuf,
+    /// Directory of the demo page (served at /demo/).
+    #[arg(long, env = "WSMSCHAT_DEMO_DIR", default_value = "examples/embed")]
+    demo_dir: PathBuf,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "WSMSCHAT_LOG_JSON")]
+    log_json: bool,
+}
+
+#[derive(Subcommand)]
+enum SiteCommand {
+    /// Create a site and print its script tag.
+    Create {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Allowed origin (repeat), e.g. https://shop.example.com or http://localhost:*.
+        #[arg(long = "origin")]
+        origins: Vec<String>,
+        /// Topic (repeat); default: Product, Order, Delivery, Payment, Other.
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        /// Refuse visitors without a verified identity.
+        #[arg(long)]
+        identity_required: bool,
+        /// Public URL of this server, for the printed script tag.
+        #[arg(long, default_value = "http://localhost:8080")]
+        public_url: String,
+    },
+    /// List sites.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Create an agent.
+    Create {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// At least 8 characters (or env WSMSCHAT_AGENT_PASSWORD).
+        #[arg(long, env = "WSMSCHAT_AGENT_PASSWORD")]
+        password: String,
+        /// Make the agent an admin.
+        #[arg(long)]
+        admin: bool,
+        /// Topic the agent answers (repeat); none = all topics.
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        /// Most open conversations at once.
+        #[arg(long, default_value_t = 5)]
+        capacity: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key and print its secret (shown once).
+    Create {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        name: String,
+        /// Scope (repeat): chat, admin.
+        #[arg(long = "scope", default_value = "chat")]
+        scopes: Vec<String>,
+    },
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn existing(dir: PathBuf) -> Option<PathBuf> {
+    dir.is_dir().then_some(dir)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logs(args.log_json);
+    let config = Config {
+        listen: args.listen,
+        database_path: args.data.database_path(),
+        core: CoreConfig {
+            max_message_bytes: args.max_message_bytes,
+            events_per_second: args.events_per_second,
+            events_burst: args.events_burst.max(args.events_per_second),
+            ip_events_per_second: args.ip_events_per_second,
+            ip_events_burst: args.ip_events_per_second.saturating_mul(2),
+            streams_per_token: args.streams_per_token,
+            heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),
+            agent_session_ttl: Duration::from_secs(args.agent_session_hours.max(1) * 3600),
+            extra_origins: args.allow_origin,
+        },
+        static_dirs: StaticDirs {
+            widget: existing(args.widget_dir),
+            console: existing(args.console_dir),
+            demo: existing(args.demo_dir),
+        },
+        demo: (!args.no_demo).then(|| DemoOptions {
+            admin_password: args.demo_password,
+            ..Default::default()
+        }),
+    };
+    let mut running = wsmschat_server::start(config).await?;
+    let base = format!("http://localhost:{}", running.addr.port());
+    if let Some(demo) = &running.demo {
+        println!(
+            "\nFirst start: created the demo site {:?} and an admin.\n  \
+             Console:   {base}/console/  (login {} / {})\n  \
+             Demo page: {base}/demo/\n  \
+             Embed:     <script src=\"{base}/widget.js\" data-site=\"{}\" async></script>\n",
+            demo.site.name, demo.admin_email, demo.admin_password, demo.site.site_key
+        );
+    } else {
+        println!("wsmschat listening on {base} (console {base}/console/)");
+    }
+    let stop = running.take_shutdown();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("Signal received");
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+    });
+    running.wait().await?;
+    tracing::info!("Stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn open(data: &DataArgs) -> anyhow::Result<std::sync::Arc<wsmschat_server::core::Core>> {
+    let config = Config {
+        listen: "127.0.0.1:0".parse()?,
+        database_path: data.database_path(),
+        core: CoreConfig::default(),
+        static_dirs: StaticDirs::default(),
+        demo: None,
+    };
+    Ok(build_core(&config)?.0)
+}
+
+fn script_tag(public_url: &str, site_key: &str) -> String {
+    format!(
+        "<script src=\"{}/widget.js\" data-site=\"{site_key}\" async></script>",
+        public_url.trim_end_matches('/')
+    )
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Site { command } => match command {
+            SiteCommand::Create {
+                data,
+                name,
+                origins,
+                topics,
+                identity_required,
+                public_url,
+            } => {
+                let core = open(&data)?;
+                let site = wsmschat_server::rpc::admin::normalize_site(v1::Site {
+                    name,
+                    allowed_origins: origins,
+                    topics: if topics.is_empty() {
+                        DEFAULT_TOPICS.iter().map(|t| t.to_string()).collect()
+                    } else {
+                        topics
+                    },
+                    identity_required,
+                    ..Default::default()
+                })
+                .map_err(|s| anyhow::anyhow!(s.message().to_owned()))?;
+                let site = core
+                    .store
+                    .create_site(v1::Site {
+                        id: new_id("site_"),
+                        site_key: new_id("pk_"),
+                        identity_secret: hex::encode(random_bytes::<32>()),
+                        ..site
+                    })
+                    .await?;
+                println!("site id:         {}", site.id);
+                println!("site key:        {}", site.site_key);
+                println!("identity secret: {}", site.identity_secret);
+                println!(
+                    "script tag:      {}",
+                    script_tag(&public_url, &site.site_key)
+                );
+                Ok(())
+            }
+            SiteCommand::List { data } => {
+                let core = open(&data)?;
+                for s in core.store.list_sites().await? {
+                    println!(
+                        "{}\t{}\t{}\torigins={}\ttopics={}",
+                        s.id,
+                        s.site_key,
+                        s.name,
+                        s.allowed_origins.join(","),
+                        s.topics.join(",")
+                    );
+                }
+                Ok(())
+            }
+        },
+        Command::Agent { command } => match command {
+            AgentCommand::Create {
+                data,
+                email,
+                name,
+                password,
+                admin,
+                topics,
+                capacity,
+            } => {
+                wsmschat_server::rpc::admin::check_password(&password)
+                    .map_err(|s| anyhow::anyhow!(s.message().to_owned()))?;
+                let agent = wsmschat_server::rpc::admin::normalize_agent(v1::Agent {
+                    id: new_id("ag_"),
+                    email,
+                    name,
+                    role: if admin {
+                        v1::AgentRole::Admin
+                    } else {
+                        v1::AgentRole::Agent
+                    } as i32,
+                    topics,
+                    capacity,
+                    active: true,
+                })
+                .map_err(|s| anyhow::anyhow!(s.message().to_owned()))?;
+                let core = open(&data)?;
+                let agent = core
+                    .store
+                    .create_agent(agent, auth::hash_password(&password))
+                    .await?;
+                println!("agent id: {} ({})", agent.id, agent.email);
+                Ok(())
+            }
+        },
+        Command::ApiKey { command } => match command {
+            ApiKeyCommand::Create { data, name, scopes } => {
+                let scopes = scopes
+                    .iter()
+                    .map(|s| match s.to_ascii_lowercase().as_str() {
+                        "chat" => Ok(v1::ApiKeyScope::Chat as i32),
+                        "admin" => Ok(v1::ApiKeyScope::Admin as i32),
+                        other => Err(anyhow::anyhow!("unknown scope {other:?} (chat, admin)")),
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let core = open(&data)?;
+                let secret = new_token(wsmschat::ids::API_KEY_PREFIX);
+                let key = core
+                    .store
+                    .create_api_key(
+                        v1::ApiKey {
+                            id: new_id("key_"),
+                            name,
+                            scopes,
+                            created_at_ms: now_ms(),
+                            active: true,
+                        },
+                        auth::token_hash(&secret),
+                    )
+                    .await?;
+                println!("api key id: {}", key.id);
+                println!("secret (shown once): {secret}");
+                Ok(())
+            }
+        },
+    }
+}

@@ -1,0 +1,104 @@
+//! Prometheus metrics, served as text at `/metrics`.
+
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The server's metrics. Cheap to update from hot paths (atomics).
+pub struct Metrics {
+    registry: Registry,
+    /// Open TCP connections.
+    pub connections: Gauge<i64, AtomicI64>,
+    /// Open Subscribe/Chat streams.
+    pub streams: Gauge<i64, AtomicI64>,
+    /// Messages accepted and stored (not duplicates).
+    pub messages_in: Counter,
+    /// Message events written to streams.
+    pub messages_out: Counter,
+    /// Publishes answered with an error status.
+    pub publish_errors: Counter,
+    /// Streams told to resync because they fell behind.
+    pub resyncs: Counter,
+    /// Time from publish received to ack, seconds.
+    pub publish_latency: Histogram,
+    /// Jobs per group-commit batch.
+    pub batch_size: Histogram,
+    /// Time to run and commit one batch, seconds.
+    pub batch_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("wsmschat");
+        let m = Self {
+            connections: Gauge::default(),
+            streams: Gauge::default(),
+            messages_in: Counter::default(),
+            messages_out: Counter::default(),
+            publish_errors: Counter::default(),
+            resyncs: Counter::default(),
+            publish_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            batch_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            registry: Registry::default(),
+        };
+        registry.register("connections", "Open TCP connections", m.connections.clone());
+        registry.register("streams", "Open Subscribe/Chat streams", m.streams.clone());
+        registry.register("messages_in", "Messages stored", m.messages_in.clone());
+        registry.register(
+            "messages_out",
+            "Message events delivered to streams",
+            m.messages_out.clone(),
+        );
+        registry.register(
+            "publish_errors",
+            "Events refused with an error",
+            m.publish_errors.clone(),
+        );
+        registry.register(
+            "resyncs",
+            "Streams told to resync after falling behind",
+            m.resyncs.clone(),
+        );
+        registry.register(
+            "publish_latency_seconds",
+            "Publish received to ack",
+            m.publish_latency.clone(),
+        );
+        registry.register(
+            "commit_batch_size",
+            "Writes per group commit",
+            m.batch_size.clone(),
+        );
+        registry.register(
+            "commit_batch_seconds",
+            "Time to run and commit a batch",
+            m.batch_seconds.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// Records one group commit.
+    pub fn observe_batch(&self, jobs: usize, took: Duration) {
+        self.batch_size.observe(jobs as f64);
+        self.batch_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,40 @@
+//! SQL shared by the store implementations: migrations and the column lists that rows are
+//! decoded from. Placeholders are `$1..$n`, which SQLite and PostgreSQL both accept.
+
+/// Embedded migrations, applied in order once each (version = index + 1).
+pub const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// Columns of a conversation row, decoded by `conversation_from_row`. Queue position is derived:
+/// queued conversations of the same site and topic that entered the queue before this one.
+pub const CONVERSATION_SELECT: &str = "SELECT c.id, c.site_id, c.visitor_id, v.name, c.topic, c.status, \
+     COALESCE(c.assignee_id, ''), COALESCE(a.name, ''), \
+     CASE WHEN c.status = 1 THEN (SELECT COUNT(*) FROM conversations q WHERE q.status = 1 \
+       AND q.site_id = c.site_id AND q.topic = c.topic \
+       AND (q.queued_at < c.queued_at OR (q.queued_at = c.queued_at AND q.id <= c.id))) ELSE 0 END, \
+     c.last_seq, c.last_preview, c.visitor_read_seq, c.agent_read_seq, c.created_at, c.updated_at, \
+     c.rating, c.rating_comment \
+     FROM conversations c JOIN visitors v ON v.id = c.visitor_id LEFT JOIN agents a ON a.id = c.assignee_id";
+
+/// Columns of a message row, decoded by `message_from_row`.
+pub const MESSAGE_SELECT: &str = "SELECT conversation_id, seq, COALESCE(client_msg_id, ''), kind, author_kind, \
+     author_id, author_name, text, created_at, sys_kind, sys_agent_id, sys_agent_name, sys_score FROM messages";
+
+/// Columns of a site row.
+pub const SITE_SELECT: &str = "SELECT id, site_key, name, allowed_origins, topics, color, greeting, \
+     identity_secret, identity_required FROM sites";
+
+/// Columns of an agent row (without the password hash).
+pub const AGENT_SELECT: &str = "SELECT id, email, name, role, topics, capacity, active FROM agents";
+
+/// Columns of a visitor row.
+pub const VISITOR_SELECT: &str = "SELECT id, site_id, name, email, COALESCE(user_id, ''), page_url, user_agent, \
+     locale, first_seen, last_seen FROM visitors";
+
+/// Columns of an API key row.
+pub const API_KEY_SELECT: &str = "SELECT id, name, scopes, created_at, active FROM api_keys";
+
+/// Columns of a canned reply row.
+pub const CANNED_SELECT: &str = "SELECT id, site_id, shortcut, text FROM canned_replies";
+
+/// Longest `last_preview` kept on a conversation, in characters.
+pub const PREVIEW_CHARS: usize = 140;

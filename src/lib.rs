@@ -1,0 +1,55 @@
+//! The wsmschat protocol crate: what every Rust client and the server share.
+//!
+//! - [`v1`]: the generated `wsmschat.v1` messages and gRPC stubs (from `proto/`).
+//! - [`limits`]: input limits the server enforces and clients should respect.
+//! - [`ids`]: the formats of ids and tokens.
+#![deny(rust_2018_idioms)]
+#![forbid(unsafe_code)]
+
+/// Generated from `proto/wsmschat/v1/*.proto`; the protos are the documentation.
+#[allow(clippy::all, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("wsmschat.v1");
+
+    /// Encoded `FileDescriptorSet` of the protocol, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("wsmschat_descriptor");
+}
+
+pub mod limits {
+    //! Input limits. The server enforces them with clear gRPC statuses; a well-behaved client
+    //! checks them before sending.
+
+    /// Default largest message text in bytes (UTF-8). `INVALID_ARGUMENT` beyond.
+    pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024;
+    /// Largest `client_msg_id` / `request_id` in bytes.
+    pub const MAX_CLIENT_ID_BYTES: usize = 64;
+    /// Largest decoded gRPC message the server accepts (text + envelope).
+    pub const MAX_DECODE_BYTES: usize = 64 * 1024;
+    /// Default events per second per token (token bucket refill rate).
+    pub const DEFAULT_EVENTS_PER_SECOND: u32 = 20;
+    /// Default burst of events per token.
+    pub const DEFAULT_EVENTS_BURST: u32 = 40;
+    /// Default open streams per token.
+    pub const DEFAULT_STREAMS_PER_TOKEN: usize = 8;
+    /// Longest display names, emails, topics, URLs.
+    pub const MAX_FIELD_BYTES: usize = 512;
+}
+
+pub mod ids {
+    //! Id and token formats. Ids are opaque strings; the prefixes only help humans reading logs.
+
+    /// Prefix of visitor bearer tokens.
+    pub const VISITOR_TOKEN_PREFIX: &str = "wv_";
+    /// Prefix of agent session tokens.
+    pub const AGENT_TOKEN_PREFIX: &str = "wa_";
+    /// Prefix of API key secrets.
+    pub const API_KEY_PREFIX: &str = "wk_";
+
+    /// Is `id` an acceptable client-chosen id (`client_msg_id`, `request_id`)?
+    pub fn valid_client_id(id: &str) -> bool {
+        !id.is_empty()
+            && id.len() <= crate::limits::MAX_CLIENT_ID_BYTES
+            && id.bytes().all(|b| b.is_ascii_graphic())
+    }
+}
