@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -34,6 +34,7 @@ pub async fn serve(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http2()
+        .timer(TokioTimer::new())
         // Many small DATA frames per stream: a large connection window keeps a busy
         // multiplexed connection from stalling (FACTS: h2 too_many_data_frames).
         .initial_connection_window_size(8 * 1024 * 1024)
@@ -41,7 +42,11 @@ pub async fn serve(
         .max_concurrent_streams(1000)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
-    builder.http1().keep_alive(true).max_buf_size(64 * 1024);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .max_buf_size(64 * 1024);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

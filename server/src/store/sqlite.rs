@@ -51,6 +51,41 @@ pub struct SqliteStore {
     reader_permits: Semaphore,
 }
 
+/// The shared SQL uses PostgreSQL's `$N` placeholders. SQLite reads `$N` as a *named*
+/// parameter numbered by first appearance, so it is rewritten to SQLite's positional `?N`.
+/// (`$` appears in the statements only as a placeholder prefix.)
+fn sqlite_placeholders(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+/// `execute` and `query_row` with `$N` placeholders.
+trait PgStyle {
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize>;
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
+}
+
+impl PgStyle for Connection {
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.prepare_cached(&sqlite_placeholders(sql))?
+            .execute(params)
+    }
+
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(&sqlite_placeholders(sql))?
+            .query_row(params, f)
+    }
+}
+
 fn db_err(error: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(e, msg) = &error {
         if e.code == rusqlite::ErrorCode::ConstraintViolation {
@@ -77,7 +112,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )?;
-    let current: i64 = conn.query_row(
+    let current: i64 = conn.row(
         "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
         [],
         |r| r.get(0),
@@ -89,7 +124,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         }
         let tx = conn.transaction()?;
         tx.execute_batch(migration)?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
             params![version, now_ms()],
         )?;
@@ -380,7 +415,7 @@ fn canned_from_row(r: &Row<'_>) -> rusqlite::Result<v1::CannedReply> {
 // ---------------------------------------------------------------- statements used in jobs
 
 fn load_conversation(conn: &Connection, id: &str) -> StoreResult<v1::Conversation> {
-    conn.query_row(
+    conn.row(
         &format!("{CONVERSATION_SELECT} WHERE c.id = $1"),
         params![id],
         conversation_from_row,
@@ -391,7 +426,7 @@ fn load_conversation(conn: &Connection, id: &str) -> StoreResult<v1::Conversatio
 }
 
 fn load_message(conn: &Connection, conversation_id: &str, seq: u64) -> StoreResult<v1::Message> {
-    conn.query_row(
+    conn.row(
         &format!("{MESSAGE_SELECT} WHERE conversation_id = $1 AND seq = $2"),
         params![conversation_id, seq as i64],
         message_from_row,
@@ -420,7 +455,7 @@ fn insert_message(
     );
     let seq: i64 = ctx
         .conn
-        .query_row(
+        .row(
             "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $2, \
              last_preview = CASE WHEN $3 = 1 THEN $4 ELSE last_preview END, \
              first_message_at = CASE WHEN $5 = 1 AND first_message_at IS NULL THEN $2 ELSE first_message_at END, \
@@ -439,7 +474,7 @@ fn insert_message(
         .map_err(db_err)?;
     let sys = m.system.clone().unwrap_or_default();
     ctx.conn
-        .execute(
+        .exec(
             "INSERT INTO messages (conversation_id, seq, author_key, client_msg_id, kind, author_kind, \
              author_id, author_name, text, created_at, sys_kind, sys_agent_id, sys_agent_name, sys_score) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
@@ -506,7 +541,7 @@ fn append_in_tx(ctx: &mut TxCtx<'_>, m: NewMessage) -> StoreResult<Appended> {
     let conn = ctx.conn;
     if let Some(client_msg_id) = &m.client_msg_id {
         let existing: Option<(String, i64)> = conn
-            .query_row(
+            .row(
                 "SELECT conversation_id, seq FROM messages WHERE author_key = $1 AND client_msg_id = $2",
                 params![m.author_key, client_msg_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -527,7 +562,7 @@ fn append_in_tx(ctx: &mut TxCtx<'_>, m: NewMessage) -> StoreResult<Appended> {
     let (conversation_id, created) = match (&m.conversation_id, &m.new_conversation) {
         (Some(id), _) => (id.clone(), false),
         (None, Some(new)) => {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO conversations (id, site_id, visitor_id, topic, status, created_at, updated_at, queued_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $6, $6)",
                 params![
@@ -545,7 +580,7 @@ fn append_in_tx(ctx: &mut TxCtx<'_>, m: NewMessage) -> StoreResult<Appended> {
         (None, None) => return Err(StoreError::NotFound("conversation")),
     };
     let (visitor_id, status): (String, i32) = conn
-        .query_row(
+        .row(
             "SELECT visitor_id, status FROM conversations WHERE id = $1",
             params![conversation_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -564,7 +599,7 @@ fn append_in_tx(ctx: &mut TxCtx<'_>, m: NewMessage) -> StoreResult<Appended> {
         && m.author_kind == v1::AuthorKind::Visitor
         && m.kind == v1::MessageKind::Text
     {
-        conn.execute(
+        conn.exec(
             "UPDATE conversations SET status = $2, assignee_id = NULL, queued_at = $3, resolved_at = NULL \
              WHERE id = $1",
             params![conversation_id, v1::ConversationStatus::Queued as i32, now],
@@ -583,7 +618,7 @@ fn append_in_tx(ctx: &mut TxCtx<'_>, m: NewMessage) -> StoreResult<Appended> {
 }
 
 fn agent_name(conn: &Connection, agent_id: &str) -> StoreResult<String> {
-    conn.query_row(
+    conn.row(
         "SELECT name FROM agents WHERE id = $1 AND active = 1",
         params![agent_id],
         |r| r.get(0),
@@ -611,7 +646,7 @@ fn assign_in_tx(
             let mut best: Option<(i64, i64, String)> = None;
             for candidate in candidates {
                 let row: Option<(i64, i64)> = conn
-                    .query_row(
+                    .row(
                         "SELECT a.capacity, a.last_assigned_at FROM agents a WHERE a.id = $1 AND a.active = 1",
                         params![candidate],
                         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -622,7 +657,7 @@ fn assign_in_tx(
                     continue;
                 };
                 let load: i64 = conn
-                    .query_row(
+                    .row(
                         "SELECT COUNT(*) FROM conversations WHERE assignee_id = $1 AND status = $2",
                         params![candidate, v1::ConversationStatus::Open as i32],
                         |r| r.get(0),
@@ -651,7 +686,7 @@ fn assign_in_tx(
     };
     let name = agent_name(conn, &agent_id)?;
     let now = now_ms();
-    conn.execute(
+    conn.exec(
         "UPDATE conversations SET status = $2, assignee_id = $3, updated_at = $4 WHERE id = $1",
         params![
             conversation_id,
@@ -661,7 +696,7 @@ fn assign_in_tx(
         ],
     )
     .map_err(db_err)?;
-    conn.execute(
+    conn.exec(
         "UPDATE agents SET last_assigned_at = $2 WHERE id = $1",
         params![agent_id, now],
     )
@@ -698,7 +733,7 @@ fn set_status_in_tx(
                 "conversation is already resolved".into(),
             ));
         }
-        conn.execute(
+        conn.exec(
             "UPDATE conversations SET status = $2, resolved_at = $3, updated_at = $3 WHERE id = $1",
             params![
                 conversation_id,
@@ -715,7 +750,7 @@ fn set_status_in_tx(
             ));
         }
         // Back to the queue; the core assigns it again (preferring the last agent).
-        conn.execute(
+        conn.exec(
             "UPDATE conversations SET status = $2, assignee_id = NULL, resolved_at = NULL, queued_at = $3, \
              updated_at = $3 WHERE id = $1",
             params![conversation_id, v1::ConversationStatus::Queued as i32, now],
@@ -742,7 +777,7 @@ fn upsert_visitor_in_tx(conn: &Connection, u: VisitorUpsert) -> StoreResult<v1::
     let now = now_ms();
     let by_user = match &u.verified_user_id {
         Some(user_id) => conn
-            .query_row(
+            .row(
                 "SELECT id FROM visitors WHERE site_id = $1 AND user_id = $2",
                 params![u.site_id, user_id],
                 |r| r.get::<_, String>(0),
@@ -753,7 +788,7 @@ fn upsert_visitor_in_tx(conn: &Connection, u: VisitorUpsert) -> StoreResult<v1::
     };
     let by_token = match (&by_user, &u.token_hash) {
         (None, Some(hash)) => conn
-            .query_row(
+            .row(
                 "SELECT v.id, COALESCE(v.user_id, '') FROM visitor_tokens t JOIN visitors v ON v.id = t.visitor_id \
                  WHERE t.token_hash = $1 AND v.site_id = $2",
                 params![hash, u.site_id],
@@ -772,7 +807,7 @@ fn upsert_visitor_in_tx(conn: &Connection, u: VisitorUpsert) -> StoreResult<v1::
     };
     let id = match by_user.or(by_token) {
         Some(id) => {
-            conn.execute(
+            conn.exec(
                 "UPDATE visitors SET \
                  name = CASE WHEN $2 = '' THEN name ELSE $2 END, \
                  email = CASE WHEN $3 = '' THEN email ELSE $3 END, \
@@ -795,7 +830,7 @@ fn upsert_visitor_in_tx(conn: &Connection, u: VisitorUpsert) -> StoreResult<v1::
             id
         }
         None => {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO visitors (id, site_id, user_id, name, email, page_url, user_agent, locale, first_seen, last_seen) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
                 params![
@@ -815,13 +850,13 @@ fn upsert_visitor_in_tx(conn: &Connection, u: VisitorUpsert) -> StoreResult<v1::
         }
     };
     if !u.new_token_hash.is_empty() {
-        conn.execute(
+        conn.exec(
             "INSERT INTO visitor_tokens (token_hash, visitor_id, created_at) VALUES ($1, $2, $3)",
             params![u.new_token_hash, id, now],
         )
         .map_err(db_err)?;
     }
-    conn.query_row(
+    conn.row(
         &format!("{VISITOR_SELECT} WHERE id = $1"),
         params![id],
         visitor_from_row,
@@ -835,7 +870,9 @@ fn query_all<T>(
     params: impl rusqlite::Params,
     f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> StoreResult<Vec<T>> {
-    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let mut stmt = conn
+        .prepare_cached(&sqlite_placeholders(sql))
+        .map_err(db_err)?;
     let rows = stmt.query_map(params, f).map_err(db_err)?;
     rows.collect::<rusqlite::Result<Vec<T>>>().map_err(db_err)
 }
@@ -892,7 +929,7 @@ fn list_conversations_in(
         format!(" WHERE {}", clauses.join(" AND "))
     };
     let total: i64 = conn
-        .query_row(
+        .row(
             &format!(
                 "SELECT COUNT(*) FROM conversations c JOIN visitors v ON v.id = c.visitor_id{filter_sql}"
             ),
@@ -934,7 +971,7 @@ impl Store for SqliteStore {
     async fn create_site(&self, site: v1::Site) -> StoreResult<v1::Site> {
         self.write(move |ctx| {
             ctx.conn
-                .execute(
+                .exec(
                     "INSERT INTO sites (id, site_key, name, allowed_origins, topics, color, greeting, \
                      identity_secret, identity_required, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                     params![
@@ -960,7 +997,7 @@ impl Store for SqliteStore {
         self.write(move |ctx| {
             let n = ctx
                 .conn
-                .execute(
+                .exec(
                     "UPDATE sites SET name = $2, allowed_origins = $3, topics = $4, color = $5, greeting = $6, \
                      identity_secret = $7, identity_required = $8 WHERE id = $1",
                     params![
@@ -979,7 +1016,7 @@ impl Store for SqliteStore {
                 return Err(StoreError::NotFound("site"));
             }
             ctx.conn
-                .query_row(
+                .row(
                     &format!("{SITE_SELECT} WHERE id = $1"),
                     params![site.id],
                     site_from_row,
@@ -1004,7 +1041,7 @@ impl Store for SqliteStore {
     async fn site_by_key(&self, site_key: &str) -> StoreResult<v1::Site> {
         let key = site_key.to_owned();
         self.read(move |c| {
-            c.query_row(
+            c.row(
                 &format!("{SITE_SELECT} WHERE site_key = $1"),
                 params![key],
                 site_from_row,
@@ -1019,7 +1056,7 @@ impl Store for SqliteStore {
     async fn site_by_id(&self, id: &str) -> StoreResult<v1::Site> {
         let id = id.to_owned();
         self.read(move |c| {
-            c.query_row(
+            c.row(
                 &format!("{SITE_SELECT} WHERE id = $1"),
                 params![id],
                 site_from_row,
@@ -1038,7 +1075,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<v1::Agent> {
         self.write(move |ctx| {
             ctx.conn
-                .execute(
+                .exec(
                     "INSERT INTO agents (id, email, name, password_hash, role, topics, capacity, active, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     params![
@@ -1067,7 +1104,7 @@ impl Store for SqliteStore {
         self.write(move |ctx| {
             let n = ctx
                 .conn
-                .execute(
+                .exec(
                     "UPDATE agents SET name = $2, role = $3, topics = $4, capacity = $5, active = $6, \
                      password_hash = COALESCE($7, password_hash) WHERE id = $1",
                     params![
@@ -1086,11 +1123,11 @@ impl Store for SqliteStore {
             }
             if !agent.active {
                 ctx.conn
-                    .execute("DELETE FROM agent_sessions WHERE agent_id = $1", params![agent.id])
+                    .exec("DELETE FROM agent_sessions WHERE agent_id = $1", params![agent.id])
                     .map_err(db_err)?;
             }
             ctx.conn
-                .query_row(
+                .row(
                     &format!("{AGENT_SELECT} WHERE id = $1"),
                     params![agent.id],
                     agent_from_row,
@@ -1115,7 +1152,7 @@ impl Store for SqliteStore {
     async fn agent_by_email(&self, email: &str) -> StoreResult<AgentRecord> {
         let email = email.to_owned();
         self.read(move |c| {
-            c.query_row(
+            c.row(
                 "SELECT id, email, name, role, topics, capacity, active, password_hash FROM agents \
                  WHERE LOWER(email) = LOWER($1)",
                 params![email],
@@ -1136,7 +1173,7 @@ impl Store for SqliteStore {
     async fn agent_by_id(&self, id: &str) -> StoreResult<v1::Agent> {
         let id = id.to_owned();
         self.read(move |c| {
-            c.query_row(
+            c.row(
                 &format!("{AGENT_SELECT} WHERE id = $1"),
                 params![id],
                 agent_from_row,
@@ -1158,10 +1195,10 @@ impl Store for SqliteStore {
             let now = now_ms();
             // Expired sessions are swept when new ones are made.
             ctx.conn
-                .execute("DELETE FROM agent_sessions WHERE expires_at < $1", params![now])
+                .exec("DELETE FROM agent_sessions WHERE expires_at < $1", params![now])
                 .map_err(db_err)?;
             ctx.conn
-                .execute(
+                .exec(
                     "INSERT INTO agent_sessions (token_hash, agent_id, expires_at, created_at) VALUES ($1, $2, $3, $4)",
                     params![token_hash, agent_id, expires_at, now],
                 )
@@ -1174,7 +1211,7 @@ impl Store for SqliteStore {
     async fn agent_by_session(&self, token_hash: &str, now: i64) -> StoreResult<(v1::Agent, i64)> {
         let hash = token_hash.to_owned();
         self.read(move |c| {
-            c.query_row(
+            c.row(
                 "SELECT a.id, a.email, a.name, a.role, a.topics, a.capacity, a.active, s.expires_at \
                  FROM agent_sessions s JOIN agents a ON a.id = s.agent_id \
                  WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.active = 1",
@@ -1191,7 +1228,7 @@ impl Store for SqliteStore {
     async fn delete_agent_session(&self, token_hash: String) -> StoreResult<()> {
         self.write(move |ctx| {
             ctx.conn
-                .execute(
+                .exec(
                     "DELETE FROM agent_sessions WHERE token_hash = $1",
                     params![token_hash],
                 )
@@ -1209,7 +1246,7 @@ impl Store for SqliteStore {
         self.write(move |ctx| {
             let scopes: Vec<String> = key.scopes.iter().map(|s| s.to_string()).collect();
             ctx.conn
-                .execute(
+                .exec(
                     "INSERT INTO api_keys (id, name, secret_hash, scopes, active, created_at) VALUES ($1, $2, $3, $4, 1, $5)",
                     params![key.id, key.name, secret_hash, join_list(&scopes), key.created_at_ms],
                 )
@@ -1235,7 +1272,7 @@ impl Store for SqliteStore {
         self.write(move |ctx| {
             let n = ctx
                 .conn
-                .execute("UPDATE api_keys SET active = 0 WHERE id = $1", params![id])
+                .exec("UPDATE api_keys SET active = 0 WHERE id = $1", params![id])
                 .map_err(db_err)?;
             if n == 0 {
                 return Err(StoreError::NotFound("API key"));
@@ -1248,7 +1285,7 @@ impl Store for SqliteStore {
     async fn api_key_by_secret_hash(&self, secret_hash: &str) -> StoreResult<ApiKeyRecord> {
         let hash = secret_hash.to_owned();
         self.read(move |c| {
-            c.query_row(
+            c.row(
                 &format!("{API_KEY_SELECT} WHERE secret_hash = $1 AND active = 1"),
                 params![hash],
                 api_key_from_row,
@@ -1269,7 +1306,7 @@ impl Store for SqliteStore {
     async fn visitor_by_token(&self, token_hash: &str) -> StoreResult<v1::Visitor> {
         let hash = token_hash.to_owned();
         self.read(move |c| {
-            c.query_row(
+            c.row(
                 &format!(
                     "{VISITOR_SELECT} WHERE id = (SELECT visitor_id FROM visitor_tokens WHERE token_hash = $1)"
                 ),
@@ -1286,7 +1323,7 @@ impl Store for SqliteStore {
     async fn visitor_by_id(&self, id: &str) -> StoreResult<v1::Visitor> {
         let id = id.to_owned();
         self.read(move |c| {
-            c.query_row(
+            c.row(
                 &format!("{VISITOR_SELECT} WHERE id = $1"),
                 params![id],
                 visitor_from_row,
@@ -1301,7 +1338,7 @@ impl Store for SqliteStore {
     async fn delete_visitor_token(&self, token_hash: String) -> StoreResult<()> {
         self.write(move |ctx| {
             ctx.conn
-                .execute(
+                .exec(
                     "DELETE FROM visitor_tokens WHERE token_hash = $1",
                     params![token_hash],
                 )
@@ -1409,7 +1446,7 @@ impl Store for SqliteStore {
                 ));
             }
             ctx.conn
-                .execute(
+                .exec(
                     "UPDATE conversations SET rating = $2, rating_comment = $3, updated_at = $4 WHERE id = $1",
                     params![conversation_id, score as i64, comment, now_ms()],
                 )
@@ -1445,7 +1482,7 @@ impl Store for SqliteStore {
                 "UPDATE conversations SET agent_read_seq = $2 WHERE id = $1 AND agent_read_seq < $2 AND last_seq >= $2"
             };
             ctx.conn
-                .execute(sql, params![conversation_id, seq as i64])
+                .exec(sql, params![conversation_id, seq as i64])
                 .map_err(db_err)?;
             load_conversation(ctx.conn, &conversation_id)
         })
@@ -1486,14 +1523,14 @@ impl Store for SqliteStore {
     async fn put_canned_reply(&self, reply: v1::CannedReply) -> StoreResult<v1::CannedReply> {
         self.write(move |ctx| {
             ctx.conn
-                .execute(
+                .exec(
                     "INSERT INTO canned_replies (id, site_id, shortcut, text) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (site_id, shortcut) DO UPDATE SET text = excluded.text",
                     params![reply.id, reply.site_id, reply.shortcut, reply.text],
                 )
                 .map_err(db_err)?;
             ctx.conn
-                .query_row(
+                .row(
                     &format!("{CANNED_SELECT} WHERE site_id = $1 AND shortcut = $2"),
                     params![reply.site_id, reply.shortcut],
                     canned_from_row,
@@ -1507,7 +1544,7 @@ impl Store for SqliteStore {
         self.write(move |ctx| {
             let n = ctx
                 .conn
-                .execute("DELETE FROM canned_replies WHERE id = $1", params![id])
+                .exec("DELETE FROM canned_replies WHERE id = $1", params![id])
                 .map_err(db_err)?;
             if n == 0 {
                 return Err(StoreError::NotFound("canned reply"));
@@ -1554,7 +1591,7 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| {
-            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+            c.row("SELECT 1", [], |r| r.get::<_, i64>(0))
                 .map_err(db_err)?;
             Ok(())
         })

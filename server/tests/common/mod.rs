@@ -1,0 +1,397 @@
+//! Test harness: a real server on a loopback port (port 0) with its own database, and native
+//! tonic clients acting as visitors, agents and services.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio_stream::StreamExt;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Streaming};
+use wsmschat::v1;
+use wsmschat::v1::admin_service_client::AdminServiceClient;
+use wsmschat::v1::chat_service_client::ChatServiceClient;
+use wsmschat::v1::client_event::Event as Ce;
+use wsmschat::v1::server_event::Event as Se;
+use wsmschat::v1::session_service_client::SessionServiceClient;
+use wsmschat_server::core::CoreConfig;
+use wsmschat_server::demo::DemoOptions;
+use wsmschat_server::{Config, Running};
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A server with its database directory (kept for restarts).
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub dir: TempDir,
+    pub config: Config,
+    pub url: String,
+}
+
+/// Limits generous enough that only the tests about limits hit them.
+pub fn test_core_config() -> CoreConfig {
+    CoreConfig {
+        events_per_second: 10_000,
+        events_burst: 10_000,
+        ip_events_per_second: 100_000,
+        ip_events_burst: 100_000,
+        ..CoreConfig::default()
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(test_core_config()).await
+    }
+
+    pub async fn start_with(core: CoreConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_path: dir.path().join("wsmschat.db"),
+            core,
+            static_dirs: Default::default(),
+            demo: Some(DemoOptions {
+                admin_password: Some(ADMIN_PASSWORD.into()),
+                ..Default::default()
+            }),
+        };
+        let running = wsmschat_server::start(config.clone()).await.unwrap();
+        let url = format!("http://{}", running.addr);
+        Self {
+            running: Some(running),
+            dir,
+            config,
+            url,
+        }
+    }
+
+    /// Graceful stop, then a new server on the same database (and the same port when free).
+    pub async fn restart(&mut self) {
+        let addr = self.running.as_ref().unwrap().addr;
+        self.running.take().unwrap().stop().await.unwrap();
+        let mut config = self.config.clone();
+        config.listen = addr;
+        let running = match wsmschat_server::start(config.clone()).await {
+            Ok(r) => r,
+            Err(_) => {
+                config.listen = "127.0.0.1:0".parse().unwrap();
+                wsmschat_server::start(config).await.unwrap()
+            }
+        };
+        self.url = format!("http://{}", running.addr);
+        self.running = Some(running);
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.config.database_path.clone()
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Endpoint::from_shared(self.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub async fn chat(&self) -> ChatServiceClient<Channel> {
+        ChatServiceClient::new(self.channel().await)
+    }
+
+    pub async fn sessions(&self) -> SessionServiceClient<Channel> {
+        SessionServiceClient::new(self.channel().await)
+    }
+
+    pub async fn admin_client(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel().await)
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        self.sessions()
+            .await
+            .login(v1::LoginRequest {
+                email: email.into(),
+                password: password.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Creates an agent (through the admin API) and logs them in. Returns (agent, token).
+    pub async fn agent(&self, name: &str, topics: &[&str], capacity: u32) -> (v1::Agent, String) {
+        let admin = self.admin_token().await;
+        let email = format!("{}@example.com", name.to_lowercase());
+        let agent = self
+            .admin_client()
+            .await
+            .create_agent(authed(
+                &admin,
+                v1::CreateAgentRequest {
+                    agent: Some(v1::Agent {
+                        email: email.clone(),
+                        name: name.into(),
+                        role: v1::AgentRole::Agent as i32,
+                        topics: topics.iter().map(|t| t.to_string()).collect(),
+                        capacity,
+                        ..Default::default()
+                    }),
+                    password: "agent-password".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .agent
+            .unwrap();
+        let token = self.login(&email, "agent-password").await;
+        (agent, token)
+    }
+
+    /// Creates an API key with the chat scope; returns its secret.
+    pub async fn service_key(&self) -> String {
+        let admin = self.admin_token().await;
+        self.admin_client()
+            .await
+            .create_api_key(authed(
+                &admin,
+                v1::CreateApiKeyRequest {
+                    name: "test-bot".into(),
+                    scopes: vec![v1::ApiKeyScope::Chat as i32],
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .secret
+    }
+
+    /// A new visitor of the demo site; returns (visitor id, token).
+    pub async fn visitor(&self, name: &str) -> (String, String) {
+        let r = self
+            .sessions()
+            .await
+            .start_visitor_session(v1::StartVisitorSessionRequest {
+                site_key: "demo".into(),
+                name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        (r.visitor_id, r.visitor_token)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+    }
+}
+
+/// A request with `authorization: Bearer <token>`.
+pub fn authed<T>(token: &str, msg: T) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+pub fn send(
+    conversation_id: &str,
+    topic: &str,
+    client_msg_id: &str,
+    text: &str,
+) -> v1::ClientEvent {
+    v1::ClientEvent {
+        request_id: client_msg_id.into(),
+        event: Some(Ce::SendMessage(v1::SendMessage {
+            conversation_id: conversation_id.into(),
+            topic: topic.into(),
+            client_msg_id: client_msg_id.into(),
+            text: text.into(),
+            kind: 0,
+        })),
+    }
+}
+
+pub fn ev(event: Ce) -> v1::ClientEvent {
+    v1::ClientEvent {
+        request_id: String::new(),
+        event: Some(event),
+    }
+}
+
+/// Publishes; returns the ack.
+pub async fn publish(
+    chat: &mut ChatServiceClient<Channel>,
+    token: &str,
+    event: v1::ClientEvent,
+) -> Result<v1::Ack, tonic::Status> {
+    chat.publish(authed(token, v1::PublishRequest { event: Some(event) }))
+        .await
+        .map(|r| r.into_inner().ack.unwrap())
+}
+
+/// Starts a conversation as a visitor; returns (conversation id, ack).
+pub async fn start_conversation(
+    chat: &mut ChatServiceClient<Channel>,
+    visitor_token: &str,
+    topic: &str,
+    text: &str,
+) -> (String, v1::Ack) {
+    let ack = publish(chat, visitor_token, send("", topic, &uuid(), text))
+        .await
+        .unwrap();
+    (ack.conversation_id.clone(), ack)
+}
+
+pub fn uuid() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "m-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// An open Subscribe stream.
+pub struct Sub {
+    pub stream: Streaming<v1::SubscribeResponse>,
+}
+
+impl Sub {
+    pub async fn open(
+        chat: &mut ChatServiceClient<Channel>,
+        token: &str,
+        cursors: Vec<(String, u64)>,
+        inbox: bool,
+    ) -> Result<Sub, tonic::Status> {
+        let stream = chat
+            .subscribe(authed(
+                token,
+                v1::SubscribeRequest {
+                    subscription: Some(v1::Subscription {
+                        cursors: cursors
+                            .into_iter()
+                            .map(|(conversation_id, after_seq)| v1::ConversationCursor {
+                                conversation_id,
+                                after_seq,
+                            })
+                            .collect(),
+                        inbox,
+                    }),
+                },
+            ))
+            .await?
+            .into_inner();
+        let mut sub = Sub { stream };
+        match sub.next().await {
+            Some(Se::Ready(_)) => Ok(sub),
+            other => panic!("expected ready first, got {other:?}"),
+        }
+    }
+
+    /// Next event (skipping nothing), None at the end of the stream; panics after WAIT.
+    pub async fn next(&mut self) -> Option<Se> {
+        let item = tokio::time::timeout(WAIT, self.stream.next())
+            .await
+            .expect("stream event in time")?;
+        Some(item.expect("stream ok").event.unwrap().event.unwrap())
+    }
+
+    /// Next event matching `f` (skipping heartbeats, presence and others).
+    pub async fn next_where<T>(&mut self, mut f: impl FnMut(&Se) -> Option<T>) -> T {
+        loop {
+            let e = self.next().await.expect("stream ended while waiting");
+            if let Some(t) = f(&e) {
+                return t;
+            }
+        }
+    }
+
+    /// Next message event.
+    pub async fn next_message(&mut self) -> v1::Message {
+        self.next_where(|e| match e {
+            Se::Message(m) => Some(m.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Asserts that no message arrives within `d`.
+    pub async fn no_message_within(&mut self, d: Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(r))) => {
+                    if let Some(Se::Message(m)) = r.event.unwrap().event {
+                        panic!("unexpected message {m:?}");
+                    }
+                }
+                Ok(other) => panic!("stream ended: {other:?}"),
+            }
+        }
+    }
+}
+
+/// The conversation event for `id` with a predicate.
+pub async fn wait_conversation(
+    sub: &mut Sub,
+    id: &str,
+    mut pred: impl FnMut(&v1::Conversation) -> bool,
+) -> v1::Conversation {
+    sub.next_where(|e| match e {
+        Se::Conversation(c) if c.id == id && pred(c) => Some(c.clone()),
+        _ => None,
+    })
+    .await
+}
+
+pub async fn history(
+    chat: &mut ChatServiceClient<Channel>,
+    token: &str,
+    conversation_id: &str,
+) -> Vec<v1::Message> {
+    chat.get_history(authed(
+        token,
+        v1::GetHistoryRequest {
+            conversation_id: conversation_id.into(),
+            before_seq: 0,
+            limit: 500,
+        },
+    ))
+    .await
+    .unwrap()
+    .into_inner()
+    .messages
+}
+
+pub async fn conversation(
+    chat: &mut ChatServiceClient<Channel>,
+    token: &str,
+    id: &str,
+) -> v1::Conversation {
+    chat.get_conversation(authed(
+        token,
+        v1::GetConversationRequest {
+            conversation_id: id.into(),
+        },
+    ))
+    .await
+    .unwrap()
+    .into_inner()
+    .conversation
+    .unwrap()
+}

@@ -1,0 +1,293 @@
+//! The delivery contract: dense seq, ack after commit, idempotent publish, gapless resume
+//! (also across restarts), heartbeats, and resync for slow subscribers.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use wsmschat::v1;
+use wsmschat::v1::server_event::Event as Se;
+
+#[tokio::test]
+async fn seq_is_dense_and_acked_messages_are_committed() {
+    let server = TestServer::start().await;
+    let (_, visitor) = server.visitor("Ann").await;
+    let mut chat = server.chat().await;
+    let (conv, first) = start_conversation(&mut chat, &visitor, "Order", "hello").await;
+    assert_eq!(first.seq, 1);
+
+    // 50 concurrent publishes: every one gets a distinct seq, together 2..=51 (no hole).
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let mut chat = chat.clone();
+        let (visitor, conv) = (visitor.clone(), conv.clone());
+        tasks.push(tokio::spawn(async move {
+            publish(
+                &mut chat,
+                &visitor,
+                send(&conv, "", &uuid(), &format!("m{i}")),
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        let ack = t.await.unwrap();
+        assert!(!ack.duplicate);
+        // Acked means committed: a fresh reader sees it.
+        let h = history(&mut chat, &visitor, &conv).await;
+        assert!(
+            h.iter().any(|m| m.seq == ack.seq),
+            "acked seq {} not in the store",
+            ack.seq
+        );
+        seqs.push(ack.seq);
+    }
+    seqs.sort();
+    assert_eq!(seqs, (2..=51).collect::<Vec<u64>>());
+    let h = history(&mut chat, &visitor, &conv).await;
+    let stored: Vec<u64> = h
+        .iter()
+        .filter(|m| m.kind == v1::MessageKind::Text as i32)
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(stored.len(), 51);
+    // Every seq of the conversation (system messages included) is dense from 1.
+    let all: Vec<u64> = h.iter().map(|m| m.seq).collect();
+    assert_eq!(all, (1..=all.len() as u64).collect::<Vec<_>>());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_publish_returns_the_first_seq_and_stores_one_copy() {
+    let server = TestServer::start().await;
+    let (_, visitor) = server.visitor("Bob").await;
+    let mut chat = server.chat().await;
+
+    // Retrying the very first send (which creates the conversation) gives the same result.
+    let first = send("", "Delivery", "first-send", "where is my parcel?");
+    let a = publish(&mut chat, &visitor, first.clone()).await.unwrap();
+    let b = publish(&mut chat, &visitor, first.clone()).await.unwrap();
+    assert_eq!(
+        (a.conversation_id.clone(), a.seq),
+        (b.conversation_id.clone(), b.seq)
+    );
+    assert!(!a.duplicate);
+    assert!(b.duplicate);
+
+    // The same client_msg_id sent 20 times at once is stored once.
+    let retry = send(&a.conversation_id, "", "retry-me", "are you there?");
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (mut chat, visitor, retry) = (chat.clone(), visitor.clone(), retry.clone());
+        tasks.push(tokio::spawn(async move {
+            publish(&mut chat, &visitor, retry).await.unwrap()
+        }));
+    }
+    let mut seqs = HashSet::new();
+    let mut originals = 0;
+    for t in tasks {
+        let ack = t.await.unwrap();
+        seqs.insert(ack.seq);
+        originals += usize::from(!ack.duplicate);
+    }
+    assert_eq!(seqs.len(), 1, "all retries return one seq");
+    assert_eq!(originals, 1, "exactly one retry stored the message");
+    let h = history(&mut chat, &visitor, &a.conversation_id).await;
+    assert_eq!(
+        h.iter().filter(|m| m.client_msg_id == "retry-me").count(),
+        1
+    );
+    assert_eq!(
+        h.iter().filter(|m| m.client_msg_id == "first-send").count(),
+        1
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn resume_replays_exactly_what_was_missed_then_continues_live() {
+    let server = TestServer::start().await;
+    let (_, visitor) = server.visitor("Cy").await;
+    let svc = server.service_key().await;
+    let mut chat = server.chat().await;
+    let (conv, _) = start_conversation(&mut chat, &visitor, "Product", "m1").await;
+
+    let mut sub = Sub::open(&mut chat, &visitor, vec![(conv.clone(), 0)], false)
+        .await
+        .unwrap();
+    let m = sub.next_message().await;
+    assert_eq!(m.text, "m1");
+    let last_seen = m.seq;
+    drop(sub);
+
+    // Missed while away: three messages from the service.
+    for i in 2..=4 {
+        publish(&mut chat, &svc, send(&conv, "", &uuid(), &format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    let mut sub = Sub::open(&mut chat, &visitor, vec![(conv.clone(), last_seen)], false)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(sub.next_message().await);
+    }
+    assert_eq!(
+        got.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+        ["m2", "m3", "m4"]
+    );
+    assert!(got.windows(2).all(|w| w[0].seq < w[1].seq));
+    // Then live, with no duplicate of what was replayed.
+    publish(&mut chat, &svc, send(&conv, "", &uuid(), "m5"))
+        .await
+        .unwrap();
+    let live = sub.next_message().await;
+    assert_eq!(live.text, "m5");
+    assert_eq!(live.seq, got[2].seq + 1);
+    sub.no_message_within(Duration::from_millis(300)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn resume_works_across_a_server_restart_on_the_same_database() {
+    let mut server = TestServer::start().await;
+    let (_, visitor) = server.visitor("Di").await;
+    let svc = server.service_key().await;
+    let mut chat = server.chat().await;
+    let (conv, ack) = start_conversation(&mut chat, &visitor, "Payment", "before restart").await;
+
+    let mut sub = Sub::open(&mut chat, &visitor, vec![(conv.clone(), 0)], false)
+        .await
+        .unwrap();
+    assert_eq!(sub.next_message().await.seq, ack.seq);
+    server.restart().await;
+    // The stream ends cleanly at shutdown (clients reconnect).
+    loop {
+        match tokio::time::timeout(WAIT, sub.stream.message())
+            .await
+            .unwrap()
+        {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(status) => panic!("stream should end cleanly, got {status:?}"),
+        }
+    }
+    let mut chat = server.chat().await;
+    let after = publish(&mut chat, &svc, send(&conv, "", &uuid(), "after restart"))
+        .await
+        .unwrap();
+    let mut sub = Sub::open(&mut chat, &visitor, vec![(conv.clone(), ack.seq)], false)
+        .await
+        .unwrap();
+    let mut texts = Vec::new();
+    loop {
+        let m = sub.next_message().await;
+        texts.push(m.text.clone());
+        if m.seq == after.seq {
+            break;
+        }
+    }
+    assert_eq!(texts.last().unwrap(), "after restart");
+    assert!(
+        !texts.contains(&"before restart".to_string()),
+        "no duplicate of what was seen"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_streams_get_heartbeats() {
+    let server = TestServer::start_with(wsmschat_server::core::CoreConfig {
+        heartbeat: Duration::from_millis(200),
+        ..test_core_config()
+    })
+    .await;
+    let (_, visitor) = server.visitor("Eve").await;
+    let mut chat = server.chat().await;
+    let mut sub = Sub::open(&mut chat, &visitor, vec![], false).await.unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        match sub.next().await {
+            Some(Se::Heartbeat(h)) => assert!(h.server_time_ms > 0),
+            other => panic!("expected a heartbeat, got {other:?}"),
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_is_told_to_resync_and_never_blocks_others() {
+    let server = TestServer::start().await;
+    let (_, visitor) = server.visitor("Fay").await;
+    let svc = server.service_key().await;
+    let mut chat = server.chat().await;
+    let (conv, _) = start_conversation(&mut chat, &visitor, "Other", "start").await;
+
+    // The slow reader: a tiny HTTP/2 window so the server cannot park events in the socket.
+    let slow_channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+        .unwrap()
+        .initial_stream_window_size(Some(8 * 1024))
+        .initial_connection_window_size(Some(8 * 1024))
+        .connect()
+        .await
+        .unwrap();
+    let mut slow_chat = wsmschat::v1::chat_service_client::ChatServiceClient::new(slow_channel);
+    let mut slow = Sub::open(&mut slow_chat, &svc, vec![(conv.clone(), 0)], false)
+        .await
+        .unwrap();
+    let mut fast = Sub::open(&mut chat, &visitor, vec![(conv.clone(), 0)], false)
+        .await
+        .unwrap();
+
+    let total = 1200u64;
+    let mut last = 0;
+    for i in 0..total {
+        last = publish(
+            &mut chat,
+            &svc,
+            send(&conv, "", &uuid(), &format!("burst {i}")),
+        )
+        .await
+        .unwrap()
+        .seq;
+    }
+    // The fast reader got everything, in order, while the slow one was not reading.
+    let mut expected = 1;
+    loop {
+        let m = fast.next_message().await;
+        assert_eq!(
+            m.seq, expected,
+            "the fast reader gets every message in order"
+        );
+        expected += 1;
+        if m.seq == last {
+            break;
+        }
+    }
+
+    // The slow reader gets what was queued, then a resync notice, then the end of the stream.
+    let mut messages = 0;
+    let mut resync = false;
+    while let Some(e) = slow.next().await {
+        match e {
+            Se::Message(_) => messages += 1,
+            Se::ResyncRequired(r) => {
+                assert!(!r.reason.is_empty());
+                resync = true;
+            }
+            _ => {}
+        }
+    }
+    assert!(resync, "slow subscriber must be told to resync");
+    assert!(
+        messages < total as usize,
+        "it did not get everything ({messages})"
+    );
+    server.stop().await;
+}
