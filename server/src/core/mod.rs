@@ -341,7 +341,8 @@ impl Core {
                     Route {
                         conversation_id: &c.id,
                         visitor_id: &c.visitor_id,
-                        staff_only: false,
+                        // A visitor's own typing is not echoed to their other tabs.
+                        staff_only: author_kind == v1::AuthorKind::Visitor,
                     },
                     event(Se::Typing(v1::TypingChanged {
                         conversation_id: c.id.clone(),

@@ -464,7 +464,7 @@ fn insert_message(
             params![
                 conversation_id,
                 now,
-                (is_text || m.kind == v1::MessageKind::System) as i64,
+                is_text as i64,
                 preview(&m.text),
                 (is_text && by_visitor) as i64,
                 (is_text && by_staff) as i64,

@@ -1,0 +1,523 @@
+//! The support workflow: auto-assignment within capacity (also under concurrency), queue order
+//! and positions, presence, transfer, notes, typing, read receipts, resolve, rating, reopen.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use wsmschat::v1;
+use wsmschat::v1::client_event::Event as Ce;
+use wsmschat::v1::server_event::Event as Se;
+
+const OPEN: i32 = v1::ConversationStatus::Open as i32;
+const QUEUED: i32 = v1::ConversationStatus::Queued as i32;
+const RESOLVED: i32 = v1::ConversationStatus::Resolved as i32;
+
+#[tokio::test]
+async fn concurrent_conversations_never_exceed_capacity_and_the_queue_drains_in_order() {
+    let server = TestServer::start().await;
+    let (a, a_token) = server.agent("Alice", &["Order"], 2).await;
+    let (b, b_token) = server.agent("Bert", &["Order"], 2).await;
+    // A Payment agent must not get Order conversations.
+    let (p, p_token) = server.agent("Pia", &["Payment"], 10).await;
+    let mut chat = server.chat().await;
+    // Online = an open stream.
+    let _a_stream = Sub::open(&mut chat, &a_token, vec![], true).await.unwrap();
+    let _b_stream = Sub::open(&mut chat, &b_token, vec![], true).await.unwrap();
+    let _p_stream = Sub::open(&mut chat, &p_token, vec![], true).await.unwrap();
+
+    // 10 visitors ask about an order at the same moment.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let mut chat = chat.clone();
+        let (_, token) = server.visitor(&format!("V{i}")).await;
+        tasks.push(tokio::spawn(async move {
+            let (conv, _) = start_conversation(&mut chat, &token, "Order", "hello").await;
+            (conv, token)
+        }));
+    }
+    let mut convs = Vec::new();
+    for t in tasks {
+        convs.push(t.await.unwrap());
+    }
+    // Let assignment settle, then check the invariant from the store.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let admin = server.admin_token().await;
+    let mut per_agent: HashMap<String, usize> = HashMap::new();
+    let mut queued = Vec::new();
+    for (conv, _) in &convs {
+        let c = conversation(&mut chat, &admin, conv).await;
+        match c.status {
+            OPEN => *per_agent.entry(c.assignee_id.clone()).or_default() += 1,
+            QUEUED => queued.push(c),
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert_eq!(per_agent.get(&a.id), Some(&2), "Alice at capacity");
+    assert_eq!(per_agent.get(&b.id), Some(&2), "Bert at capacity");
+    assert!(!per_agent.contains_key(&p.id), "Pia does not answer Order");
+    assert_eq!(queued.len(), 6);
+    let mut positions: Vec<u32> = queued.iter().map(|c| c.queue_position).collect();
+    positions.sort();
+    assert_eq!(positions, vec![1, 2, 3, 4, 5, 6]);
+
+    // Resolving one of Alice's conversations hands her the head of the queue.
+    let head = queued
+        .iter()
+        .find(|c| c.queue_position == 1)
+        .unwrap()
+        .clone();
+    let second = queued
+        .iter()
+        .find(|c| c.queue_position == 2)
+        .unwrap()
+        .clone();
+    let (head_visitor_token, _) = (
+        convs.iter().find(|(c, _)| *c == head.id).unwrap().1.clone(),
+        (),
+    );
+    let mut head_sub = Sub::open(&mut chat, &head_visitor_token, vec![], false)
+        .await
+        .unwrap();
+    let alices = convs.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>();
+    let mut alice_conv = None;
+    for c in &alices {
+        let cv = conversation(&mut chat, &admin, c).await;
+        if cv.assignee_id == a.id {
+            alice_conv = Some(cv.id);
+            break;
+        }
+    }
+    publish(
+        &mut chat,
+        &a_token,
+        ev(Ce::Resolve(v1::ResolveConversation {
+            conversation_id: alice_conv.unwrap(),
+        })),
+    )
+    .await
+    .unwrap();
+    let assigned = wait_conversation(&mut head_sub, &head.id, |c| c.status == OPEN).await;
+    assert_eq!(
+        assigned.assignee_id, a.id,
+        "freed capacity goes to the oldest queued"
+    );
+    assert_eq!(assigned.assignee_name, "Alice");
+    let second_now = conversation(&mut chat, &admin, &second.id).await;
+    assert_eq!(second_now.status, QUEUED);
+    assert_eq!(second_now.queue_position, 1, "everyone behind moved up");
+    // The visitor sees who joined as a system message.
+    let h = history(&mut chat, &head_visitor_token, &head.id).await;
+    let sys = h.last().unwrap().clone();
+    assert_eq!(
+        sys.system.unwrap().kind,
+        v1::SystemEventKind::Assigned as i32
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn with_nobody_online_the_message_waits_and_an_agent_coming_online_takes_it() {
+    let server = TestServer::start().await;
+    let (agent, token) = server.agent("Olga", &["Delivery"], 3).await;
+    let (_, visitor) = server.visitor("Pat").await;
+    let mut chat = server.chat().await;
+    let (conv, _) = start_conversation(&mut chat, &visitor, "Delivery", "is anyone there?").await;
+    let c = conversation(&mut chat, &visitor, &conv).await;
+    assert_eq!(c.status, QUEUED);
+    assert_eq!(c.agents_online, 0, "the widget shows 'leave a message'");
+    assert_eq!(c.queue_position, 1);
+    let mut vsub = Sub::open(&mut chat, &visitor, vec![], false).await.unwrap();
+
+    let mut agent_sub = Sub::open(&mut chat, &token, vec![], true).await.unwrap();
+    let c = wait_conversation(&mut vsub, &conv, |c| c.status == OPEN).await;
+    assert_eq!(c.assignee_id, agent.id);
+    // The agent sees it too (inbox), and the waiting message is in the history.
+    wait_conversation(&mut agent_sub, &conv, |c| c.assignee_id == agent.id).await;
+    let h = history(&mut chat, &token, &conv).await;
+    assert_eq!(h[0].text, "is anyone there?");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn presence_follows_streams_and_away_agents_get_no_new_work() {
+    let server = TestServer::start().await;
+    let (watcher, w_token) = server.agent("Walt", &["Other"], 5).await;
+    let (agent, token) = server.agent("Ada", &["Product"], 5).await;
+    let mut chat = server.chat().await;
+    let mut inbox = Sub::open(&mut chat, &w_token, vec![], true).await.unwrap();
+    let presence = |e: &Se, id: &str| match e {
+        Se::Presence(p) if p.agent_id == id => Some(p.status),
+        _ => None,
+    };
+    let s = Sub::open(&mut chat, &token, vec![], true).await.unwrap();
+    let st = inbox.next_where(|e| presence(e, &agent.id)).await;
+    assert_eq!(st, v1::PresenceStatus::Online as i32);
+
+    publish(
+        &mut chat,
+        &token,
+        ev(Ce::SetPresence(v1::SetPresence {
+            status: v1::PresenceStatus::Away as i32,
+        })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        inbox.next_where(|e| presence(e, &agent.id)).await,
+        v1::PresenceStatus::Away as i32
+    );
+    let (_, visitor) = server.visitor("Q").await;
+    let (conv, _) = start_conversation(&mut chat, &visitor, "Product", "hi").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        conversation(&mut chat, &token, &conv).await.status,
+        QUEUED,
+        "away: not assigned"
+    );
+
+    drop(s);
+    assert_eq!(
+        inbox.next_where(|e| presence(e, &agent.id)).await,
+        v1::PresenceStatus::Offline as i32
+    );
+    let list = chat
+        .list_agent_presence(authed(&w_token, v1::ListAgentPresenceRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    let ada = list.agents.iter().find(|a| a.agent_id == agent.id).unwrap();
+    assert_eq!(ada.status, v1::PresenceStatus::Offline as i32);
+    let walt = list
+        .agents
+        .iter()
+        .find(|a| a.agent_id == watcher.id)
+        .unwrap();
+    assert_eq!(walt.status, v1::PresenceStatus::Online as i32);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn notes_typing_reads_transfer_resolve_rate_and_reopen() {
+    let server = TestServer::start().await;
+    let (a, a_token) = server.agent("Anna", &["Order"], 5).await;
+    let (b, b_token) = server.agent("Ben", &["Payment"], 5).await;
+    let mut chat = server.chat().await;
+    let mut a_sub = Sub::open(&mut chat, &a_token, vec![], true).await.unwrap();
+    let (_, visitor) = server.visitor("Vic").await;
+    let (conv, first) = start_conversation(&mut chat, &visitor, "Order", "my order is late").await;
+    let mut v_sub = Sub::open(&mut chat, &visitor, vec![(conv.clone(), first.seq)], false)
+        .await
+        .unwrap();
+    wait_conversation(&mut a_sub, &conv, |c| c.assignee_id == a.id).await;
+
+    // Typing reaches the other side and is never stored.
+    let before = history(&mut chat, &a_token, &conv).await.len();
+    publish(
+        &mut chat,
+        &visitor,
+        ev(Ce::Typing(v1::Typing {
+            conversation_id: conv.clone(),
+            on: true,
+        })),
+    )
+    .await
+    .unwrap();
+    let t = a_sub
+        .next_where(|e| match e {
+            Se::Typing(t) if t.conversation_id == conv => Some(t.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(t.on);
+    assert_eq!(t.author_kind, v1::AuthorKind::Visitor as i32);
+    publish(
+        &mut chat,
+        &a_token,
+        ev(Ce::Typing(v1::Typing {
+            conversation_id: conv.clone(),
+            on: true,
+        })),
+    )
+    .await
+    .unwrap();
+    let t = v_sub
+        .next_where(|e| match e {
+            Se::Typing(t) => Some(t.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(t.author_name, "Anna");
+    assert_eq!(history(&mut chat, &a_token, &conv).await.len(), before);
+
+    // A private note: the agent side sees it, the visitor never does (stream or history).
+    let mut note = send(
+        &conv,
+        "",
+        "note-1",
+        "customer seems upset, check the courier",
+    );
+    if let Some(Ce::SendMessage(m)) = &mut note.event {
+        m.kind = v1::MessageKind::Note as i32;
+    }
+    let note_ack = publish(&mut chat, &a_token, note).await.unwrap();
+    let reply = publish(
+        &mut chat,
+        &a_token,
+        send(&conv, "", "reply-1", "Sorry! Checking now."),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.seq, note_ack.seq + 1);
+    let m = v_sub.next_message().await;
+    assert_eq!(
+        m.text, "Sorry! Checking now.",
+        "the note was skipped for the visitor"
+    );
+    assert!(
+        history(&mut chat, &visitor, &conv)
+            .await
+            .iter()
+            .all(|m| m.kind != v1::MessageKind::Note as i32)
+    );
+    assert!(
+        history(&mut chat, &a_token, &conv)
+            .await
+            .iter()
+            .any(|m| m.client_msg_id == "note-1")
+    );
+    // A visitor may not write notes.
+    let mut bad = send(&conv, "", "vnote", "x");
+    if let Some(Ce::SendMessage(m)) = &mut bad.event {
+        m.kind = v1::MessageKind::Note as i32;
+    }
+    assert_eq!(
+        publish(&mut chat, &visitor, bad).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+
+    // Read receipt: the visitor read the reply; the agent sees it, and it is kept.
+    publish(
+        &mut chat,
+        &visitor,
+        ev(Ce::MarkRead(v1::MarkRead {
+            conversation_id: conv.clone(),
+            seq: reply.seq,
+        })),
+    )
+    .await
+    .unwrap();
+    let r = a_sub
+        .next_where(|e| match e {
+            Se::Read(r) if r.conversation_id == conv => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        (r.reader_kind, r.seq),
+        (v1::AuthorKind::Visitor as i32, reply.seq)
+    );
+    assert_eq!(
+        conversation(&mut chat, &a_token, &conv)
+            .await
+            .visitor_read_seq,
+        reply.seq
+    );
+
+    // Transfer to Ben (another topic: a human decision ignores topics and capacity).
+    publish(
+        &mut chat,
+        &a_token,
+        ev(Ce::Assign(v1::AssignConversation {
+            conversation_id: conv.clone(),
+            agent_id: b.id.clone(),
+        })),
+    )
+    .await
+    .unwrap();
+    let sys = v_sub.next_message().await;
+    let s = sys.system.unwrap();
+    assert_eq!(
+        (s.kind, s.agent_name.as_str()),
+        (v1::SystemEventKind::Transferred as i32, "Ben")
+    );
+    let mine = chat
+        .list_conversations(authed(
+            &b_token,
+            v1::ListConversationsRequest {
+                assignee_id: "me".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        mine.conversations
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+        [conv.as_str()]
+    );
+
+    // Rating before resolve is refused; after resolve it is kept.
+    let rate = ev(Ce::Rate(v1::RateConversation {
+        conversation_id: conv.clone(),
+        score: 5,
+        comment: "great".into(),
+    }));
+    assert_eq!(
+        publish(&mut chat, &visitor, rate.clone())
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::FailedPrecondition
+    );
+    publish(
+        &mut chat,
+        &b_token,
+        ev(Ce::Resolve(v1::ResolveConversation {
+            conversation_id: conv.clone(),
+        })),
+    )
+    .await
+    .unwrap();
+    let resolved = wait_conversation(&mut v_sub, &conv, |c| c.status == RESOLVED).await;
+    assert_eq!(resolved.assignee_id, b.id);
+    publish(&mut chat, &visitor, rate).await.unwrap();
+    let c = conversation(&mut chat, &b_token, &conv).await;
+    assert_eq!((c.rating, c.rating_comment.as_str()), (5, "great"));
+    // Only the visitor rates.
+    let agent_rate = ev(Ce::Rate(v1::RateConversation {
+        conversation_id: conv.clone(),
+        score: 1,
+        comment: String::new(),
+    }));
+    assert_eq!(
+        publish(&mut chat, &b_token, agent_rate)
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::PermissionDenied
+    );
+
+    // A new customer message reopens it (queued, then assigned again to an online Order agent).
+    publish(
+        &mut chat,
+        &visitor,
+        send(&conv, "", "again", "one more thing"),
+    )
+    .await
+    .unwrap();
+    let c = wait_conversation(&mut v_sub, &conv, |c| c.status == OPEN).await;
+    assert_eq!(c.assignee_id, a.id);
+    let kinds: Vec<i32> = history(&mut chat, &a_token, &conv)
+        .await
+        .iter()
+        .filter_map(|m| m.system.as_ref().map(|s| s.kind))
+        .collect();
+    use v1::SystemEventKind as K;
+    assert_eq!(
+        kinds,
+        [
+            K::Assigned,
+            K::Transferred,
+            K::Resolved,
+            K::Rated,
+            K::Assigned
+        ]
+        .map(|k| k as i32)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn inbox_filters_search_and_paging() {
+    let server = TestServer::start().await;
+    let (_, agent) = server.agent("Ina", &["Payment"], 1).await;
+    let mut chat = server.chat().await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let (_, v) = server.visitor(&format!("Customer{i}")).await;
+        let topic = if i % 2 == 0 { "Payment" } else { "Order" };
+        let (c, _) = start_conversation(&mut chat, &v, topic, &format!("invoice number {i}")).await;
+        ids.push(c);
+    }
+    let list = |req: v1::ListConversationsRequest| {
+        let mut chat = chat.clone();
+        let agent = agent.clone();
+        async move {
+            chat.list_conversations(authed(&agent, req))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let all = list(v1::ListConversationsRequest::default()).await;
+    assert_eq!(all.total, 7);
+    // Newest activity first.
+    assert_eq!(all.conversations[0].id, ids[6]);
+    let payment = list(v1::ListConversationsRequest {
+        topic: "Payment".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(payment.total, 4);
+    let found = list(v1::ListConversationsRequest {
+        query: "NUMBER 3".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        found
+            .conversations
+            .iter()
+            .map(|c| c.id.clone())
+            .collect::<Vec<_>>(),
+        [ids[3].clone()]
+    );
+    let by_name = list(v1::ListConversationsRequest {
+        query: "customer5".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_name.total, 1);
+    // Paging: 3 + 3 + 1, no overlap.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = list(v1::ListConversationsRequest {
+            page_size: 3,
+            page_token: token.clone(),
+            ..Default::default()
+        })
+        .await;
+        seen.extend(page.conversations.iter().map(|c| c.id.clone()));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    seen.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(seen, expected);
+    // A visitor lists only their own.
+    let (_, v) = server.visitor("Solo").await;
+    let (mine, _) = start_conversation(&mut chat, &v, "Other", "x").await;
+    let own = chat
+        .list_conversations(authed(&v, v1::ListConversationsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        own.conversations
+            .iter()
+            .map(|c| c.id.clone())
+            .collect::<Vec<_>>(),
+        [mine]
+    );
+    server.stop().await;
+}
