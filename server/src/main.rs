@@ -227,9 +227,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
              Embed:     <script src=\"{base}/widget.js\" data-site=\"{}\" async></script>\n",
             demo.site.name, demo.admin_email, demo.admin_password, demo.site.site_key
         );
-    } else {
-        println!("wsmschat listening on {base} (console {base}/console/)");
     }
+    // One stable line for scripts and tests that start the server on port 0.
+    println!("wsmschat listening on {base}");
     let stop = running.take_shutdown();
     tokio::spawn(async move {
         shutdown_signal().await;
