@@ -379,9 +379,9 @@ async fn identity_verification_links_devices_and_can_be_required() {
         phone
             .open_conversations
             .iter()
-            .map(|c| c.id.clone())
+            .map(|c| c.id.as_str())
             .collect::<Vec<_>>(),
-        [conv.clone()]
+        [conv.as_str()]
     );
     // A wrong hash is refused, and an unverified user id gets a fresh anonymous visitor.
     let e = sessions

@@ -421,21 +421,21 @@ impl AdminService for AdminApi {
         let mut first_response = Vec::new();
         let mut resolution = Vec::new();
         let (mut rating_sum, mut ratings, mut resolved) = (0u64, 0u32, 0u32);
-        for (created, first_message, first_reply, resolved_at, rating) in &rows {
-            let idx = (created.div_euclid(DAY_MS) - first_day) as usize;
+        for row in &rows {
+            let idx = (row.created_at.div_euclid(DAY_MS) - first_day) as usize;
             if let Some(d) = per_day.get_mut(idx) {
                 d.conversations += 1;
             }
-            if let (Some(m), Some(reply)) = (first_message, first_reply) {
+            if let (Some(m), Some(reply)) = (row.first_message_at, row.first_response_at) {
                 first_response.push((reply - m).max(0));
             }
-            if let Some(at) = resolved_at {
+            if let Some(at) = row.resolved_at {
                 resolved += 1;
-                resolution.push(at - created);
+                resolution.push(at - row.created_at);
             }
-            if *rating > 0 {
+            if row.rating > 0 {
                 ratings += 1;
-                rating_sum += *rating as u64;
+                rating_sum += row.rating as u64;
             }
         }
         Ok(Response::new(v1::GetSiteReportResponse {

@@ -139,10 +139,8 @@ impl ChatService for ChatApi {
         };
         match &who.principal {
             Principal::Visitor { visitor_id, .. } => filter.visitor_id = Some(visitor_id.clone()),
-            Principal::Agent { agent } => {
-                if filter.assignee_id.as_deref() == Some("me") {
-                    filter.assignee_id = Some(agent.id.clone());
-                }
+            Principal::Agent { agent } if filter.assignee_id.as_deref() == Some("me") => {
+                filter.assignee_id = Some(agent.id.clone());
             }
             p if !p.is_staff() => {
                 return Err(Status::permission_denied("this API key has no chat scope"));

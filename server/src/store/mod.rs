@@ -183,11 +183,24 @@ pub struct VisitorUpsert {
     pub new_token_hash: String,
 }
 
+/// One conversation's times for the site report (ms since epoch).
+#[derive(Debug, Clone, Default)]
+pub struct ReportRow {
+    pub created_at: i64,
+    /// First visitor text message.
+    pub first_message_at: Option<i64>,
+    /// First agent or service text message.
+    pub first_response_at: Option<i64>,
+    pub resolved_at: Option<i64>,
+    /// 0 when not rated.
+    pub rating: u32,
+}
+
 /// Figures for the site report.
 #[derive(Debug, Clone, Default)]
 pub struct ReportRows {
-    /// (created_at, first_message_at, first_response_at, resolved_at, rating) of each conversation.
-    pub conversations: Vec<(i64, Option<i64>, Option<i64>, Option<i64>, u32)>,
+    /// Conversations created in the period, oldest first.
+    pub conversations: Vec<ReportRow>,
 }
 
 /// Everything the server keeps. Implementations: [`sqlite::SqliteStore`].

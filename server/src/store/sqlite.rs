@@ -1582,7 +1582,15 @@ impl Store for SqliteStore {
                 "SELECT created_at, first_message_at, first_response_at, resolved_at, rating FROM conversations \
                  WHERE site_id = $1 AND created_at >= $2 ORDER BY created_at",
                 params![site_id, since],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)? as u32)),
+                |r| {
+                    Ok(ReportRow {
+                        created_at: r.get(0)?,
+                        first_message_at: r.get(1)?,
+                        first_response_at: r.get(2)?,
+                        resolved_at: r.get(3)?,
+                        rating: r.get::<_, i64>(4)? as u32,
+                    })
+                },
             )?;
             Ok(ReportRows { conversations })
         })
