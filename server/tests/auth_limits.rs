@@ -556,3 +556,79 @@ async fn api_keys_are_scoped_and_revocable() {
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn one_address_is_limited_across_tokens() {
+    let server = TestServer::start_with(CoreConfig {
+        ip_events_per_second: 2,
+        ip_events_burst: 6,
+        ..test_core_config()
+    })
+    .await;
+    let mut chat = server.chat().await;
+    let mut refused = None;
+    let mut sessions = server.sessions().await;
+    // Fresh visitors (new tokens) from the same address: the address budget runs out.
+    for i in 0..10 {
+        let start = sessions
+            .start_visitor_session(v1::StartVisitorSessionRequest {
+                site_key: "demo".into(),
+                name: format!("Bot{i}"),
+                ..Default::default()
+            })
+            .await;
+        let result = match start {
+            Ok(r) => publish(
+                &mut chat,
+                &r.into_inner().visitor_token,
+                send("", "Other", &uuid(), "hi"),
+            )
+            .await
+            .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            refused = Some(e);
+            break;
+        }
+    }
+    let e = refused.expect("the per-address limit applies");
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        e.message().contains("per address") || e.message().contains("too many requests"),
+        "{}",
+        e.message()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_messages_streams_and_batches() {
+    let server = TestServer::start().await;
+    let (_, v) = server.visitor("Metric").await;
+    let mut chat = server.chat().await;
+    let (conv, _) = start_conversation(&mut chat, &v, "Other", "one").await;
+    publish(&mut chat, &v, send(&conv, "", &uuid(), "two"))
+        .await
+        .unwrap();
+    let _sub = Sub::open(&mut chat, &v, vec![], false).await.unwrap();
+    let addr = server.running.as_ref().unwrap().addr;
+    let body = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    assert!(body.contains("wsmschat_messages_in_total 2"), "{body}");
+    assert!(body.contains("wsmschat_streams 1"), "{body}");
+    assert!(body.contains("wsmschat_commit_batch_size_count"), "{body}");
+    assert!(
+        body.contains("wsmschat_publish_latency_seconds_bucket"),
+        "{body}"
+    );
+    server.stop().await;
+}

@@ -186,3 +186,69 @@ async fn sigkill_mid_stream_loses_no_acknowledged_message() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn sigterm_closes_streams_cleanly_and_keeps_every_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn(dir.path(), "127.0.0.1:0");
+    let mut sessions =
+        wsmschat::v1::session_service_client::SessionServiceClient::connect(server.url.clone())
+            .await
+            .unwrap();
+    let visitor = sessions
+        .start_visitor_session(v1::StartVisitorSessionRequest {
+            site_key: "demo".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .visitor_token;
+    let mut chat = connect(&server.url).await;
+    let (conv, _) = start_conversation(&mut chat, &visitor, "Order", "hello").await;
+    let mut sub = Sub::open(&mut chat, &visitor, vec![(conv.clone(), 0)], false)
+        .await
+        .unwrap();
+    sub.next_message().await;
+    let (mut c2, v2, conv2) = (chat.clone(), visitor.clone(), conv.clone());
+    let writer = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        for i in 0.. {
+            match publish(&mut c2, &v2, send(&conv2, "", &format!("t{i}"), "x")).await {
+                Ok(a) => acked.push(a.seq),
+                Err(_) => break,
+            }
+        }
+        acked
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The stream ends with OK (a clean end), not an error.
+    loop {
+        match tokio::time::timeout(WAIT, sub.stream.message())
+            .await
+            .unwrap()
+        {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(status) => panic!("expected a clean end of stream, got {status:?}"),
+        }
+    }
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "graceful exit, got {exit:?}");
+    let acked = writer.await.unwrap();
+    assert!(!acked.is_empty());
+    let mut server = spawn(dir.path(), "127.0.0.1:0");
+    let mut chat = connect(&server.url).await;
+    let last = conversation(&mut chat, &visitor, &conv).await.last_seq;
+    assert!(
+        last >= *acked.iter().max().unwrap(),
+        "every ack survived the shutdown"
+    );
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}
