@@ -1,0 +1,1 @@
+//! wsmschat browser SDK (work in progress).
