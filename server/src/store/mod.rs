@@ -5,7 +5,10 @@
 //! the store. The SQL is written to run unchanged on PostgreSQL (`$1` placeholders, no
 //! SQLite-only syntax), so a PostgreSQL store can share the statements in [`sql`].
 
+pub mod db;
+pub mod postgres;
 pub mod sql;
+pub mod sql_store;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -23,6 +26,9 @@ pub enum StoreError {
     /// The operation does not fit the record's state (e.g. rating an open conversation).
     #[error("{0}")]
     Precondition(String),
+    /// A transient conflict (deadlock, serialization failure, busy): retry.
+    #[error("database busy: {0}")]
+    Busy(String),
     /// The database failed.
     #[error("database error: {0}")]
     Internal(String),

@@ -1,5 +1,5 @@
 -- Portable SQL (SQLite and PostgreSQL): TEXT ids made by the server, BIGINT times in ms since
--- the epoch, lists as newline-separated TEXT, booleans as INTEGER 0/1.
+-- the epoch, lists as newline-separated TEXT, booleans as BIGINT 0/1.
 
 CREATE TABLE sites (
     id TEXT PRIMARY KEY,
@@ -10,7 +10,7 @@ CREATE TABLE sites (
     color TEXT NOT NULL,
     greeting TEXT NOT NULL,
     identity_secret TEXT NOT NULL,
-    identity_required INTEGER NOT NULL,
+    identity_required BIGINT NOT NULL,
     created_at BIGINT NOT NULL
 );
 
@@ -19,10 +19,10 @@ CREATE TABLE agents (
     email TEXT NOT NULL UNIQUE,
     name TEXT NOT NULL,
     password_hash TEXT NOT NULL,
-    role INTEGER NOT NULL,
+    role BIGINT NOT NULL,
     topics TEXT NOT NULL,
-    capacity INTEGER NOT NULL,
-    active INTEGER NOT NULL,
+    capacity BIGINT NOT NULL,
+    active BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     -- Ties between equally loaded agents go to the one assigned least recently.
     last_assigned_at BIGINT NOT NULL DEFAULT 0
@@ -40,7 +40,7 @@ CREATE TABLE api_keys (
     name TEXT NOT NULL,
     secret_hash TEXT NOT NULL UNIQUE,
     scopes TEXT NOT NULL,
-    active INTEGER NOT NULL,
+    active BIGINT NOT NULL,
     created_at BIGINT NOT NULL
 );
 
@@ -70,7 +70,7 @@ CREATE TABLE conversations (
     site_id TEXT NOT NULL REFERENCES sites(id),
     visitor_id TEXT NOT NULL REFERENCES visitors(id),
     topic TEXT NOT NULL,
-    status INTEGER NOT NULL,
+    status BIGINT NOT NULL,
     assignee_id TEXT,
     last_seq BIGINT NOT NULL DEFAULT 0,
     last_preview TEXT NOT NULL DEFAULT '',
@@ -83,7 +83,7 @@ CREATE TABLE conversations (
     first_message_at BIGINT,
     first_response_at BIGINT,
     resolved_at BIGINT,
-    rating INTEGER NOT NULL DEFAULT 0,
+    rating BIGINT NOT NULL DEFAULT 0,
     rating_comment TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX conversations_by_activity ON conversations (updated_at, id);
@@ -97,16 +97,16 @@ CREATE TABLE messages (
     -- "<author kind>:<author id>" + client_msg_id is the idempotency key of a send.
     author_key TEXT NOT NULL,
     client_msg_id TEXT,
-    kind INTEGER NOT NULL,
-    author_kind INTEGER NOT NULL,
+    kind BIGINT NOT NULL,
+    author_kind BIGINT NOT NULL,
     author_id TEXT NOT NULL,
     author_name TEXT NOT NULL,
     text TEXT NOT NULL,
     created_at BIGINT NOT NULL,
-    sys_kind INTEGER NOT NULL DEFAULT 0,
+    sys_kind BIGINT NOT NULL DEFAULT 0,
     sys_agent_id TEXT NOT NULL DEFAULT '',
     sys_agent_name TEXT NOT NULL DEFAULT '',
-    sys_score INTEGER NOT NULL DEFAULT 0,
+    sys_score BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (conversation_id, seq)
 );
 CREATE UNIQUE INDEX messages_idempotency ON messages (author_key, client_msg_id);

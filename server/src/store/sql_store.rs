@@ -1,0 +1,1639 @@
+//! The store's logic, written once against [`Db`] and run by both engines (SQLite, PostgreSQL).
+//!
+//! Writes go through the engine's group commit ([`Engine::write`]); reads run on a reader
+//! connection. Concurrency rules that must hold across several server nodes on PostgreSQL use
+//! the database's row locks: a message append locks its conversation row (`UPDATE ... RETURNING
+//! last_seq`), so seqs are dense and idempotency checks see every committed retry; an assignment
+//! locks the conversation and the candidate agents (in id order) before counting loads.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::sync::oneshot;
+use wsmschat::v1;
+
+use super::db::{Db, DbFuture, Job, Row, Value, WriteCtx};
+use super::sql::*;
+use super::*;
+use crate::args;
+use crate::util::now_ms;
+
+/// A read job: runs on a reader connection.
+pub type ReadJob =
+    Box<dyn for<'a> FnOnce(&'a mut dyn Db) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> + Send>;
+
+/// What an engine provides: group-committed writes and pooled reads.
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// Queues a write for the next batch.
+    fn write(&self, job: Job) -> StoreResult<()>;
+    /// Runs a read on a reader connection.
+    async fn read(&self, job: ReadJob) -> StoreResult<()>;
+    /// Stops taking writes and commits what is queued.
+    fn close(&self);
+}
+
+/// The [`Store`] over an engine.
+pub struct SqlStore<E> {
+    engine: E,
+}
+
+impl<E: Engine> SqlStore<E> {
+    pub fn new(engine: E) -> Self {
+        Self { engine }
+    }
+
+    /// Stops taking writes and commits what is queued.
+    pub fn close(&self) {
+        self.engine.close();
+    }
+
+    async fn write<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: for<'a, 'c> Fn(&'a mut WriteCtx<'c>) -> DbFuture<'a, R> + Send + Sync + 'static,
+    {
+        let slot: Arc<Mutex<Option<StoreResult<R>>>> = Arc::new(Mutex::new(None));
+        let (tx, rx) = oneshot::channel();
+        let run_slot = slot.clone();
+        let job = Job {
+            run: Box::new(move |ctx| {
+                let slot = run_slot.clone();
+                let fut = f(ctx);
+                Box::pin(async move {
+                    let result = fut.await;
+                    let ok = result.is_ok();
+                    *slot.lock().unwrap() = Some(result);
+                    ok
+                })
+            }),
+            complete: Box::new(move |commit| {
+                let result = slot
+                    .lock()
+                    .unwrap()
+                    .take()
+                    .unwrap_or_else(|| Err(StoreError::Internal("write did not run".into())));
+                let _ = tx.send(commit.and(result));
+            }),
+        };
+        self.engine.write(job)?;
+        rx.await
+            .map_err(|_| StoreError::Internal("the writer dropped the write".into()))?
+    }
+
+    async fn read<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: for<'a> FnOnce(&'a mut dyn Db) -> DbFuture<'a, R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.engine
+            .read(Box::new(move |db| {
+                Box::pin(async move {
+                    let _ = tx.send(f(db).await);
+                })
+            }))
+            .await?;
+        rx.await
+            .map_err(|_| StoreError::Internal("the read was dropped".into()))?
+    }
+}
+
+// ---------------------------------------------------------------- migrations
+
+/// Applies the embedded migrations not yet applied.
+pub async fn migrate(db: &mut dyn Db) -> StoreResult<()> {
+    db.batch("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        .await?;
+    let current = db
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+            "version",
+        )
+        .await?
+        .int(0);
+    for (i, migration) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version <= current {
+            continue;
+        }
+        db.batch("BEGIN").await?;
+        let applied = async {
+            db.batch(migration).await?;
+            db.exec(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                args![version, now_ms()],
+            )
+            .await
+        }
+        .await;
+        match applied {
+            Ok(_) => db.batch("COMMIT").await?,
+            Err(e) => {
+                let _ = db.batch("ROLLBACK").await;
+                // Another node may have applied it at the same moment.
+                let now = db
+                    .query_one(
+                        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                        &[],
+                        "version",
+                    )
+                    .await?
+                    .int(0);
+                if now < version {
+                    return Err(e);
+                }
+            }
+        }
+        tracing::info!(version, "Applied migration");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- row decoding
+
+fn conversation_from_row(r: &Row) -> v1::Conversation {
+    v1::Conversation {
+        id: r.text(0),
+        site_id: r.text(1),
+        visitor_id: r.text(2),
+        visitor_name: r.text(3),
+        topic: r.text(4),
+        status: r.i32(5),
+        assignee_id: r.text(6),
+        assignee_name: r.text(7),
+        queue_position: r.u32(8),
+        last_seq: r.u64(9),
+        last_message_preview: r.text(10),
+        visitor_read_seq: r.u64(11),
+        agent_read_seq: r.u64(12),
+        created_at_ms: r.int(13),
+        updated_at_ms: r.int(14),
+        rating: r.u32(15),
+        rating_comment: r.text(16),
+        agents_online: 0,
+    }
+}
+
+fn message_from_row(r: &Row) -> v1::Message {
+    let sys_kind = r.i32(9);
+    v1::Message {
+        conversation_id: r.text(0),
+        seq: r.u64(1),
+        client_msg_id: r.text(2),
+        kind: r.i32(3),
+        author_kind: r.i32(4),
+        author_id: r.text(5),
+        author_name: r.text(6),
+        text: r.text(7),
+        created_at_ms: r.int(8),
+        system: (sys_kind != 0).then(|| v1::SystemEvent {
+            kind: sys_kind,
+            agent_id: r.text(10),
+            agent_name: r.text(11),
+            score: r.u32(12),
+        }),
+    }
+}
+
+fn site_from_row(r: &Row) -> v1::Site {
+    v1::Site {
+        id: r.text(0),
+        site_key: r.text(1),
+        name: r.text(2),
+        allowed_origins: split_list(&r.text(3)),
+        topics: split_list(&r.text(4)),
+        color: r.text(5),
+        greeting: r.text(6),
+        identity_secret: r.text(7),
+        identity_required: r.bool(8),
+    }
+}
+
+fn agent_from_row(r: &Row) -> v1::Agent {
+    v1::Agent {
+        id: r.text(0),
+        email: r.text(1),
+        name: r.text(2),
+        role: r.i32(3),
+        topics: split_list(&r.text(4)),
+        capacity: r.u32(5),
+        active: r.bool(6),
+    }
+}
+
+fn visitor_from_row(r: &Row) -> v1::Visitor {
+    let user_id = r.text(4);
+    v1::Visitor {
+        id: r.text(0),
+        site_id: r.text(1),
+        name: r.text(2),
+        email: r.text(3),
+        verified: !user_id.is_empty(),
+        user_id,
+        page_url: r.text(5),
+        user_agent: r.text(6),
+        locale: r.text(7),
+        first_seen_ms: r.int(8),
+        last_seen_ms: r.int(9),
+    }
+}
+
+fn api_key_from_row(r: &Row) -> v1::ApiKey {
+    v1::ApiKey {
+        id: r.text(0),
+        name: r.text(1),
+        scopes: split_list(&r.text(2))
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect(),
+        created_at_ms: r.int(3),
+        active: r.bool(4),
+    }
+}
+
+fn canned_from_row(r: &Row) -> v1::CannedReply {
+    v1::CannedReply {
+        id: r.text(0),
+        site_id: r.text(1),
+        shortcut: r.text(2),
+        text: r.text(3),
+    }
+}
+
+// ---------------------------------------------------------------- statements
+
+async fn load_conversation(db: &mut dyn Db, id: &str) -> StoreResult<v1::Conversation> {
+    let row = db
+        .query_one(
+            &format!("{CONVERSATION_SELECT} WHERE c.id = $1"),
+            args![id],
+            "conversation",
+        )
+        .await?;
+    Ok(conversation_from_row(&row))
+}
+
+async fn load_message(
+    db: &mut dyn Db,
+    conversation_id: &str,
+    seq: u64,
+) -> StoreResult<v1::Message> {
+    let row = db
+        .query_one(
+            &format!("{MESSAGE_SELECT} WHERE conversation_id = $1 AND seq = $2"),
+            args![conversation_id, seq],
+            "message",
+        )
+        .await?;
+    Ok(message_from_row(&row))
+}
+
+async fn query_rows<T>(
+    db: &mut dyn Db,
+    sql: &str,
+    args: &[Value],
+    decode: fn(&Row) -> T,
+) -> StoreResult<Vec<T>> {
+    Ok(db.query(sql, args).await?.iter().map(decode).collect())
+}
+
+fn preview(text: &str) -> String {
+    text.chars().take(PREVIEW_CHARS).collect()
+}
+
+/// Appends one message to an existing conversation inside the current transaction: takes the
+/// next seq (locking the conversation row), updates its activity and queues the message for
+/// fan-out.
+async fn insert_message(
+    ctx: &mut WriteCtx<'_>,
+    m: &NewMessage,
+    conversation_id: &str,
+    visitor_id: &str,
+    seq: u64,
+) -> StoreResult<v1::Message> {
+    let now = now_ms();
+    ctx.db
+        .exec(
+            "INSERT INTO messages (conversation_id, seq, author_key, client_msg_id, kind, author_kind, \
+             author_id, author_name, text, created_at, sys_kind, sys_agent_id, sys_agent_name, sys_score) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            args![
+                conversation_id,
+                seq,
+                &m.author_key,
+                m.client_msg_id.clone(),
+                m.kind as i32,
+                m.author_kind as i32,
+                &m.author_id,
+                &m.author_name,
+                &m.text,
+                now,
+                m.system.as_ref().map(|s| s.kind).unwrap_or(0),
+                m.system.as_ref().map(|s| s.agent_id.clone()).unwrap_or_default(),
+                m.system.as_ref().map(|s| s.agent_name.clone()).unwrap_or_default(),
+                m.system.as_ref().map(|s| s.score).unwrap_or(0),
+            ],
+        )
+        .await?;
+    let message = v1::Message {
+        conversation_id: conversation_id.to_owned(),
+        seq,
+        client_msg_id: m.client_msg_id.clone().unwrap_or_default(),
+        kind: m.kind as i32,
+        author_kind: m.author_kind as i32,
+        author_id: m.author_id.clone(),
+        author_name: m.author_name.clone(),
+        text: m.text.clone(),
+        created_at_ms: now,
+        system: m.system.clone(),
+    };
+    ctx.emitted.push(Committed {
+        message: message.clone(),
+        visitor_id: visitor_id.to_owned(),
+    });
+    Ok(message)
+}
+
+/// Takes the next seq of a conversation and records its activity. The UPDATE locks the row
+/// until commit, which serialises appends to one conversation across nodes.
+async fn next_seq(db: &mut dyn Db, m: &NewMessage, conversation_id: &str) -> StoreResult<u64> {
+    let is_text = m.kind == v1::MessageKind::Text;
+    let by_visitor = m.author_kind == v1::AuthorKind::Visitor;
+    let by_staff = matches!(
+        m.author_kind,
+        v1::AuthorKind::Agent | v1::AuthorKind::Service
+    );
+    let now = now_ms();
+    // The optional columns are set by separate statements so no statement needs a flag
+    // parameter (whose type the engines would infer differently).
+    let row = db
+        .query_one(
+            "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $2 WHERE id = $1 RETURNING last_seq",
+            args![conversation_id, now],
+            "conversation",
+        )
+        .await?;
+    if is_text {
+        db.exec(
+            "UPDATE conversations SET last_preview = $2 WHERE id = $1",
+            args![conversation_id, preview(&m.text)],
+        )
+        .await?;
+    }
+    if is_text && by_visitor {
+        db.exec(
+            "UPDATE conversations SET first_message_at = $2 WHERE id = $1 AND first_message_at IS NULL",
+            args![conversation_id, now],
+        )
+        .await?;
+    }
+    if is_text && by_staff {
+        db.exec(
+            "UPDATE conversations SET first_response_at = $2 WHERE id = $1 AND first_response_at IS NULL",
+            args![conversation_id, now],
+        )
+        .await?;
+    }
+    Ok(row.u64(0))
+}
+
+/// Writes a system message about the conversation.
+async fn insert_system(
+    ctx: &mut WriteCtx<'_>,
+    conversation: &v1::Conversation,
+    system: v1::SystemEvent,
+) -> StoreResult<v1::Message> {
+    let m = NewMessage {
+        conversation_id: Some(conversation.id.clone()),
+        new_conversation: None,
+        client_msg_id: None,
+        author_key: "s:".into(),
+        kind: v1::MessageKind::System,
+        author_kind: v1::AuthorKind::System,
+        author_id: String::new(),
+        author_name: String::new(),
+        text: String::new(),
+        system: Some(system),
+        require_visitor: None,
+    };
+    let seq = next_seq(ctx.db, &m, &conversation.id).await?;
+    insert_message(ctx, &m, &conversation.id, &conversation.visitor_id, seq).await
+}
+
+async fn existing_send(db: &mut dyn Db, m: &NewMessage) -> StoreResult<Option<Appended>> {
+    let Some(client_msg_id) = &m.client_msg_id else {
+        return Ok(None);
+    };
+    let Some(row) = db
+        .query_opt(
+            "SELECT conversation_id, seq FROM messages WHERE author_key = $1 AND client_msg_id = $2",
+            args![&m.author_key, client_msg_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let (conversation_id, seq) = (row.text(0), row.u64(1));
+    Ok(Some(Appended {
+        message: load_message(db, &conversation_id, seq).await?,
+        duplicate: true,
+        conversation: load_conversation(db, &conversation_id).await?,
+        created: false,
+        reopened: false,
+    }))
+}
+
+async fn append_in_tx(ctx: &mut WriteCtx<'_>, m: NewMessage) -> StoreResult<Appended> {
+    if let Some(found) = existing_send(ctx.db, &m).await? {
+        return Ok(found);
+    }
+    let now = now_ms();
+    let (conversation_id, created) = match (&m.conversation_id, &m.new_conversation) {
+        (Some(id), _) => (id.clone(), false),
+        (None, Some(new)) => {
+            ctx.db
+                .exec(
+                    "INSERT INTO conversations (id, site_id, visitor_id, topic, status, created_at, updated_at, queued_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, $6)",
+                    args![
+                        &new.id,
+                        &new.site_id,
+                        &new.visitor_id,
+                        &new.topic,
+                        v1::ConversationStatus::Queued as i32,
+                        now
+                    ],
+                )
+                .await?;
+            (new.id.clone(), true)
+        }
+        (None, None) => return Err(StoreError::NotFound("conversation")),
+    };
+    let row = ctx
+        .db
+        .query_one(
+            &format!(
+                "SELECT visitor_id, status FROM conversations WHERE id = $1{}",
+                ctx.db.for_update()
+            ),
+            args![&conversation_id],
+            "conversation",
+        )
+        .await?;
+    let (visitor_id, status) = (row.text(0), row.i32(1));
+    if let Some(owner) = &m.require_visitor {
+        if *owner != visitor_id {
+            // Same answer as a missing conversation: ids of others' conversations leak nothing.
+            return Err(StoreError::NotFound("conversation"));
+        }
+    }
+    // With the conversation row locked, a retry committed by another node is visible now.
+    if !created {
+        if let Some(found) = existing_send(ctx.db, &m).await? {
+            return Ok(found);
+        }
+    }
+    let mut reopened = false;
+    if status == v1::ConversationStatus::Resolved as i32
+        && m.author_kind == v1::AuthorKind::Visitor
+        && m.kind == v1::MessageKind::Text
+    {
+        ctx.db
+            .exec(
+                "UPDATE conversations SET status = $2, assignee_id = NULL, queued_at = $3, resolved_at = NULL \
+                 WHERE id = $1",
+                args![&conversation_id, v1::ConversationStatus::Queued as i32, now],
+            )
+            .await?;
+        reopened = true;
+    }
+    let seq = next_seq(ctx.db, &m, &conversation_id).await?;
+    let message = insert_message(ctx, &m, &conversation_id, &visitor_id, seq).await?;
+    Ok(Appended {
+        message,
+        duplicate: false,
+        conversation: load_conversation(ctx.db, &conversation_id).await?,
+        created,
+        reopened,
+    })
+}
+
+async fn agent_name(db: &mut dyn Db, agent_id: &str) -> StoreResult<String> {
+    Ok(db
+        .query_one(
+            "SELECT name FROM agents WHERE id = $1 AND active = 1",
+            args![agent_id],
+            "agent",
+        )
+        .await?
+        .text(0))
+}
+
+async fn assign_in_tx(
+    ctx: &mut WriteCtx<'_>,
+    conversation_id: &str,
+    target: AssignTarget,
+) -> StoreResult<Option<Changed>> {
+    // Lock the conversation first: two nodes cannot assign it at once.
+    let lock = format!(
+        "SELECT id FROM conversations WHERE id = $1{}",
+        ctx.db.for_update()
+    );
+    ctx.db
+        .query_one(&lock, args![conversation_id], "conversation")
+        .await?;
+    let before = load_conversation(ctx.db, conversation_id).await?;
+    let previous = (!before.assignee_id.is_empty()).then(|| before.assignee_id.clone());
+    let (agent_id, kind) = match target {
+        AssignTarget::LeastLoaded(mut candidates) => {
+            if before.status != v1::ConversationStatus::Queued as i32 {
+                return Ok(None);
+            }
+            // Lock candidates in one order (no deadlock between nodes), then count loads:
+            // nobody else can assign to them until this transaction ends.
+            candidates.sort();
+            candidates.dedup();
+            let mut best: Option<(i64, i64, String)> = None;
+            for candidate in candidates {
+                let Some(row) = ctx
+                    .db
+                    .query_opt(
+                        &format!(
+                            "SELECT capacity, last_assigned_at FROM agents WHERE id = $1 AND active = 1{}",
+                            ctx.db.for_update()
+                        ),
+                        args![&candidate],
+                    )
+                    .await?
+                else {
+                    continue;
+                };
+                let (capacity, last_assigned) = (row.int(0), row.int(1));
+                let load = ctx
+                    .db
+                    .query_one(
+                        "SELECT COUNT(*) FROM conversations WHERE assignee_id = $1 AND status = $2",
+                        args![&candidate, v1::ConversationStatus::Open as i32],
+                        "load",
+                    )
+                    .await?
+                    .int(0);
+                if load >= capacity {
+                    continue;
+                }
+                if best
+                    .as_ref()
+                    .is_none_or(|(l, t, _)| (load, last_assigned) < (*l, *t))
+                {
+                    best = Some((load, last_assigned, candidate));
+                }
+            }
+            match best {
+                Some((_, _, id)) => (id, v1::SystemEventKind::Assigned),
+                None => return Ok(None),
+            }
+        }
+        AssignTarget::Agent {
+            agent_id,
+            system_kind,
+        } => (agent_id, system_kind),
+    };
+    let name = agent_name(ctx.db, &agent_id).await?;
+    let now = now_ms();
+    ctx.db
+        .exec(
+            "UPDATE conversations SET status = $2, assignee_id = $3, updated_at = $4 WHERE id = $1",
+            args![
+                conversation_id,
+                v1::ConversationStatus::Open as i32,
+                &agent_id,
+                now
+            ],
+        )
+        .await?;
+    ctx.db
+        .exec(
+            "UPDATE agents SET last_assigned_at = $2 WHERE id = $1",
+            args![&agent_id, now],
+        )
+        .await?;
+    let after = load_conversation(ctx.db, conversation_id).await?;
+    insert_system(
+        ctx,
+        &after,
+        v1::SystemEvent {
+            kind: kind as i32,
+            agent_id: agent_id.clone(),
+            agent_name: name,
+            score: 0,
+        },
+    )
+    .await?;
+    Ok(Some(Changed {
+        conversation: load_conversation(ctx.db, conversation_id).await?,
+        previous_assignee: previous,
+    }))
+}
+
+async fn set_status_in_tx(
+    ctx: &mut WriteCtx<'_>,
+    conversation_id: &str,
+    resolve: bool,
+) -> StoreResult<Changed> {
+    let lock = format!(
+        "SELECT id FROM conversations WHERE id = $1{}",
+        ctx.db.for_update()
+    );
+    ctx.db
+        .query_one(&lock, args![conversation_id], "conversation")
+        .await?;
+    let before = load_conversation(ctx.db, conversation_id).await?;
+    let previous = (!before.assignee_id.is_empty()).then(|| before.assignee_id.clone());
+    let now = now_ms();
+    let kind = if resolve {
+        if before.status == v1::ConversationStatus::Resolved as i32 {
+            return Err(StoreError::Precondition(
+                "conversation is already resolved".into(),
+            ));
+        }
+        ctx.db
+            .exec(
+                "UPDATE conversations SET status = $2, resolved_at = $3, updated_at = $3 WHERE id = $1",
+                args![conversation_id, v1::ConversationStatus::Resolved as i32, now],
+            )
+            .await?;
+        v1::SystemEventKind::Resolved
+    } else {
+        if before.status != v1::ConversationStatus::Resolved as i32 {
+            return Err(StoreError::Precondition(
+                "only a resolved conversation can be reopened".into(),
+            ));
+        }
+        // Back to the queue; the core assigns it again.
+        ctx.db
+            .exec(
+                "UPDATE conversations SET status = $2, assignee_id = NULL, resolved_at = NULL, queued_at = $3, \
+                 updated_at = $3 WHERE id = $1",
+                args![conversation_id, v1::ConversationStatus::Queued as i32, now],
+            )
+            .await?;
+        v1::SystemEventKind::Reopened
+    };
+    let after = load_conversation(ctx.db, conversation_id).await?;
+    insert_system(
+        ctx,
+        &after,
+        v1::SystemEvent {
+            kind: kind as i32,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(Changed {
+        conversation: load_conversation(ctx.db, conversation_id).await?,
+        previous_assignee: previous,
+    })
+}
+
+async fn rate_in_tx(
+    ctx: &mut WriteCtx<'_>,
+    conversation_id: &str,
+    score: u32,
+    comment: &str,
+) -> StoreResult<Changed> {
+    let before = load_conversation(ctx.db, conversation_id).await?;
+    if before.status != v1::ConversationStatus::Resolved as i32 {
+        return Err(StoreError::Precondition(
+            "only a resolved conversation can be rated".into(),
+        ));
+    }
+    ctx.db
+        .exec(
+            "UPDATE conversations SET rating = $2, rating_comment = $3, updated_at = $4 WHERE id = $1",
+            args![conversation_id, score, comment, now_ms()],
+        )
+        .await?;
+    let after = load_conversation(ctx.db, conversation_id).await?;
+    insert_system(
+        ctx,
+        &after,
+        v1::SystemEvent {
+            kind: v1::SystemEventKind::Rated as i32,
+            score,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(Changed {
+        conversation: load_conversation(ctx.db, conversation_id).await?,
+        previous_assignee: None,
+    })
+}
+
+async fn upsert_visitor_in_tx(db: &mut dyn Db, u: &VisitorUpsert) -> StoreResult<v1::Visitor> {
+    let now = now_ms();
+    let by_user = match &u.verified_user_id {
+        Some(user_id) => db
+            .query_opt(
+                "SELECT id FROM visitors WHERE site_id = $1 AND user_id = $2",
+                args![&u.site_id, user_id],
+            )
+            .await?
+            .map(|r| r.text(0)),
+        None => None,
+    };
+    let by_token = match (&by_user, &u.token_hash) {
+        (None, Some(hash)) => db
+            .query_opt(
+                "SELECT v.id, COALESCE(v.user_id, '') FROM visitor_tokens t JOIN visitors v ON v.id = t.visitor_id \
+                 WHERE t.token_hash = $1 AND v.site_id = $2",
+                args![hash, &u.site_id],
+            )
+            .await?
+            .map(|r| (r.text(0), r.text(1)))
+            // A token of a verified user does not carry over to another identity.
+            .filter(|(_, user)| {
+                u.verified_user_id.is_none()
+                    || user.is_empty()
+                    || u.verified_user_id.as_deref() == Some(user)
+            })
+            .map(|(id, _)| id),
+        _ => None,
+    };
+    let id = match by_user.or(by_token) {
+        Some(id) => {
+            // Empty profile fields keep what is stored.
+            for (column, value) in [
+                ("name", &u.name),
+                ("email", &u.email),
+                ("page_url", &u.page_url),
+                ("user_agent", &u.user_agent),
+                ("locale", &u.locale),
+            ] {
+                if !value.is_empty() {
+                    db.exec(
+                        &format!("UPDATE visitors SET {column} = $2 WHERE id = $1"),
+                        args![&id, value],
+                    )
+                    .await?;
+                }
+            }
+            db.exec(
+                "UPDATE visitors SET user_id = COALESCE(user_id, $2), last_seen = $3 WHERE id = $1",
+                args![&id, u.verified_user_id.clone(), now],
+            )
+            .await?;
+            id
+        }
+        None => {
+            db.exec(
+                "INSERT INTO visitors (id, site_id, user_id, name, email, page_url, user_agent, locale, first_seen, last_seen) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+                args![
+                    &u.new_visitor_id,
+                    &u.site_id,
+                    u.verified_user_id.clone(),
+                    &u.name,
+                    &u.email,
+                    &u.page_url,
+                    &u.user_agent,
+                    &u.locale,
+                    now
+                ],
+            )
+            .await?;
+            u.new_visitor_id.clone()
+        }
+    };
+    if !u.new_token_hash.is_empty() {
+        db.exec(
+            "INSERT INTO visitor_tokens (token_hash, visitor_id, created_at) VALUES ($1, $2, $3)",
+            args![&u.new_token_hash, &id, now],
+        )
+        .await?;
+    }
+    let row = db
+        .query_one(
+            &format!("{VISITOR_SELECT} WHERE id = $1"),
+            args![&id],
+            "visitor",
+        )
+        .await?;
+    Ok(visitor_from_row(&row))
+}
+
+async fn list_conversations_in(
+    db: &mut dyn Db,
+    f: &ConversationFilter,
+) -> StoreResult<(Vec<v1::Conversation>, u32)> {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    let mut arg = |v: Value| {
+        args.push(v);
+        format!("${}", args.len())
+    };
+    if let Some(status) = f.status {
+        let p = arg(Value::Int(status as i64));
+        clauses.push(format!("c.status = {p}"));
+    }
+    if let Some(topic) = &f.topic {
+        let p = arg(topic.into());
+        clauses.push(format!("c.topic = {p}"));
+    }
+    if let Some(assignee) = &f.assignee_id {
+        let p = arg(assignee.into());
+        clauses.push(format!("c.assignee_id = {p}"));
+    }
+    if f.unassigned {
+        clauses.push("c.assignee_id IS NULL".into());
+    }
+    if let Some(site) = &f.site_id {
+        let p = arg(site.into());
+        clauses.push(format!("c.site_id = {p}"));
+    }
+    if let Some(visitor) = &f.visitor_id {
+        let p = arg(visitor.into());
+        clauses.push(format!("c.visitor_id = {p}"));
+    }
+    if let Some(q) = &f.query {
+        let escaped = q
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let p = arg(Value::Text(format!("%{escaped}%")));
+        clauses.push(format!(
+            "(LOWER(v.name) LIKE {p} ESCAPE '\\' OR LOWER(v.email) LIKE {p} ESCAPE '\\' OR EXISTS \
+             (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.kind = 1 AND LOWER(m.text) LIKE {p} ESCAPE '\\'))"
+        ));
+    }
+    let where_of = |clauses: &[String]| {
+        if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        }
+    };
+    let total = db
+        .query_one(
+            &format!(
+                "SELECT COUNT(*) FROM conversations c JOIN visitors v ON v.id = c.visitor_id{}",
+                where_of(&clauses)
+            ),
+            &args,
+            "count",
+        )
+        .await?
+        .u32(0);
+    let mut page_args = args.clone();
+    if let Some((updated, id)) = &f.after {
+        page_args.push(Value::Int(*updated));
+        let a = page_args.len();
+        page_args.push(id.into());
+        let b = page_args.len();
+        clauses.push(format!(
+            "(c.updated_at < ${a} OR (c.updated_at = ${a} AND c.id < ${b}))"
+        ));
+    }
+    page_args.push(Value::Int(f.limit as i64));
+    let limit_p = page_args.len();
+    let rows = query_rows(
+        db,
+        &format!(
+            "{CONVERSATION_SELECT}{} ORDER BY c.updated_at DESC, c.id DESC LIMIT ${limit_p}",
+            where_of(&clauses)
+        ),
+        &page_args,
+        conversation_from_row,
+    )
+    .await?;
+    Ok((rows, total))
+}
+
+/// `AND kind <> note` unless notes are wanted (built into the SQL: no flag parameter).
+fn notes_filter(with_notes: bool) -> &'static str {
+    if with_notes { "" } else { " AND kind <> 2" }
+}
+
+#[async_trait]
+impl<E: Engine> Store for SqlStore<E> {
+    async fn create_site(&self, site: v1::Site) -> StoreResult<v1::Site> {
+        self.write(move |ctx| {
+            let site = site.clone();
+            Box::pin(async move {
+                ctx.db
+                    .exec(
+                        "INSERT INTO sites (id, site_key, name, allowed_origins, topics, color, greeting, \
+                         identity_secret, identity_required, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                        args![
+                            &site.id,
+                            &site.site_key,
+                            &site.name,
+                            join_list(&site.allowed_origins),
+                            join_list(&site.topics),
+                            &site.color,
+                            &site.greeting,
+                            &site.identity_secret,
+                            site.identity_required,
+                            now_ms()
+                        ],
+                    )
+                    .await?;
+                Ok(site)
+            })
+        })
+        .await
+    }
+
+    async fn update_site(&self, site: v1::Site) -> StoreResult<v1::Site> {
+        self.write(move |ctx| {
+            let site = site.clone();
+            Box::pin(async move {
+                let n = ctx
+                    .db
+                    .exec(
+                        "UPDATE sites SET name = $2, allowed_origins = $3, topics = $4, color = $5, greeting = $6, \
+                         identity_secret = $7, identity_required = $8 WHERE id = $1",
+                        args![
+                            &site.id,
+                            &site.name,
+                            join_list(&site.allowed_origins),
+                            join_list(&site.topics),
+                            &site.color,
+                            &site.greeting,
+                            &site.identity_secret,
+                            site.identity_required
+                        ],
+                    )
+                    .await?;
+                if n == 0 {
+                    return Err(StoreError::NotFound("site"));
+                }
+                let row = ctx
+                    .db
+                    .query_one(&format!("{SITE_SELECT} WHERE id = $1"), args![&site.id], "site")
+                    .await?;
+                Ok(site_from_row(&row))
+            })
+        })
+        .await
+    }
+
+    async fn list_sites(&self) -> StoreResult<Vec<v1::Site>> {
+        self.read(|db| {
+            Box::pin(async move {
+                query_rows(
+                    db,
+                    &format!("{SITE_SELECT} ORDER BY name, id"),
+                    &[],
+                    site_from_row,
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn site_by_key(&self, site_key: &str) -> StoreResult<v1::Site> {
+        let key = site_key.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                let row = db
+                    .query_one(
+                        &format!("{SITE_SELECT} WHERE site_key = $1"),
+                        args![key],
+                        "site",
+                    )
+                    .await?;
+                Ok(site_from_row(&row))
+            })
+        })
+        .await
+    }
+
+    async fn site_by_id(&self, id: &str) -> StoreResult<v1::Site> {
+        let id = id.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                let row = db
+                    .query_one(&format!("{SITE_SELECT} WHERE id = $1"), args![id], "site")
+                    .await?;
+                Ok(site_from_row(&row))
+            })
+        })
+        .await
+    }
+
+    async fn create_agent(
+        &self,
+        agent: v1::Agent,
+        password_hash: String,
+    ) -> StoreResult<v1::Agent> {
+        self.write(move |ctx| {
+            let (agent, password_hash) = (agent.clone(), password_hash.clone());
+            Box::pin(async move {
+                ctx.db
+                    .exec(
+                        "INSERT INTO agents (id, email, name, password_hash, role, topics, capacity, active, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                        args![
+                            &agent.id,
+                            &agent.email,
+                            &agent.name,
+                            password_hash,
+                            agent.role,
+                            join_list(&agent.topics),
+                            agent.capacity,
+                            agent.active,
+                            now_ms()
+                        ],
+                    )
+                    .await?;
+                Ok(agent)
+            })
+        })
+        .await
+    }
+
+    async fn update_agent(
+        &self,
+        agent: v1::Agent,
+        password_hash: Option<String>,
+    ) -> StoreResult<v1::Agent> {
+        self.write(move |ctx| {
+            let (agent, password_hash) = (agent.clone(), password_hash.clone());
+            Box::pin(async move {
+                let n = ctx
+                    .db
+                    .exec(
+                        "UPDATE agents SET name = $2, role = $3, topics = $4, capacity = $5, active = $6 WHERE id = $1",
+                        args![
+                            &agent.id,
+                            &agent.name,
+                            agent.role,
+                            join_list(&agent.topics),
+                            agent.capacity,
+                            agent.active
+                        ],
+                    )
+                    .await?;
+                if n == 0 {
+                    return Err(StoreError::NotFound("agent"));
+                }
+                if let Some(hash) = password_hash {
+                    ctx.db
+                        .exec("UPDATE agents SET password_hash = $2 WHERE id = $1", args![&agent.id, hash])
+                        .await?;
+                }
+                if !agent.active {
+                    ctx.db
+                        .exec("DELETE FROM agent_sessions WHERE agent_id = $1", args![&agent.id])
+                        .await?;
+                }
+                let row = ctx
+                    .db
+                    .query_one(&format!("{AGENT_SELECT} WHERE id = $1"), args![&agent.id], "agent")
+                    .await?;
+                Ok(agent_from_row(&row))
+            })
+        })
+        .await
+    }
+
+    async fn list_agents(&self) -> StoreResult<Vec<v1::Agent>> {
+        self.read(|db| {
+            Box::pin(async move {
+                query_rows(
+                    db,
+                    &format!("{AGENT_SELECT} ORDER BY name, id"),
+                    &[],
+                    agent_from_row,
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn agent_by_email(&self, email: &str) -> StoreResult<AgentRecord> {
+        let email = email.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                let row = db
+                    .query_one(
+                        "SELECT id, email, name, role, topics, capacity, active, password_hash FROM agents \
+                         WHERE LOWER(email) = LOWER($1)",
+                        args![email],
+                        "agent",
+                    )
+                    .await?;
+                Ok(AgentRecord {
+                    agent: agent_from_row(&row),
+                    password_hash: row.text(7),
+                })
+            })
+        })
+        .await
+    }
+
+    async fn agent_by_id(&self, id: &str) -> StoreResult<v1::Agent> {
+        let id = id.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                let row = db
+                    .query_one(&format!("{AGENT_SELECT} WHERE id = $1"), args![id], "agent")
+                    .await?;
+                Ok(agent_from_row(&row))
+            })
+        })
+        .await
+    }
+
+    async fn create_agent_session(
+        &self,
+        token_hash: String,
+        agent_id: String,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let (token_hash, agent_id) = (token_hash.clone(), agent_id.clone());
+            Box::pin(async move {
+                let now = now_ms();
+                // Expired sessions are swept when new ones are made.
+                ctx.db
+                    .exec("DELETE FROM agent_sessions WHERE expires_at < $1", args![now])
+                    .await?;
+                ctx.db
+                    .exec(
+                        "INSERT INTO agent_sessions (token_hash, agent_id, expires_at, created_at) VALUES ($1, $2, $3, $4)",
+                        args![token_hash, agent_id, expires_at, now],
+                    )
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn agent_by_session(&self, token_hash: &str, now: i64) -> StoreResult<(v1::Agent, i64)> {
+        let hash = token_hash.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                let row = db
+                    .query_one(
+                        "SELECT a.id, a.email, a.name, a.role, a.topics, a.capacity, a.active, s.expires_at \
+                         FROM agent_sessions s JOIN agents a ON a.id = s.agent_id \
+                         WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.active = 1",
+                        args![hash, now],
+                        "session",
+                    )
+                    .await?;
+                Ok((agent_from_row(&row), row.int(7)))
+            })
+        })
+        .await
+    }
+
+    async fn delete_agent_session(&self, token_hash: String) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let hash = token_hash.clone();
+            Box::pin(async move {
+                ctx.db
+                    .exec(
+                        "DELETE FROM agent_sessions WHERE token_hash = $1",
+                        args![hash],
+                    )
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn create_api_key(
+        &self,
+        key: v1::ApiKey,
+        secret_hash: String,
+    ) -> StoreResult<v1::ApiKey> {
+        self.write(move |ctx| {
+            let (key, secret_hash) = (key.clone(), secret_hash.clone());
+            Box::pin(async move {
+                let scopes: Vec<String> = key.scopes.iter().map(|s| s.to_string()).collect();
+                ctx.db
+                    .exec(
+                        "INSERT INTO api_keys (id, name, secret_hash, scopes, active, created_at) VALUES ($1, $2, $3, $4, 1, $5)",
+                        args![&key.id, &key.name, secret_hash, join_list(&scopes), key.created_at_ms],
+                    )
+                    .await?;
+                Ok(key)
+            })
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<v1::ApiKey>> {
+        self.read(|db| {
+            Box::pin(async move {
+                query_rows(
+                    db,
+                    &format!("{API_KEY_SELECT} ORDER BY created_at DESC, id"),
+                    &[],
+                    api_key_from_row,
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, id: String) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let id = id.clone();
+            Box::pin(async move {
+                let n = ctx
+                    .db
+                    .exec("UPDATE api_keys SET active = 0 WHERE id = $1", args![id])
+                    .await?;
+                if n == 0 {
+                    return Err(StoreError::NotFound("API key"));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn api_key_by_secret_hash(&self, secret_hash: &str) -> StoreResult<ApiKeyRecord> {
+        let hash = secret_hash.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                let row = db
+                    .query_one(
+                        &format!("{API_KEY_SELECT} WHERE secret_hash = $1 AND active = 1"),
+                        args![hash],
+                        "API key",
+                    )
+                    .await?;
+                Ok(ApiKeyRecord {
+                    key: api_key_from_row(&row),
+                })
+            })
+        })
+        .await
+    }
+
+    async fn upsert_visitor(&self, upsert: VisitorUpsert) -> StoreResult<v1::Visitor> {
+        self.write(move |ctx| {
+            let upsert = upsert.clone();
+            Box::pin(async move { upsert_visitor_in_tx(ctx.db, &upsert).await })
+        })
+        .await
+    }
+
+    async fn visitor_by_token(&self, token_hash: &str) -> StoreResult<v1::Visitor> {
+        let hash = token_hash.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                let row = db
+                    .query_one(
+                        &format!(
+                            "{VISITOR_SELECT} WHERE id = (SELECT visitor_id FROM visitor_tokens WHERE token_hash = $1)"
+                        ),
+                        args![hash],
+                        "visitor",
+                    )
+                    .await?;
+                Ok(visitor_from_row(&row))
+            })
+        })
+        .await
+    }
+
+    async fn visitor_by_id(&self, id: &str) -> StoreResult<v1::Visitor> {
+        let id = id.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                let row = db
+                    .query_one(
+                        &format!("{VISITOR_SELECT} WHERE id = $1"),
+                        args![id],
+                        "visitor",
+                    )
+                    .await?;
+                Ok(visitor_from_row(&row))
+            })
+        })
+        .await
+    }
+
+    async fn delete_visitor_token(&self, token_hash: String) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let hash = token_hash.clone();
+            Box::pin(async move {
+                ctx.db
+                    .exec(
+                        "DELETE FROM visitor_tokens WHERE token_hash = $1",
+                        args![hash],
+                    )
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn append_message(&self, message: NewMessage) -> StoreResult<Appended> {
+        self.write(move |ctx| {
+            let message = message.clone();
+            Box::pin(async move { append_in_tx(ctx, message).await })
+        })
+        .await
+    }
+
+    async fn conversation(&self, id: &str) -> StoreResult<v1::Conversation> {
+        let id = id.to_owned();
+        self.read(move |db| Box::pin(async move { load_conversation(db, &id).await }))
+            .await
+    }
+
+    async fn list_conversations(
+        &self,
+        filter: ConversationFilter,
+    ) -> StoreResult<(Vec<v1::Conversation>, u32)> {
+        self.read(move |db| Box::pin(async move { list_conversations_in(db, &filter).await }))
+            .await
+    }
+
+    async fn history(
+        &self,
+        conversation_id: &str,
+        before_seq: u64,
+        limit: u32,
+        with_notes: bool,
+    ) -> StoreResult<(Vec<v1::Message>, bool)> {
+        let id = conversation_id.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                let before = if before_seq == 0 { i64::MAX } else { before_seq as i64 };
+                let mut rows = query_rows(
+                    db,
+                    &format!(
+                        "{MESSAGE_SELECT} WHERE conversation_id = $1 AND seq < $2{} ORDER BY seq DESC LIMIT $3",
+                        notes_filter(with_notes)
+                    ),
+                    args![id, before, limit as i64 + 1],
+                    message_from_row,
+                )
+                .await?;
+                let has_more = rows.len() > limit as usize;
+                rows.truncate(limit as usize);
+                rows.reverse();
+                Ok((rows, has_more))
+            })
+        })
+        .await
+    }
+
+    async fn messages_after(
+        &self,
+        conversation_id: &str,
+        after_seq: u64,
+        limit: u32,
+        with_notes: bool,
+    ) -> StoreResult<Vec<v1::Message>> {
+        let id = conversation_id.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                query_rows(
+                    db,
+                    &format!(
+                        "{MESSAGE_SELECT} WHERE conversation_id = $1 AND seq > $2{} ORDER BY seq LIMIT $3",
+                        notes_filter(with_notes)
+                    ),
+                    args![id, after_seq, limit],
+                    message_from_row,
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn assign(
+        &self,
+        conversation_id: String,
+        target: AssignTarget,
+    ) -> StoreResult<Option<Changed>> {
+        self.write(move |ctx| {
+            let (id, target) = (conversation_id.clone(), target.clone());
+            Box::pin(async move { assign_in_tx(ctx, &id, target).await })
+        })
+        .await
+    }
+
+    async fn resolve(&self, conversation_id: String) -> StoreResult<Changed> {
+        self.write(move |ctx| {
+            let id = conversation_id.clone();
+            Box::pin(async move { set_status_in_tx(ctx, &id, true).await })
+        })
+        .await
+    }
+
+    async fn reopen(&self, conversation_id: String) -> StoreResult<Changed> {
+        self.write(move |ctx| {
+            let id = conversation_id.clone();
+            Box::pin(async move { set_status_in_tx(ctx, &id, false).await })
+        })
+        .await
+    }
+
+    async fn rate(
+        &self,
+        conversation_id: String,
+        score: u32,
+        comment: String,
+    ) -> StoreResult<Changed> {
+        self.write(move |ctx| {
+            let (id, comment) = (conversation_id.clone(), comment.clone());
+            Box::pin(async move { rate_in_tx(ctx, &id, score, &comment).await })
+        })
+        .await
+    }
+
+    async fn mark_read(
+        &self,
+        conversation_id: String,
+        by_visitor: bool,
+        seq: u64,
+    ) -> StoreResult<v1::Conversation> {
+        self.write(move |ctx| {
+            let id = conversation_id.clone();
+            Box::pin(async move {
+                let column = if by_visitor { "visitor_read_seq" } else { "agent_read_seq" };
+                ctx.db
+                    .exec(
+                        &format!(
+                            "UPDATE conversations SET {column} = $2 WHERE id = $1 AND {column} < $2 AND last_seq >= $2"
+                        ),
+                        args![&id, seq],
+                    )
+                    .await?;
+                load_conversation(ctx.db, &id).await
+            })
+        })
+        .await
+    }
+
+    async fn queued(&self, topics: Vec<String>, limit: u32) -> StoreResult<Vec<v1::Conversation>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let mut out = Vec::new();
+                for topic in topics {
+                    out.extend(
+                        query_rows(
+                            db,
+                            &format!(
+                                "{CONVERSATION_SELECT} WHERE c.status = 1 AND c.topic = $1 ORDER BY c.queued_at, c.id LIMIT $2"
+                            ),
+                            args![topic, limit],
+                            conversation_from_row,
+                        )
+                        .await?,
+                    );
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn agent_loads(&self) -> StoreResult<Vec<(String, u32)>> {
+        self.read(|db| {
+            Box::pin(async move {
+                Ok(db
+                    .query(
+                        "SELECT assignee_id, COUNT(*) FROM conversations WHERE status = 2 AND assignee_id IS NOT NULL \
+                         GROUP BY assignee_id",
+                        &[],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| (r.text(0), r.u32(1)))
+                    .collect())
+            })
+        })
+        .await
+    }
+
+    async fn put_canned_reply(&self, reply: v1::CannedReply) -> StoreResult<v1::CannedReply> {
+        self.write(move |ctx| {
+            let reply = reply.clone();
+            Box::pin(async move {
+                ctx.db
+                    .exec(
+                        "INSERT INTO canned_replies (id, site_id, shortcut, text) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (site_id, shortcut) DO UPDATE SET text = excluded.text",
+                        args![&reply.id, &reply.site_id, &reply.shortcut, &reply.text],
+                    )
+                    .await?;
+                let row = ctx
+                    .db
+                    .query_one(
+                        &format!("{CANNED_SELECT} WHERE site_id = $1 AND shortcut = $2"),
+                        args![&reply.site_id, &reply.shortcut],
+                        "canned reply",
+                    )
+                    .await?;
+                Ok(canned_from_row(&row))
+            })
+        })
+        .await
+    }
+
+    async fn delete_canned_reply(&self, id: String) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let id = id.clone();
+            Box::pin(async move {
+                let n = ctx
+                    .db
+                    .exec("DELETE FROM canned_replies WHERE id = $1", args![id])
+                    .await?;
+                if n == 0 {
+                    return Err(StoreError::NotFound("canned reply"));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_canned_replies(
+        &self,
+        site_id: Option<String>,
+    ) -> StoreResult<Vec<v1::CannedReply>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                match site_id {
+                    Some(site) => query_rows(
+                        db,
+                        &format!(
+                            "{CANNED_SELECT} WHERE site_id = $1 OR site_id = '' ORDER BY shortcut"
+                        ),
+                        args![site],
+                        canned_from_row,
+                    )
+                    .await,
+                    None => {
+                        query_rows(
+                            db,
+                            &format!("{CANNED_SELECT} ORDER BY shortcut"),
+                            &[],
+                            canned_from_row,
+                        )
+                        .await
+                    }
+                }
+            })
+        })
+        .await
+    }
+
+    async fn report_rows(&self, site_id: String, since: i64) -> StoreResult<ReportRows> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let conversations = db
+                    .query(
+                        "SELECT created_at, first_message_at, first_response_at, resolved_at, rating FROM conversations \
+                         WHERE site_id = $1 AND created_at >= $2 ORDER BY created_at",
+                        args![site_id, since],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| ReportRow {
+                        created_at: r.int(0),
+                        first_message_at: r.opt_int(1),
+                        first_response_at: r.opt_int(2),
+                        resolved_at: r.opt_int(3),
+                        rating: r.u32(4),
+                    })
+                    .collect();
+                Ok(ReportRows { conversations })
+            })
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|db| {
+            Box::pin(async move {
+                db.query_one("SELECT 1", &[], "ping").await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+}
