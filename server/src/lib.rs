@@ -33,6 +33,8 @@ use tokio::task::JoinHandle;
 use crate::core::hub::Hub;
 use crate::core::{Core, CoreConfig};
 use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 
 /// Everything needed to run a server.
@@ -40,8 +42,8 @@ use crate::store::sqlite::SqliteStore;
 pub struct Config {
     /// Address to listen on (port 0: any free port).
     pub listen: SocketAddr,
-    /// The SQLite database file.
-    pub database_path: PathBuf,
+    /// Where the data lives.
+    pub database: Database,
     /// Core limits and timings.
     pub core: CoreConfig,
     /// Static apps to serve.
@@ -60,7 +62,15 @@ pub struct Running {
     pub demo: Option<demo::DemoInfo>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
-    store: Arc<SqliteStore>,
+}
+
+/// The database: an SQLite file (one node) or PostgreSQL (one or many nodes).
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// SQLite database file.
+    Sqlite(PathBuf),
+    /// PostgreSQL URL (`postgres://user@host:5432/db`) and connection pool size.
+    Postgres { url: String, pool_size: usize },
 }
 
 impl Running {
@@ -70,14 +80,14 @@ impl Running {
             let _ = tx.send(());
         }
         let result = (&mut self.task).await.unwrap_or(Ok(()));
-        self.store.close();
+        self.core.store.close();
         result
     }
 
     /// Resolves when the server stops by itself (it never does unless it fails).
     pub async fn wait(mut self) -> std::io::Result<()> {
         let result = (&mut self.task).await.unwrap_or(Ok(()));
-        self.store.close();
+        self.core.store.close();
         result
     }
 
@@ -88,21 +98,21 @@ impl Running {
 }
 
 /// Opens the store and the core, wired together (the hub receives committed messages).
-pub fn build_core(config: &Config) -> anyhow::Result<(Arc<Core>, Arc<SqliteStore>)> {
+pub async fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
     let metrics = Arc::new(Metrics::new());
     let hub = Hub::new(metrics.clone());
-    let store = Arc::new(SqliteStore::open(
-        &config.database_path,
-        hub.clone(),
-        metrics.clone(),
-    )?);
-    let core = Core::new(config.core.clone(), store.clone(), hub, metrics);
-    Ok((core, store))
+    let store: Arc<dyn Store> = match &config.database {
+        Database::Sqlite(path) => Arc::new(SqliteStore::open(path, hub.clone(), metrics.clone())?),
+        Database::Postgres { url, pool_size } => {
+            Arc::new(PostgresStore::connect(url, *pool_size, hub.clone(), metrics.clone()).await?)
+        }
+    };
+    Ok(Core::new(config.core.clone(), store, hub, metrics))
 }
 
 /// Starts a server: binds, seeds the demo if asked, and serves in a task.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let (core, store) = build_core(&config)?;
+    let core = build_core(&config).await?;
     let demo = match &config.demo {
         Some(opts) => demo::seed(&core, opts).await?,
         None => None,
@@ -122,6 +132,5 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         demo,
         shutdown: Some(tx),
         task,
-        store,
     })
 }

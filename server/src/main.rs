@@ -10,7 +10,7 @@ use wsmschat_server::core::{CoreConfig, DEFAULT_TOPICS};
 use wsmschat_server::demo::DemoOptions;
 use wsmschat_server::http::StaticDirs;
 use wsmschat_server::util::{new_id, new_token, now_ms, random_bytes};
-use wsmschat_server::{Config, auth, build_core};
+use wsmschat_server::{Config, Database, auth, build_core};
 
 #[derive(Parser)]
 #[command(
@@ -46,14 +46,32 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct DataArgs {
-    /// Directory holding the SQLite database (wsmschat.db).
+    /// Directory holding the SQLite database (wsmschat.db), when no database URL is given.
     #[arg(long, env = "WSMSCHAT_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
+    /// PostgreSQL URL (postgres://user@host:5432/db) for several nodes; default: SQLite in the data dir.
+    #[arg(long, env = "WSMSCHAT_DATABASE_URL")]
+    database_url: Option<String>,
+    /// PostgreSQL connections per node (reads; the writer takes one per batch).
+    #[arg(long, env = "WSMSCHAT_DATABASE_POOL_SIZE", default_value_t = 16)]
+    database_pool_size: usize,
 }
 
 impl DataArgs {
-    fn database_path(&self) -> PathBuf {
-        self.data_dir.join("wsmschat.db")
+    fn database(&self) -> anyhow::Result<Database> {
+        match &self.database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Database::Postgres {
+                    url: url.clone(),
+                    pool_size: self.database_pool_size,
+                })
+            }
+            Some(url) => match url.strip_prefix("sqlite://") {
+                Some(path) => Ok(Database::Sqlite(path.into())),
+                None => anyhow::bail!("database URL must start with postgres:// or sqlite://"),
+            },
+            None => Ok(Database::Sqlite(self.data_dir.join("wsmschat.db"))),
+        }
     }
 }
 
@@ -195,7 +213,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logs(args.log_json);
     let config = Config {
         listen: args.listen,
-        database_path: args.data.database_path(),
+        database: args.data.database()?,
         core: CoreConfig {
             max_message_bytes: args.max_message_bytes,
             events_per_second: args.events_per_second,
@@ -260,15 +278,15 @@ async fn shutdown_signal() {
     }
 }
 
-fn open(data: &DataArgs) -> anyhow::Result<std::sync::Arc<wsmschat_server::core::Core>> {
+async fn open(data: &DataArgs) -> anyhow::Result<std::sync::Arc<wsmschat_server::core::Core>> {
     let config = Config {
         listen: "127.0.0.1:0".parse()?,
-        database_path: data.database_path(),
+        database: data.database()?,
         core: CoreConfig::default(),
         static_dirs: StaticDirs::default(),
         demo: None,
     };
-    Ok(build_core(&config)?.0)
+    build_core(&config).await
 }
 
 fn script_tag(public_url: &str, site_key: &str) -> String {
@@ -292,7 +310,7 @@ async fn main() -> anyhow::Result<()> {
                 identity_required,
                 public_url,
             } => {
-                let core = open(&data)?;
+                let core = open(&data).await?;
                 let site = wsmschat_server::rpc::admin::normalize_site(v1::Site {
                     name,
                     allowed_origins: origins,
@@ -324,7 +342,7 @@ async fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             SiteCommand::List { data } => {
-                let core = open(&data)?;
+                let core = open(&data).await?;
                 for s in core.store.list_sites().await? {
                     println!(
                         "{}\t{}\t{}\torigins={}\ttopics={}",
@@ -364,7 +382,7 @@ async fn main() -> anyhow::Result<()> {
                     active: true,
                 })
                 .map_err(|s| anyhow::anyhow!(s.message().to_owned()))?;
-                let core = open(&data)?;
+                let core = open(&data).await?;
                 let agent = core
                     .store
                     .create_agent(agent, auth::hash_password(&password))
@@ -383,7 +401,7 @@ async fn main() -> anyhow::Result<()> {
                         other => Err(anyhow::anyhow!("unknown scope {other:?} (chat, admin)")),
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                let core = open(&data)?;
+                let core = open(&data).await?;
                 let secret = new_token(wsmschat::ids::API_KEY_PREFIX);
                 let key = core
                     .store

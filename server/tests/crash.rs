@@ -12,23 +12,27 @@ use common::*;
 use tonic::transport::Endpoint;
 use wsmschat::v1;
 use wsmschat::v1::chat_service_client::ChatServiceClient;
+use wsmschat_server::Database;
 
 struct Proc {
     child: Child,
     url: String,
 }
 
-fn spawn(data_dir: &std::path::Path, listen: &str) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsmschat"))
-        .args([
-            "serve",
-            "--listen",
-            listen,
-            "--demo-password",
-            ADMIN_PASSWORD,
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
+fn spawn(database: &Database, listen: &str) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsmschat"));
+    cmd.args([
+        "serve",
+        "--listen",
+        listen,
+        "--demo-password",
+        ADMIN_PASSWORD,
+    ]);
+    match database {
+        Database::Sqlite(path) => cmd.arg("--data-dir").arg(path.parent().unwrap()),
+        Database::Postgres { url, .. } => cmd.arg("--database-url").arg(url),
+    };
+    let mut child = cmd
         .env("WSMSCHAT_EVENTS_PER_SECOND", "100000")
         .env("WSMSCHAT_EVENTS_BURST", "100000")
         .env("RUST_LOG", "warn")
@@ -62,7 +66,8 @@ async fn connect(url: &str) -> ChatServiceClient<tonic::transport::Channel> {
 #[tokio::test]
 async fn sigkill_mid_stream_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn(dir.path(), "127.0.0.1:0");
+    let database = test_database(&dir).await;
+    let mut server = spawn(&database, "127.0.0.1:0");
     let mut sessions =
         wsmschat::v1::session_service_client::SessionServiceClient::connect(server.url.clone())
             .await
@@ -132,7 +137,7 @@ async fn sigkill_mid_stream_loses_no_acknowledged_message() {
     assert!(ended);
 
     // Restart on the same database.
-    let mut server = spawn(dir.path(), "127.0.0.1:0");
+    let mut server = spawn(&database, "127.0.0.1:0");
     let mut chat = connect(&server.url).await;
     let h = history(&mut chat, &visitor, &conv).await;
     let mut all = h.clone();
@@ -185,12 +190,14 @@ async fn sigkill_mid_stream_loses_no_acknowledged_message() {
     assert_eq!(sub.next_message().await.seq, newest + 1);
     server.child.kill().unwrap();
     server.child.wait().unwrap();
+    drop_database(&database).await;
 }
 
 #[tokio::test]
 async fn sigterm_closes_streams_cleanly_and_keeps_every_ack() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn(dir.path(), "127.0.0.1:0");
+    let database = test_database(&dir).await;
+    let mut server = spawn(&database, "127.0.0.1:0");
     let mut sessions =
         wsmschat::v1::session_service_client::SessionServiceClient::connect(server.url.clone())
             .await
@@ -242,7 +249,7 @@ async fn sigterm_closes_streams_cleanly_and_keeps_every_ack() {
     assert!(exit.success(), "graceful exit, got {exit:?}");
     let acked = writer.await.unwrap();
     assert!(!acked.is_empty());
-    let mut server = spawn(dir.path(), "127.0.0.1:0");
+    let mut server = spawn(&database, "127.0.0.1:0");
     let mut chat = connect(&server.url).await;
     let last = conversation(&mut chat, &visitor, &conv).await.last_seq;
     assert!(
@@ -251,4 +258,5 @@ async fn sigterm_closes_streams_cleanly_and_keeps_every_ack() {
     );
     server.child.kill().unwrap();
     server.child.wait().unwrap();
+    drop_database(&database).await;
 }

@@ -169,17 +169,20 @@ pub struct WriteCtx<'c> {
 pub type DbFuture<'a, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'a>>;
 
 /// Runs after the batch commits (or fails) to answer the caller.
-pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send + Sync>;
+
+/// The body of a write job: runs in the batch transaction, says whether it succeeded.
+pub type JobRun = Box<
+    dyn for<'a, 'c> Fn(&'a mut WriteCtx<'c>) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>>
+        + Send
+        + Sync,
+>;
 
 /// A write as the engines see it: re-runnable (a batch that hits a deadlock is retried job by
 /// job), says whether it succeeded (failed jobs are rolled back to their savepoint), and
 /// answers its caller once the batch is durable.
 pub struct Job {
-    pub run: Box<
-        dyn for<'a, 'c> Fn(&'a mut WriteCtx<'c>) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>>
-            + Send
-            + Sync,
-    >,
+    pub run: JobRun,
     pub complete: Completion,
 }
 

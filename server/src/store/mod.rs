@@ -324,6 +324,8 @@ pub trait Store: Send + Sync + 'static {
     async fn report_rows(&self, site_id: String, since: i64) -> StoreResult<ReportRows>;
     /// Cheap round trip to the database (readiness).
     async fn ping(&self) -> StoreResult<()>;
+    /// Stops taking writes and commits what is queued (shutdown).
+    fn close(&self);
 }
 
 /// Joins a list for a TEXT column.

@@ -1,1 +1,321 @@
-//! PostgreSQL engine (next).
+//! The PostgreSQL engine, for several server nodes sharing one database: a connection pool for
+//! reads, and a writer task per node that group-commits like the SQLite one.
+//!
+//! Correctness across nodes comes from the database's row locks (see `sql_store`), not from
+//! anything in this process. A batch that loses a deadlock or serialization race against
+//! another node is rolled back and its jobs are re-run one transaction each (up to
+//! `RETRIES` times), so one conflict does not fail the other jobs of the batch.
+
+use std::error::Error as StdError;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::mpsc;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+use super::db::{Db, EngineKind, Job, Row, Value, WriteCtx, run_jobs};
+use super::sql_store::{Engine, ReadJob, SqlStore, migrate};
+use super::{CommitSink, Committed, StoreError, StoreResult};
+use crate::metrics::Metrics;
+
+/// Largest number of jobs in one transaction.
+const MAX_BATCH: usize = 512;
+/// Tries of a job that keeps losing conflicts against other nodes.
+const RETRIES: usize = 5;
+/// Lock id that serialises migrations between nodes starting together.
+const MIGRATION_LOCK: i64 = 0x7773_6d73_6368_6174; // "wsmschat"
+
+/// The PostgreSQL [`Store`](super::Store).
+pub type PostgresStore = SqlStore<PostgresEngine>;
+
+fn pg_err(error: tokio_postgres::Error) -> StoreError {
+    match error.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(
+            error
+                .as_db_error()
+                .map(|e| e.message().to_owned())
+                .unwrap_or_else(|| "already exists".into()),
+        ),
+        Some(c)
+            if *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
+        {
+            StoreError::Busy(error.to_string())
+        }
+        _ => StoreError::Internal(
+            error
+                .as_db_error()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| error.to_string()),
+        ),
+    }
+}
+
+fn pool_err(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("database connection: {error}"))
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        // Convert to whatever type PostgreSQL inferred for the parameter.
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(v) => match *ty {
+                Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+                Type::BOOL => (*v != 0).to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+                    v.to_string().to_sql(ty, out)
+                }
+                _ => v.to_sql(ty, out),
+            },
+            Value::Text(t) => match *ty {
+                Type::INT2 | Type::INT4 | Type::INT8 => Value::Int(t.parse()?).to_sql(ty, out),
+                _ => t.as_str().to_sql(ty, out),
+            },
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn to_row(row: &tokio_postgres::Row) -> StoreResult<Row> {
+    let mut values = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let bad = |e: tokio_postgres::Error| {
+            StoreError::Internal(format!("column {}: {e}", column.name()))
+        };
+        let v = match *column.type_() {
+            Type::INT8 => row
+                .try_get::<_, Option<i64>>(i)
+                .map_err(bad)?
+                .map(Value::Int),
+            Type::INT4 => row
+                .try_get::<_, Option<i32>>(i)
+                .map_err(bad)?
+                .map(|v| Value::Int(v as i64)),
+            Type::INT2 => row
+                .try_get::<_, Option<i16>>(i)
+                .map_err(bad)?
+                .map(|v| Value::Int(v as i64)),
+            Type::BOOL => row
+                .try_get::<_, Option<bool>>(i)
+                .map_err(bad)?
+                .map(|v| Value::Int(v as i64)),
+            _ => row
+                .try_get::<_, Option<String>>(i)
+                .map_err(bad)?
+                .map(Value::Text),
+        };
+        values.push(v.unwrap_or(Value::Null));
+    }
+    Ok(Row(values))
+}
+
+/// A pooled connection seen through [`Db`].
+pub struct PgDb<'a>(pub &'a deadpool_postgres::Client);
+
+fn params(args: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+}
+
+#[async_trait]
+impl Db for PgDb<'_> {
+    async fn exec(&mut self, sql: &str, args: &[Value]) -> StoreResult<u64> {
+        let stmt = self.0.prepare_cached(sql).await.map_err(pg_err)?;
+        self.0.execute(&stmt, &params(args)).await.map_err(pg_err)
+    }
+
+    async fn query(&mut self, sql: &str, args: &[Value]) -> StoreResult<Vec<Row>> {
+        let stmt = self.0.prepare_cached(sql).await.map_err(pg_err)?;
+        let rows = self.0.query(&stmt, &params(args)).await.map_err(pg_err)?;
+        rows.iter().map(to_row).collect()
+    }
+
+    async fn batch(&mut self, sql: &str) -> StoreResult<()> {
+        self.0.batch_execute(sql).await.map_err(pg_err)
+    }
+
+    fn engine(&self) -> EngineKind {
+        EngineKind::Postgres
+    }
+}
+
+/// Connection pool + writer task.
+pub struct PostgresEngine {
+    pool: Pool,
+    /// Jobs for the writer task; dropped on close so it drains and exits.
+    writer: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    /// Signals when the writer has committed its last batch.
+    writer_done: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+}
+
+impl PostgresStore {
+    /// Connects (pool of `pool_size`), migrates and starts the writer.
+    pub async fn connect(
+        url: &str,
+        pool_size: usize,
+        sink: Arc<dyn CommitSink>,
+        metrics: Arc<Metrics>,
+    ) -> StoreResult<Self> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Internal(format!("bad database URL: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(2))
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(pool_err)?;
+        {
+            let client = pool.get().await.map_err(pool_err)?;
+            let mut db = PgDb(&client);
+            db.exec("SELECT pg_advisory_lock($1)", crate::args![MIGRATION_LOCK])
+                .await?;
+            let migrated = migrate(&mut db).await;
+            db.exec(
+                "SELECT pg_advisory_unlock($1)",
+                crate::args![MIGRATION_LOCK],
+            )
+            .await?;
+            migrated?;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        tokio::spawn(writer_loop(pool.clone(), rx, sink, metrics, done_tx));
+        Ok(SqlStore::new(PostgresEngine {
+            pool,
+            writer: Mutex::new(Some(tx)),
+            writer_done: Mutex::new(Some(done_rx)),
+        }))
+    }
+}
+
+#[async_trait]
+impl Engine for PostgresEngine {
+    fn write(&self, job: Job) -> StoreResult<()> {
+        let sender = self.writer.lock().unwrap().clone();
+        let Some(sender) = sender else {
+            return Err(StoreError::Internal("store is closed".into()));
+        };
+        sender
+            .send(job)
+            .map_err(|_| StoreError::Internal("store writer stopped".into()))
+    }
+
+    async fn read(&self, job: ReadJob) -> StoreResult<()> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        job(&mut PgDb(&client)).await;
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.writer.lock().unwrap().take();
+        if let Some(done) = self.writer_done.lock().unwrap().take() {
+            // The writer answers once its queue is drained (bounded wait: never hang shutdown).
+            let _ = done.recv_timeout(Duration::from_secs(10));
+        }
+    }
+}
+
+/// One transaction running `jobs`; returns the messages it wrote.
+async fn run_batch(pool: &Pool, jobs: &[Job]) -> StoreResult<Vec<Committed>> {
+    let client = pool.get().await.map_err(pool_err)?;
+    let mut db = PgDb(&client);
+    let mut ctx = WriteCtx {
+        db: &mut db,
+        emitted: Vec::new(),
+    };
+    ctx.db.batch("BEGIN").await?;
+    let result = async {
+        run_jobs(&mut ctx, jobs).await?;
+        ctx.db.batch("COMMIT").await
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = ctx.db.batch("ROLLBACK").await;
+        return Err(e);
+    }
+    Ok(ctx.emitted)
+}
+
+async fn writer_loop(
+    pool: Pool,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    sink: Arc<dyn CommitSink>,
+    metrics: Arc<Metrics>,
+    done: std::sync::mpsc::Sender<()>,
+) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        match run_batch(&pool, &batch).await {
+            Ok(emitted) => {
+                metrics.observe_batch(batch.len(), started.elapsed());
+                if !emitted.is_empty() {
+                    sink.committed(&emitted);
+                }
+                for job in batch.drain(..) {
+                    (job.complete)(Ok(()));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, jobs = batch.len(), "Write batch failed; retrying its jobs one by one");
+                for job in batch.drain(..) {
+                    let jobs = [job];
+                    let mut result = Err(StoreError::Internal("not run".into()));
+                    for attempt in 0..RETRIES {
+                        result = run_batch(&pool, &jobs).await;
+                        match &result {
+                            Err(StoreError::Busy(_)) | Err(StoreError::Internal(_))
+                                if attempt + 1 < RETRIES =>
+                            {
+                                tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+                            }
+                            _ => break,
+                        }
+                    }
+                    let [job] = jobs;
+                    match result {
+                        Ok(emitted) => {
+                            if !emitted.is_empty() {
+                                sink.committed(&emitted);
+                            }
+                            (job.complete)(Ok(()));
+                        }
+                        Err(e) => (job.complete)(Err(e)),
+                    }
+                }
+            }
+        }
+    }
+    let _ = done.send(());
+    tracing::debug!("PostgreSQL writer stopped");
+}

@@ -45,12 +45,29 @@ impl<E: Engine> SqlStore<E> {
         Self { engine }
     }
 
-    /// Stops taking writes and commits what is queued.
-    pub fn close(&self) {
-        self.engine.close();
+    async fn write<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: for<'a, 'c> Fn(&'a mut WriteCtx<'c>) -> DbFuture<'a, R> + Send + Sync + 'static,
+    {
+        // A job that lost a lock conflict against another node was rolled back to its
+        // savepoint: run it again, a few times, before giving up.
+        let f = Arc::new(f);
+        let mut attempt = 0;
+        loop {
+            let f = f.clone();
+            let result = self.write_once(move |ctx| f(ctx)).await;
+            match result {
+                Err(StoreError::Busy(_)) if attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(2 << attempt)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
-    async fn write<R, F>(&self, f: F) -> StoreResult<R>
+    async fn write_once<R, F>(&self, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
         F: for<'a, 'c> Fn(&'a mut WriteCtx<'c>) -> DbFuture<'a, R> + Send + Sync + 'static,
@@ -1625,6 +1642,10 @@ impl<E: Engine> Store for SqlStore<E> {
             })
         })
         .await
+    }
+
+    fn close(&self) {
+        self.engine.close();
     }
 
     async fn ping(&self) -> StoreResult<()> {

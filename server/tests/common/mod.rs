@@ -2,7 +2,6 @@
 //! tonic clients acting as visitors, agents and services.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -17,7 +16,7 @@ use wsmschat::v1::server_event::Event as Se;
 use wsmschat::v1::session_service_client::SessionServiceClient;
 use wsmschat_server::core::CoreConfig;
 use wsmschat_server::demo::DemoOptions;
-use wsmschat_server::{Config, Running};
+use wsmschat_server::{Config, Database, Running};
 
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
@@ -51,7 +50,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
-            database_path: dir.path().join("wsmschat.db"),
+            database: test_database(&dir).await,
             core,
             static_dirs: Default::default(),
             demo: Some(DemoOptions {
@@ -84,10 +83,6 @@ impl TestServer {
         };
         self.url = format!("http://{}", running.addr);
         self.running = Some(running);
-    }
-
-    pub fn db_path(&self) -> PathBuf {
-        self.config.database_path.clone()
     }
 
     pub async fn channel(&self) -> Channel {
@@ -194,6 +189,51 @@ impl TestServer {
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await.unwrap();
+        }
+        drop_database(&self.config.database).await;
+    }
+}
+
+/// The database a test server uses: SQLite in `dir` by default; with
+/// `WSMSCHAT_TEST_POSTGRES=postgres://user@host:port` a fresh PostgreSQL database per test
+/// (the same suite runs against both engines).
+pub async fn test_database(dir: &TempDir) -> Database {
+    match std::env::var("WSMSCHAT_TEST_POSTGRES") {
+        Ok(base) if !base.is_empty() => {
+            let base = base.trim_end_matches('/').to_owned();
+            let name = format!(
+                "wsmschat_t_{}",
+                wsmschat_server::util::new_id("").to_lowercase()
+            );
+            let (client, conn) =
+                tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
+                    .await
+                    .expect("connect to the test PostgreSQL");
+            tokio::spawn(conn);
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+            Database::Postgres {
+                url: format!("{base}/{name}"),
+                pool_size: 8,
+            }
+        }
+        _ => Database::Sqlite(dir.path().join("wsmschat.db")),
+    }
+}
+
+/// Drops a per-test PostgreSQL database (best effort).
+pub async fn drop_database(db: &Database) {
+    if let Database::Postgres { url, .. } = db {
+        let (base, name) = url.rsplit_once('/').unwrap();
+        if let Ok((client, conn)) =
+            tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls).await
+        {
+            tokio::spawn(conn);
+            let _ = client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
         }
     }
 }
