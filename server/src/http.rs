@@ -121,13 +121,18 @@ async fn index() -> Html<&'static str> {
 }
 
 async fn readyz(State(core): State<Arc<Core>>) -> impl IntoResponse {
-    match core.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
-        Err(error) => (
+    if let Err(error) = core.store.ping().await {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("database: {error}\n"),
-        ),
+        );
     }
+    if let Some(bus) = core.bus.get() {
+        if let Err(error) = bus.ping().await {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {error}\n"));
+        }
+    }
+    (StatusCode::OK, "ready\n".to_string())
 }
 
 async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {

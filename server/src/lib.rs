@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod bus;
 pub mod core;
 pub mod demo;
 pub mod error;
@@ -50,6 +51,10 @@ pub struct Config {
     pub static_dirs: http::StaticDirs,
     /// Seed a demo site and admin on an empty database.
     pub demo: Option<demo::DemoOptions>,
+    /// Redis URL for the cluster bus (several nodes on one PostgreSQL); None: one node.
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis channel (one per cluster).
+    pub redis_namespace: String,
 }
 
 /// A running server.
@@ -118,6 +123,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
     core.reload_sites().await?;
+    if let Some(url) = &config.redis_url {
+        let bus = bus::RedisBus::start(
+            url,
+            &config.redis_namespace,
+            &core,
+            core.stopping.subscribe(),
+        )
+        .await?;
+        let _ = core.bus.set(bus);
+    }
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let app = http::app(core.clone(), config.static_dirs.clone());

@@ -121,6 +121,12 @@ struct ServeArgs {
     /// Directory of the demo page (served at /demo/).
     #[arg(long, env = "WSMSCHAT_DEMO_DIR", default_value = "examples/embed")]
     demo_dir: PathBuf,
+    /// Redis URL (redis://host:6379) for the cluster bus when several nodes share PostgreSQL.
+    #[arg(long, env = "WSMSCHAT_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Redis channel prefix; nodes of one cluster use the same one.
+    #[arg(long, env = "WSMSCHAT_REDIS_NAMESPACE", default_value = "wsmschat")]
+    redis_namespace: String,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "WSMSCHAT_LOG_JSON")]
     log_json: bool,
@@ -234,6 +240,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             admin_password: args.demo_password,
             ..Default::default()
         }),
+        redis_url: args.redis_url,
+        redis_namespace: args.redis_namespace,
     };
     let mut running = wsmschat_server::start(config).await?;
     let base = format!("http://localhost:{}", running.addr.port());
@@ -285,6 +293,8 @@ async fn open(data: &DataArgs) -> anyhow::Result<std::sync::Arc<wsmschat_server:
         core: CoreConfig::default(),
         static_dirs: StaticDirs::default(),
         demo: None,
+        redis_url: None,
+        redis_namespace: String::new(),
     };
     build_core(&config).await
 }

@@ -4,54 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use tonic::transport::Endpoint;
 use wsmschat::v1;
 use wsmschat::v1::chat_service_client::ChatServiceClient;
-use wsmschat_server::Database;
-
-struct Proc {
-    child: Child,
-    url: String,
-}
-
-fn spawn(database: &Database, listen: &str) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsmschat"));
-    cmd.args([
-        "serve",
-        "--listen",
-        listen,
-        "--demo-password",
-        ADMIN_PASSWORD,
-    ]);
-    match database {
-        Database::Sqlite(path) => cmd.arg("--data-dir").arg(path.parent().unwrap()),
-        Database::Postgres { url, .. } => cmd.arg("--database-url").arg(url),
-    };
-    let mut child = cmd
-        .env("WSMSCHAT_EVENTS_PER_SECOND", "100000")
-        .env("WSMSCHAT_EVENTS_BURST", "100000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines.next().expect("server printed its address").unwrap();
-        if let Some(url) = line.strip_prefix("wsmschat listening on ") {
-            break url.replace("localhost", "127.0.0.1");
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Proc { child, url }
-}
 
 async fn connect(url: &str) -> ChatServiceClient<tonic::transport::Channel> {
     ChatServiceClient::new(
@@ -67,7 +26,7 @@ async fn connect(url: &str) -> ChatServiceClient<tonic::transport::Channel> {
 async fn sigkill_mid_stream_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
     let database = test_database(&dir).await;
-    let mut server = spawn(&database, "127.0.0.1:0");
+    let mut server = spawn(&database, &[]);
     let mut sessions =
         wsmschat::v1::session_service_client::SessionServiceClient::connect(server.url.clone())
             .await
@@ -137,7 +96,7 @@ async fn sigkill_mid_stream_loses_no_acknowledged_message() {
     assert!(ended);
 
     // Restart on the same database.
-    let mut server = spawn(&database, "127.0.0.1:0");
+    let mut server = spawn(&database, &[]);
     let mut chat = connect(&server.url).await;
     let h = history(&mut chat, &visitor, &conv).await;
     let mut all = h.clone();
@@ -197,7 +156,7 @@ async fn sigkill_mid_stream_loses_no_acknowledged_message() {
 async fn sigterm_closes_streams_cleanly_and_keeps_every_ack() {
     let dir = tempfile::tempdir().unwrap();
     let database = test_database(&dir).await;
-    let mut server = spawn(&database, "127.0.0.1:0");
+    let mut server = spawn(&database, &[]);
     let mut sessions =
         wsmschat::v1::session_service_client::SessionServiceClient::connect(server.url.clone())
             .await
@@ -249,7 +208,7 @@ async fn sigterm_closes_streams_cleanly_and_keeps_every_ack() {
     assert!(exit.success(), "graceful exit, got {exit:?}");
     let acked = writer.await.unwrap();
     assert!(!acked.is_empty());
-    let mut server = spawn(&database, "127.0.0.1:0");
+    let mut server = spawn(&database, &[]);
     let mut chat = connect(&server.url).await;
     let last = conversation(&mut chat, &visitor, &conv).await.last_seq;
     assert!(

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::mpsc;
 use wsmschat::v1;
@@ -71,11 +71,19 @@ struct Index {
     closed: bool,
 }
 
+/// Where events also go beyond this process (the Redis bus, when clustered).
+pub trait Remote: Send + Sync {
+    /// Publishes an event for the other nodes; `None` route: inbox streams only.
+    fn publish(&self, route: Option<Route<'_>>, event: &v1::ServerEvent);
+}
+
 /// The fan-out hub. Shared by all streams; also the store's [`CommitSink`].
 pub struct Hub {
     index: RwLock<Index>,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Other nodes, when clustered.
+    remote: OnceLock<Arc<dyn Remote>>,
 }
 
 /// What a stream needs to subscribe.
@@ -113,6 +121,7 @@ impl Hub {
             index: RwLock::new(Index::default()),
             next_id: AtomicU64::new(1),
             metrics,
+            remote: OnceLock::new(),
         })
     }
 
@@ -194,8 +203,22 @@ impl Hub {
         }
     }
 
-    /// Sends an event of a conversation to every stream that follows it.
+    /// Plugs in the other nodes (once, at start).
+    pub fn set_remote(&self, remote: Arc<dyn Remote>) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// Sends an event of a conversation to every stream that follows it, here and on the
+    /// other nodes.
     pub fn deliver(&self, route: Route<'_>, event: Arc<v1::ServerEvent>) {
+        if let Some(remote) = self.remote.get() {
+            remote.publish(Some(route), &event);
+        }
+        self.deliver_local(route, event);
+    }
+
+    /// Sends an event to this node's streams only (events that came from the bus).
+    pub fn deliver_local(&self, route: Route<'_>, event: Arc<v1::ServerEvent>) {
         let mut failed = Vec::new();
         {
             let index = self.index.read().unwrap();
@@ -232,8 +255,16 @@ impl Hub {
         self.drop_lagged(failed);
     }
 
-    /// Sends an event to every inbox stream (presence).
+    /// Sends an event to every inbox stream, here and on the other nodes.
     pub fn deliver_inbox(&self, event: Arc<v1::ServerEvent>) {
+        if let Some(remote) = self.remote.get() {
+            remote.publish(None, &event);
+        }
+        self.deliver_inbox_local(event);
+    }
+
+    /// Sends an event to this node's inbox streams only.
+    pub fn deliver_inbox_local(&self, event: Arc<v1::ServerEvent>) {
         let mut failed = Vec::new();
         {
             let index = self.index.read().unwrap();
@@ -254,6 +285,18 @@ impl Hub {
             self.metrics.resyncs.inc();
             self.remove(id);
         }
+    }
+
+    /// Tells every stream to resync (they may have missed events) and drops them.
+    pub fn resync_all(&self) {
+        let ids: Vec<u64> = {
+            let index = self.index.read().unwrap();
+            for entry in index.entries.values() {
+                entry.flags.lagged.store(true, Ordering::Relaxed);
+            }
+            index.entries.keys().copied().collect()
+        };
+        self.drop_lagged(ids);
     }
 
     /// Closes every stream (they end cleanly) and refuses new ones.

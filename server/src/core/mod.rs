@@ -13,7 +13,7 @@ pub mod stream;
 pub mod workflow;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex as AsyncMutex;
@@ -89,6 +89,10 @@ pub struct Core {
     sites: RwLock<(HashMap<String, v1::Site>, Instant)>,
     /// Serialises queue draining so the queue is served strictly in order.
     drain_lock: AsyncMutex<()>,
+    /// The Redis bus, when clustered.
+    pub bus: OnceLock<Arc<crate::bus::RedisBus>>,
+    /// Flipped at shutdown: background tasks (bus) stop.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// How long the site cache is trusted (other nodes may change sites).
@@ -117,6 +121,8 @@ impl Core {
             presence: Presence::default(),
             sites: RwLock::new((HashMap::new(), Instant::now() - SITE_CACHE_TTL * 2)),
             drain_lock: AsyncMutex::new(()),
+            bus: OnceLock::new(),
+            stopping: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -592,11 +598,17 @@ impl Core {
 
     /// Agent presence changed: tell the inbox, and an agent coming online takes queued work.
     pub async fn presence_changed(self: &Arc<Self>, agent: &v1::Agent, status: v1::PresenceStatus) {
+        // Other nodes get it with the agent's topics (their routers need them).
+        if let Some(bus) = self.bus.get() {
+            bus.publish_presence(agent, status, false);
+        }
+        // Inbox streams get the cluster-wide status (the agent may be online on another node).
+        let cluster_status = self.presence.status(&agent.id);
         self.hub
-            .deliver_inbox(event(Se::Presence(v1::PresenceChanged {
+            .deliver_inbox_local(event(Se::Presence(v1::PresenceChanged {
                 agent_id: agent.id.clone(),
                 agent_name: agent.name.clone(),
-                status: status as i32,
+                status: cluster_status as i32,
             })));
         if status == v1::PresenceStatus::Online {
             let topics = self.topics_for(agent).await;
@@ -609,6 +621,11 @@ impl Core {
         if !agent.topics.is_empty() {
             return agent.topics.clone();
         }
+        self.all_topics().await
+    }
+
+    /// Every topic of every site.
+    pub async fn all_topics(&self) -> Vec<String> {
         let _ = self.reload_sites().await;
         let mut all: Vec<String> = self
             .sites
@@ -644,6 +661,7 @@ impl Core {
 
     /// Stops all streams (graceful shutdown).
     pub fn shutdown(&self) {
+        self.stopping.send_replace(true);
         self.hub.shutdown();
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use wsmschat::v1;
 
@@ -15,10 +16,23 @@ struct State {
     streams: u32,
 }
 
-/// Presence of every agent this node knows.
+/// An agent connected to another node, as announced on the bus.
+struct RemoteState {
+    node: String,
+    status: v1::PresenceStatus,
+    topics: Vec<String>,
+    /// When last announced: entries not refreshed in time belong to a dead node.
+    seen: Instant,
+}
+
+/// How long a remote announcement counts without a refresh.
+const REMOTE_TTL: Duration = Duration::from_secs(15);
+
+/// Presence of every agent: those connected here, and those other nodes announced.
 #[derive(Default)]
 pub struct Presence {
     agents: Mutex<HashMap<String, State>>,
+    remote: Mutex<HashMap<String, RemoteState>>,
 }
 
 /// Does an agent answer this topic? No topics means every topic.
@@ -27,14 +41,66 @@ pub fn serves_topic(agent: &v1::Agent, topic: &str) -> bool {
 }
 
 impl Presence {
-    /// The effective status of an agent.
+    /// The effective status of an agent, cluster-wide (online beats away beats offline).
     pub fn status(&self, agent_id: &str) -> v1::PresenceStatus {
-        self.agents
+        let local = self
+            .agents
             .lock()
             .unwrap()
             .get(agent_id)
             .map(effective)
-            .unwrap_or(v1::PresenceStatus::Offline)
+            .unwrap_or(v1::PresenceStatus::Offline);
+        let remote = self
+            .remote
+            .lock()
+            .unwrap()
+            .get(agent_id)
+            .filter(|r| r.seen.elapsed() < REMOTE_TTL)
+            .map(|r| r.status)
+            .unwrap_or(v1::PresenceStatus::Offline);
+        best(local, remote)
+    }
+
+    /// Records another node's announcement; true if the agent's cluster status changed.
+    pub fn set_remote(
+        &self,
+        node: &str,
+        agent_id: &str,
+        status: v1::PresenceStatus,
+        topics: Vec<String>,
+    ) -> bool {
+        let before = self.status(agent_id);
+        {
+            let mut remote = self.remote.lock().unwrap();
+            let keep_other_node = remote.get(agent_id).is_some_and(|r| {
+                r.node != node
+                    && r.seen.elapsed() < REMOTE_TTL
+                    && status == v1::PresenceStatus::Offline
+            });
+            if !keep_other_node {
+                remote.insert(
+                    agent_id.to_owned(),
+                    RemoteState {
+                        node: node.to_owned(),
+                        status,
+                        topics,
+                        seen: Instant::now(),
+                    },
+                );
+            }
+        }
+        before != self.status(agent_id)
+    }
+
+    /// Agents with at least one stream on this node, and their status (for announcements).
+    pub fn local_connected(&self) -> Vec<(v1::Agent, v1::PresenceStatus)> {
+        self.agents
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|s| s.streams > 0)
+            .map(|s| (s.agent.clone(), effective(s)))
+            .collect()
     }
 
     /// A stream of the agent opened. Returns the new status if it changed.
@@ -86,7 +152,8 @@ impl Presence {
 
     /// Ids of online agents answering `topic`.
     pub fn online_for(&self, topic: &str) -> Vec<String> {
-        self.agents
+        let mut ids: Vec<String> = self
+            .agents
             .lock()
             .unwrap()
             .values()
@@ -96,25 +163,43 @@ impl Presence {
                     && serves_topic(&s.agent, topic)
             })
             .map(|s| s.agent.id.clone())
-            .collect()
+            .collect();
+        // Agents online on other nodes (announced on the bus, not expired).
+        for (id, r) in self.remote.lock().unwrap().iter() {
+            let serves =
+                r.topics.is_empty() || r.topics.iter().any(|t| t.eq_ignore_ascii_case(topic));
+            if r.status == v1::PresenceStatus::Online
+                && r.seen.elapsed() < REMOTE_TTL
+                && serves
+                && !ids.contains(id)
+            {
+                ids.push(id.clone());
+            }
+        }
+        ids
     }
 
     /// Topics of an agent as last known (empty = all).
     pub fn topics_of(&self, agent_id: &str) -> Option<Vec<String>> {
-        self.agents
+        if let Some(s) = self.agents.lock().unwrap().get(agent_id) {
+            return Some(s.agent.topics.clone());
+        }
+        self.remote
             .lock()
             .unwrap()
             .get(agent_id)
-            .map(|s| s.agent.topics.clone())
+            .map(|r| r.topics.clone())
     }
 
-    /// Status of every known agent.
+    /// Status of every known agent, cluster-wide.
     pub fn snapshot(&self) -> HashMap<String, v1::PresenceStatus> {
-        self.agents
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(id, s)| (id.clone(), effective(s)))
+        let mut ids: Vec<String> = self.agents.lock().unwrap().keys().cloned().collect();
+        ids.extend(self.remote.lock().unwrap().keys().cloned());
+        ids.into_iter()
+            .map(|id| {
+                let s = self.status(&id);
+                (id, s)
+            })
             .collect()
     }
 }
@@ -125,6 +210,18 @@ fn effective(s: &State) -> v1::PresenceStatus {
     } else {
         s.chosen
     }
+}
+
+fn rank(s: v1::PresenceStatus) -> u8 {
+    match s {
+        v1::PresenceStatus::Online => 2,
+        v1::PresenceStatus::Away => 1,
+        _ => 0,
+    }
+}
+
+fn best(a: v1::PresenceStatus, b: v1::PresenceStatus) -> v1::PresenceStatus {
+    if rank(a) >= rank(b) { a } else { b }
 }
 
 fn changed(before: v1::PresenceStatus, after: v1::PresenceStatus) -> Option<v1::PresenceStatus> {

@@ -57,6 +57,8 @@ impl TestServer {
                 admin_password: Some(ADMIN_PASSWORD.into()),
                 ..Default::default()
             }),
+            redis_url: None,
+            redis_namespace: String::new(),
         };
         let running = wsmschat_server::start(config.clone()).await.unwrap();
         let url = format!("http://{}", running.addr);
@@ -434,4 +436,56 @@ pub async fn conversation(
     .into_inner()
     .conversation
     .unwrap()
+}
+
+/// A server process (`wsmschat serve`) for tests that kill or cluster servers.
+pub struct Proc {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the server binary on a free loopback port with `database` and extra arguments.
+pub fn spawn(database: &Database, extra: &[&str]) -> Proc {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsmschat"));
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--demo-password",
+        ADMIN_PASSWORD,
+    ]);
+    match database {
+        Database::Sqlite(path) => cmd.arg("--data-dir").arg(path.parent().unwrap()),
+        Database::Postgres { url, .. } => cmd.arg("--database-url").arg(url),
+    };
+    let mut child = cmd
+        .args(extra)
+        .env("WSMSCHAT_EVENTS_PER_SECOND", "100000")
+        .env("WSMSCHAT_EVENTS_BURST", "100000")
+        .env("WSMSCHAT_IP_EVENTS_PER_SECOND", "100000")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines.next().expect("server printed its address").unwrap();
+        if let Some(url) = line.strip_prefix("wsmschat listening on ") {
+            break url.replace("localhost", "127.0.0.1");
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Proc { child, url }
 }

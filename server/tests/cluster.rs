@@ -1,0 +1,532 @@
+//! Several server processes sharing PostgreSQL + Redis: a visitor on one node and an agent on
+//! another converse; typing, presence and assignment cross nodes; capacity holds cluster-wide;
+//! a node killed mid-conversation loses nothing; a Redis restart loses nothing.
+//!
+//! Needs PostgreSQL (`WSMSCHAT_TEST_POSTGRES`, default postgres://postgres@127.0.0.1:5432) and
+//! the `redis-server` binary (each test runs its own Redis on a free port).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use tonic::transport::{Channel, Endpoint};
+use wsmschat::v1;
+use wsmschat::v1::chat_service_client::ChatServiceClient;
+use wsmschat::v1::client_event::Event as Ce;
+use wsmschat::v1::server_event::Event as Se;
+use wsmschat_server::Database;
+
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, port }
+    }
+
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A cluster: one database, one Redis, `n` nodes.
+struct Cluster {
+    database: Database,
+    redis: Redis,
+    nodes: Vec<Proc>,
+    _dir: tempfile::TempDir,
+}
+
+async fn cluster(n: usize) -> Cluster {
+    if std::env::var("WSMSCHAT_TEST_POSTGRES")
+        .map(|v| v.is_empty())
+        .unwrap_or(true)
+    {
+        // SAFETY of intent: tests run this once per process before any other env access.
+        unsafe {
+            std::env::set_var(
+                "WSMSCHAT_TEST_POSTGRES",
+                "postgres://postgres@127.0.0.1:5432",
+            )
+        };
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let database = test_database(&dir).await;
+    let redis = Redis::start();
+    let url = redis.url();
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        // One at a time: the first seeds the demo site.
+        nodes.push(spawn(
+            &database,
+            &["--redis-url", &url, "--heartbeat-secs", "2"],
+        ));
+    }
+    Cluster {
+        database,
+        redis,
+        nodes,
+        _dir: dir,
+    }
+}
+
+impl Cluster {
+    async fn chat(&self, node: usize) -> ChatServiceClient<Channel> {
+        ChatServiceClient::new(
+            Endpoint::from_shared(self.nodes[node].url.clone())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        )
+    }
+
+    async fn login(&self, node: usize, email: &str, password: &str) -> String {
+        let mut s = wsmschat::v1::session_service_client::SessionServiceClient::connect(
+            self.nodes[node].url.clone(),
+        )
+        .await
+        .unwrap();
+        s.login(v1::LoginRequest {
+            email: email.into(),
+            password: password.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+    }
+
+    async fn agent(&self, name: &str, topics: &[&str], capacity: u32) -> v1::Agent {
+        let admin = self.login(0, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        let mut a = wsmschat::v1::admin_service_client::AdminServiceClient::connect(
+            self.nodes[0].url.clone(),
+        )
+        .await
+        .unwrap();
+        a.create_agent(authed(
+            &admin,
+            v1::CreateAgentRequest {
+                agent: Some(v1::Agent {
+                    email: format!("{}@example.com", name.to_lowercase()),
+                    name: name.into(),
+                    topics: topics.iter().map(|t| t.to_string()).collect(),
+                    capacity,
+                    ..Default::default()
+                }),
+                password: "agent-password".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .agent
+        .unwrap()
+    }
+
+    async fn visitor(&self, node: usize) -> String {
+        let mut s = wsmschat::v1::session_service_client::SessionServiceClient::connect(
+            self.nodes[node].url.clone(),
+        )
+        .await
+        .unwrap();
+        s.start_visitor_session(v1::StartVisitorSessionRequest {
+            site_key: "demo".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .visitor_token
+    }
+
+    async fn finish(mut self) {
+        self.nodes.clear();
+        self.redis.stop();
+        drop_database(&self.database).await;
+    }
+}
+
+/// Waits until `f` holds (polling), at most WAIT.
+async fn eventually<F: std::future::Future<Output = bool>>(mut f: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not reached in time");
+}
+
+#[tokio::test]
+async fn a_visitor_on_one_node_and_an_agent_on_another_converse() {
+    let c = cluster(2).await;
+    let ana = c.agent("Ana", &["Order"], 3).await;
+    let watcher = c.agent("Wim", &["Payment"], 3).await;
+    let mut chat0 = c.chat(0).await;
+    let mut chat1 = c.chat(1).await;
+    // Wim watches the inbox on node 0; Ana comes online on node 1.
+    let wim = c.login(0, &watcher.email, "agent-password").await;
+    let mut wim_inbox = Sub::open(&mut chat0, &wim, vec![], true).await.unwrap();
+    let ana_token = c.login(1, &ana.email, "agent-password").await;
+    let mut ana_inbox = Sub::open(&mut chat1, &ana_token, vec![], true)
+        .await
+        .unwrap();
+    // Presence crosses nodes.
+    let st = wim_inbox
+        .next_where(|e| match e {
+            Se::Presence(p) if p.agent_id == ana.id => Some(p.status),
+            _ => None,
+        })
+        .await;
+    assert_eq!(st, v1::PresenceStatus::Online as i32);
+
+    // A visitor on node 0 asks; node 0's router assigns Ana (online on node 1).
+    let visitor = c.visitor(0).await;
+    let mut eventually_assigned = None;
+    let (conv, _) = start_conversation(&mut chat0, &visitor, "Order", "where is my order?").await;
+    for _ in 0..100 {
+        let cv = conversation(&mut chat0, &visitor, &conv).await;
+        if cv.status == v1::ConversationStatus::Open as i32 {
+            eventually_assigned = Some(cv);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(eventually_assigned.expect("assigned").assignee_id, ana.id);
+    let m = ana_inbox
+        .next_where(|e| match e {
+            Se::Message(m)
+                if m.conversation_id == conv && m.kind == v1::MessageKind::Text as i32 =>
+            {
+                Some(m.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(m.text, "where is my order?");
+
+    // Typing and the reply cross back to node 0.
+    let mut vsub = Sub::open(&mut chat0, &visitor, vec![(conv.clone(), m.seq)], false)
+        .await
+        .unwrap();
+    publish(
+        &mut chat1,
+        &ana_token,
+        ev(Ce::Typing(v1::Typing {
+            conversation_id: conv.clone(),
+            on: true,
+        })),
+    )
+    .await
+    .unwrap();
+    let t = vsub
+        .next_where(|e| match e {
+            Se::Typing(t) => Some(t.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(t.author_name, "Ana");
+    let reply = publish(
+        &mut chat1,
+        &ana_token,
+        send(&conv, "", "r1", "It left the warehouse today."),
+    )
+    .await
+    .unwrap();
+    let got = vsub.next_message().await;
+    assert_eq!(
+        (got.seq, got.text.as_str()),
+        (reply.seq, "It left the warehouse today.")
+    );
+    // A note from node 1 never reaches the visitor on node 0, but Wim's inbox on node 0 sees it.
+    let mut note = send(&conv, "", "n1", "VIP customer");
+    if let Some(Ce::SendMessage(m)) = &mut note.event {
+        m.kind = v1::MessageKind::Note as i32;
+    }
+    let note_ack = publish(&mut chat1, &ana_token, note).await.unwrap();
+    let seen = wim_inbox
+        .next_where(|e| match e {
+            Se::Message(m) if m.seq == note_ack.seq => Some(m.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(seen.text, "VIP customer");
+    let after = publish(
+        &mut chat1,
+        &ana_token,
+        send(&conv, "", "r2", "Anything else?"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        vsub.next_message().await.seq,
+        after.seq,
+        "the note was skipped for the visitor"
+    );
+    drop(ana_inbox);
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn capacity_holds_when_visitors_arrive_on_every_node_at_once() {
+    let c = cluster(3).await;
+    let a = c.agent("Aki", &["Delivery"], 2).await;
+    let b = c.agent("Bea", &["Delivery"], 2).await;
+    let a_token = c.login(1, &a.email, "agent-password").await;
+    let b_token = c.login(2, &b.email, "agent-password").await;
+    let mut c1 = c.chat(1).await;
+    let mut c2 = c.chat(2).await;
+    let _a = Sub::open(&mut c1, &a_token, vec![], true).await.unwrap();
+    let _b = Sub::open(&mut c2, &b_token, vec![], true).await.unwrap();
+    // Every node must know both agents are online before the rush.
+    let admin = c.login(0, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    for node in 0..3 {
+        let mut chat = c.chat(node).await;
+        let admin = admin.clone();
+        eventually(|| {
+            let mut chat = chat.clone();
+            let admin = admin.clone();
+            async move {
+                let l = chat
+                    .list_agent_presence(authed(&admin, v1::ListAgentPresenceRequest {}))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                l.agents
+                    .iter()
+                    .filter(|x| x.status == v1::PresenceStatus::Online as i32)
+                    .count()
+                    >= 2
+            }
+        })
+        .await;
+        let _ = &mut chat;
+    }
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let node = i % 3;
+        let token = c.visitor(node).await;
+        let mut chat = c.chat(node).await;
+        tasks.push(tokio::spawn(async move {
+            start_conversation(&mut chat, &token, "Delivery", "hello")
+                .await
+                .0
+        }));
+    }
+    let mut convs = Vec::new();
+    for t in tasks {
+        convs.push(t.await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut chat0 = c.chat(0).await;
+    let (mut per_a, mut per_b, mut queued) = (0, 0, 0);
+    for id in &convs {
+        let cv = conversation(&mut chat0, &admin, id).await;
+        match (cv.status, cv.assignee_id.as_str()) {
+            (2, x) if x == a.id => per_a += 1,
+            (2, x) if x == b.id => per_b += 1,
+            (1, _) => queued += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        (per_a, per_b, queued),
+        (2, 2, 8),
+        "capacity 2 each, the rest queued"
+    );
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_conversation_loses_nothing() {
+    let mut c = cluster(2).await;
+    let visitor = c.visitor(0).await;
+    let mut chat0 = c.chat(0).await;
+    let (conv, first) = start_conversation(&mut chat0, &visitor, "Other", "m0").await;
+    let mut sub = Sub::open(&mut chat0, &visitor, vec![(conv.clone(), 0)], false)
+        .await
+        .unwrap();
+    assert_eq!(sub.next_message().await.seq, first.seq);
+    let mut acked = vec![first.seq];
+    for i in 1..=20 {
+        acked.push(
+            publish(
+                &mut chat0,
+                &visitor,
+                send(&conv, "", &format!("k{i}"), &format!("m{i}")),
+            )
+            .await
+            .unwrap()
+            .seq,
+        );
+    }
+    let mut seen = first.seq;
+    // Read a few, then the node dies (SIGKILL).
+    for _ in 0..5 {
+        seen = sub.next_message().await.seq;
+    }
+    let mut node0 = c.nodes.remove(0);
+    node0.child.kill().unwrap();
+    node0.child.wait().unwrap();
+    // The client reconnects to the other node with its cursor.
+    let mut chat1 = c.chat(0).await; // nodes[0] is now the surviving node
+    let mut sub = Sub::open(&mut chat1, &visitor, vec![(conv.clone(), seen)], false)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < acked.len() - acked.iter().position(|s| *s == seen).unwrap() - 1 {
+        got.push(sub.next_message().await.seq);
+    }
+    let expected: Vec<u64> = acked.iter().copied().filter(|s| *s > seen).collect();
+    assert_eq!(
+        got, expected,
+        "every acked message after the cursor, once, in order"
+    );
+    let more = publish(
+        &mut chat1,
+        &visitor,
+        send(&conv, "", "after", "still there?"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sub.next_message().await.seq, more.seq);
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn a_redis_restart_loses_nothing() {
+    let mut c = cluster(2).await;
+    let key = {
+        let admin = c.login(0, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        let mut a =
+            wsmschat::v1::admin_service_client::AdminServiceClient::connect(c.nodes[0].url.clone())
+                .await
+                .unwrap();
+        a.create_api_key(authed(
+            &admin,
+            v1::CreateApiKeyRequest {
+                name: "bot".into(),
+                scopes: vec![1],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret
+    };
+    let visitor = c.visitor(0).await;
+    let mut chat0 = c.chat(0).await;
+    let mut chat1 = c.chat(1).await;
+    let (conv, first) = start_conversation(&mut chat0, &visitor, "Product", "hi").await;
+    let mut sub = Sub::open(&mut chat0, &visitor, vec![(conv.clone(), first.seq)], false)
+        .await
+        .unwrap();
+    // Cross-node delivery works before the outage.
+    let a = publish(&mut chat1, &key, send(&conv, "", "b0", "before"))
+        .await
+        .unwrap();
+    assert_eq!(sub.next_message().await.seq, a.seq);
+
+    let port = c.redis.port;
+    c.redis.stop();
+    // The service keeps answering through node 1 while Redis is down: stored, not fanned out.
+    let mut during = Vec::new();
+    for i in 0..5 {
+        during.push(
+            publish(
+                &mut chat1,
+                &key,
+                send(&conv, "", &format!("d{i}"), &format!("during {i}")),
+            )
+            .await
+            .unwrap()
+            .seq,
+        );
+    }
+    c.redis = Redis::start_on(port);
+    // The visitor's node reconnects to Redis and tells its streams to resync; the client
+    // resumes from its cursor and gets everything, in order, once.
+    let mut last = a.seq;
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < during.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "messages did not arrive: {got:?}"
+        );
+        match tokio::time::timeout(WAIT, sub.stream.message()).await {
+            Ok(Ok(Some(r))) => match r.event.and_then(|e| e.event) {
+                Some(Se::Message(m)) => {
+                    assert!(m.seq > last, "no duplicate, in order");
+                    last = m.seq;
+                    got.push(m.seq);
+                }
+                Some(Se::ResyncRequired(_)) => {}
+                _ => {}
+            },
+            // Stream ended (after a resync notice): reconnect with the cursor.
+            _ => {
+                sub = Sub::open(&mut chat0, &visitor, vec![(conv.clone(), last)], false)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    assert_eq!(got, during);
+    // And live cross-node delivery works again.
+    let mut fresh = Sub::open(&mut chat0, &visitor, vec![(conv.clone(), last)], false)
+        .await
+        .unwrap();
+    let after = publish(&mut chat1, &key, send(&conv, "", "after", "after"))
+        .await
+        .unwrap();
+    assert_eq!(fresh.next_message().await.seq, after.seq);
+    drop(sub);
+    c.finish().await;
+}
