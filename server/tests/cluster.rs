@@ -169,19 +169,7 @@ impl Cluster {
     }
 
     async fn visitor(&self, node: usize) -> String {
-        let mut s = wsmschat::v1::session_service_client::SessionServiceClient::connect(
-            self.nodes[node].url.clone(),
-        )
-        .await
-        .unwrap();
-        s.start_visitor_session(v1::StartVisitorSessionRequest {
-            site_key: "demo".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .visitor_token
+        visitor_at(&self.nodes[node].url).await
     }
 
     async fn finish(mut self) {

@@ -27,19 +27,7 @@ async fn sigkill_mid_stream_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
     let database = test_database(&dir).await;
     let mut server = spawn(&database, &[]);
-    let mut sessions =
-        wsmschat::v1::session_service_client::SessionServiceClient::connect(server.url.clone())
-            .await
-            .unwrap();
-    let visitor = sessions
-        .start_visitor_session(v1::StartVisitorSessionRequest {
-            site_key: "demo".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .visitor_token;
+    let visitor = visitor_at(&server.url).await;
     let mut chat = connect(&server.url).await;
     let (conv, _) = start_conversation(&mut chat, &visitor, "Order", "first").await;
     let mut sub = Sub::open(&mut chat, &visitor, vec![(conv.clone(), 0)], false)
@@ -157,19 +145,7 @@ async fn sigterm_closes_streams_cleanly_and_keeps_every_ack() {
     let dir = tempfile::tempdir().unwrap();
     let database = test_database(&dir).await;
     let mut server = spawn(&database, &[]);
-    let mut sessions =
-        wsmschat::v1::session_service_client::SessionServiceClient::connect(server.url.clone())
-            .await
-            .unwrap();
-    let visitor = sessions
-        .start_visitor_session(v1::StartVisitorSessionRequest {
-            site_key: "demo".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .visitor_token;
+    let visitor = visitor_at(&server.url).await;
     let mut chat = connect(&server.url).await;
     let (conv, _) = start_conversation(&mut chat, &visitor, "Order", "hello").await;
     let mut sub = Sub::open(&mut chat, &visitor, vec![(conv.clone(), 0)], false)

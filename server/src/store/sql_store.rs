@@ -100,6 +100,51 @@ impl<E: Engine> SqlStore<E> {
             .map_err(|_| StoreError::Internal("the writer dropped the write".into()))?
     }
 
+    /// One row decoded, or `NotFound(what)`.
+    async fn read_one<T: Send + 'static>(
+        &self,
+        sql: String,
+        args: Vec<Value>,
+        what: &'static str,
+        decode: fn(&Row) -> T,
+    ) -> StoreResult<T> {
+        self.read(move |db| {
+            Box::pin(async move { Ok(decode(&db.query_one(&sql, &args, what).await?)) })
+        })
+        .await
+    }
+
+    /// All rows decoded.
+    async fn read_rows<T: Send + 'static>(
+        &self,
+        sql: String,
+        args: Vec<Value>,
+        decode: fn(&Row) -> T,
+    ) -> StoreResult<Vec<T>> {
+        self.read(move |db| Box::pin(async move { query_rows(db, &sql, &args, decode).await }))
+            .await
+    }
+
+    /// One statement in the next batch; `NotFound(what)` if it changed nothing and `what` is set.
+    async fn write_exec(
+        &self,
+        sql: &'static str,
+        args: Vec<Value>,
+        what: Option<&'static str>,
+    ) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let args = args.clone();
+            Box::pin(async move {
+                let n = ctx.db.exec(sql, &args).await?;
+                match what {
+                    Some(what) if n == 0 => Err(StoreError::NotFound(what)),
+                    _ => Ok(()),
+                }
+            })
+        })
+        .await
+    }
+
     async fn read<R, F>(&self, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
@@ -1001,47 +1046,31 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn list_sites(&self) -> StoreResult<Vec<v1::Site>> {
-        self.read(|db| {
-            Box::pin(async move {
-                query_rows(
-                    db,
-                    &format!("{SITE_SELECT} ORDER BY name, id"),
-                    &[],
-                    site_from_row,
-                )
-                .await
-            })
-        })
+        self.read_rows(
+            format!("{SITE_SELECT} ORDER BY name, id"),
+            vec![],
+            site_from_row,
+        )
         .await
     }
 
     async fn site_by_key(&self, site_key: &str) -> StoreResult<v1::Site> {
-        let key = site_key.to_owned();
-        self.read(move |db| {
-            Box::pin(async move {
-                let row = db
-                    .query_one(
-                        &format!("{SITE_SELECT} WHERE site_key = $1"),
-                        args![key],
-                        "site",
-                    )
-                    .await?;
-                Ok(site_from_row(&row))
-            })
-        })
+        self.read_one(
+            format!("{SITE_SELECT} WHERE site_key = $1"),
+            vec![site_key.into()],
+            "site",
+            site_from_row,
+        )
         .await
     }
 
     async fn site_by_id(&self, id: &str) -> StoreResult<v1::Site> {
-        let id = id.to_owned();
-        self.read(move |db| {
-            Box::pin(async move {
-                let row = db
-                    .query_one(&format!("{SITE_SELECT} WHERE id = $1"), args![id], "site")
-                    .await?;
-                Ok(site_from_row(&row))
-            })
-        })
+        self.read_one(
+            format!("{SITE_SELECT} WHERE id = $1"),
+            vec![id.into()],
+            "site",
+            site_from_row,
+        )
         .await
     }
 
@@ -1122,51 +1151,36 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn list_agents(&self) -> StoreResult<Vec<v1::Agent>> {
-        self.read(|db| {
-            Box::pin(async move {
-                query_rows(
-                    db,
-                    &format!("{AGENT_SELECT} ORDER BY name, id"),
-                    &[],
-                    agent_from_row,
-                )
-                .await
-            })
-        })
+        self.read_rows(
+            format!("{AGENT_SELECT} ORDER BY name, id"),
+            vec![],
+            agent_from_row,
+        )
         .await
     }
 
     async fn agent_by_email(&self, email: &str) -> StoreResult<AgentRecord> {
-        let email = email.to_owned();
-        self.read(move |db| {
-            Box::pin(async move {
-                let row = db
-                    .query_one(
-                        "SELECT id, email, name, role, topics, capacity, active, password_hash FROM agents \
-                         WHERE LOWER(email) = LOWER($1)",
-                        args![email],
-                        "agent",
-                    )
-                    .await?;
-                Ok(AgentRecord {
-                    agent: agent_from_row(&row),
-                    password_hash: row.text(7),
-                })
-            })
-        })
+        self.read_one(
+            "SELECT id, email, name, role, topics, capacity, active, password_hash FROM agents \
+             WHERE LOWER(email) = LOWER($1)"
+                .into(),
+            vec![email.into()],
+            "agent",
+            |row| AgentRecord {
+                agent: agent_from_row(row),
+                password_hash: row.text(7),
+            },
+        )
         .await
     }
 
     async fn agent_by_id(&self, id: &str) -> StoreResult<v1::Agent> {
-        let id = id.to_owned();
-        self.read(move |db| {
-            Box::pin(async move {
-                let row = db
-                    .query_one(&format!("{AGENT_SELECT} WHERE id = $1"), args![id], "agent")
-                    .await?;
-                Ok(agent_from_row(&row))
-            })
-        })
+        self.read_one(
+            format!("{AGENT_SELECT} WHERE id = $1"),
+            vec![id.into()],
+            "agent",
+            agent_from_row,
+        )
         .await
     }
 
@@ -1197,37 +1211,24 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn agent_by_session(&self, token_hash: &str, now: i64) -> StoreResult<(v1::Agent, i64)> {
-        let hash = token_hash.to_owned();
-        self.read(move |db| {
-            Box::pin(async move {
-                let row = db
-                    .query_one(
-                        "SELECT a.id, a.email, a.name, a.role, a.topics, a.capacity, a.active, s.expires_at \
-                         FROM agent_sessions s JOIN agents a ON a.id = s.agent_id \
-                         WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.active = 1",
-                        args![hash, now],
-                        "session",
-                    )
-                    .await?;
-                Ok((agent_from_row(&row), row.int(7)))
-            })
-        })
+        self.read_one(
+            "SELECT a.id, a.email, a.name, a.role, a.topics, a.capacity, a.active, s.expires_at \
+             FROM agent_sessions s JOIN agents a ON a.id = s.agent_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.active = 1"
+                .into(),
+            vec![token_hash.into(), now.into()],
+            "session",
+            |row| (agent_from_row(row), row.int(7)),
+        )
         .await
     }
 
     async fn delete_agent_session(&self, token_hash: String) -> StoreResult<()> {
-        self.write(move |ctx| {
-            let hash = token_hash.clone();
-            Box::pin(async move {
-                ctx.db
-                    .exec(
-                        "DELETE FROM agent_sessions WHERE token_hash = $1",
-                        args![hash],
-                    )
-                    .await?;
-                Ok(())
-            })
-        })
+        self.write_exec(
+            "DELETE FROM agent_sessions WHERE token_hash = $1",
+            vec![token_hash.into()],
+            None,
+        )
         .await
     }
 
@@ -1253,53 +1254,32 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn list_api_keys(&self) -> StoreResult<Vec<v1::ApiKey>> {
-        self.read(|db| {
-            Box::pin(async move {
-                query_rows(
-                    db,
-                    &format!("{API_KEY_SELECT} ORDER BY created_at DESC, id"),
-                    &[],
-                    api_key_from_row,
-                )
-                .await
-            })
-        })
+        self.read_rows(
+            format!("{API_KEY_SELECT} ORDER BY created_at DESC, id"),
+            vec![],
+            api_key_from_row,
+        )
         .await
     }
 
     async fn revoke_api_key(&self, id: String) -> StoreResult<()> {
-        self.write(move |ctx| {
-            let id = id.clone();
-            Box::pin(async move {
-                let n = ctx
-                    .db
-                    .exec("UPDATE api_keys SET active = 0 WHERE id = $1", args![id])
-                    .await?;
-                if n == 0 {
-                    return Err(StoreError::NotFound("API key"));
-                }
-                Ok(())
-            })
-        })
+        self.write_exec(
+            "UPDATE api_keys SET active = 0 WHERE id = $1",
+            vec![id.into()],
+            Some("API key"),
+        )
         .await
     }
 
     async fn api_key_by_secret_hash(&self, secret_hash: &str) -> StoreResult<ApiKeyRecord> {
-        let hash = secret_hash.to_owned();
-        self.read(move |db| {
-            Box::pin(async move {
-                let row = db
-                    .query_one(
-                        &format!("{API_KEY_SELECT} WHERE secret_hash = $1 AND active = 1"),
-                        args![hash],
-                        "API key",
-                    )
-                    .await?;
-                Ok(ApiKeyRecord {
-                    key: api_key_from_row(&row),
-                })
-            })
-        })
+        self.read_one(
+            format!("{API_KEY_SELECT} WHERE secret_hash = $1 AND active = 1"),
+            vec![secret_hash.into()],
+            "API key",
+            |row| ApiKeyRecord {
+                key: api_key_from_row(row),
+            },
+        )
         .await
     }
 
@@ -1312,54 +1292,31 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn visitor_by_token(&self, token_hash: &str) -> StoreResult<v1::Visitor> {
-        let hash = token_hash.to_owned();
-        self.read(move |db| {
-            Box::pin(async move {
-                let row = db
-                    .query_one(
-                        &format!(
-                            "{VISITOR_SELECT} WHERE id = (SELECT visitor_id FROM visitor_tokens WHERE token_hash = $1)"
-                        ),
-                        args![hash],
-                        "visitor",
-                    )
-                    .await?;
-                Ok(visitor_from_row(&row))
-            })
-        })
+        self.read_one(
+            format!("{VISITOR_SELECT} WHERE id = (SELECT visitor_id FROM visitor_tokens WHERE token_hash = $1)"),
+            vec![token_hash.into()],
+            "visitor",
+            visitor_from_row,
+        )
         .await
     }
 
     async fn visitor_by_id(&self, id: &str) -> StoreResult<v1::Visitor> {
-        let id = id.to_owned();
-        self.read(move |db| {
-            Box::pin(async move {
-                let row = db
-                    .query_one(
-                        &format!("{VISITOR_SELECT} WHERE id = $1"),
-                        args![id],
-                        "visitor",
-                    )
-                    .await?;
-                Ok(visitor_from_row(&row))
-            })
-        })
+        self.read_one(
+            format!("{VISITOR_SELECT} WHERE id = $1"),
+            vec![id.into()],
+            "visitor",
+            visitor_from_row,
+        )
         .await
     }
 
     async fn delete_visitor_token(&self, token_hash: String) -> StoreResult<()> {
-        self.write(move |ctx| {
-            let hash = token_hash.clone();
-            Box::pin(async move {
-                ctx.db
-                    .exec(
-                        "DELETE FROM visitor_tokens WHERE token_hash = $1",
-                        args![hash],
-                    )
-                    .await?;
-                Ok(())
-            })
-        })
+        self.write_exec(
+            "DELETE FROM visitor_tokens WHERE token_hash = $1",
+            vec![token_hash.into()],
+            None,
+        )
         .await
     }
 
@@ -1372,9 +1329,13 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn conversation(&self, id: &str) -> StoreResult<v1::Conversation> {
-        let id = id.to_owned();
-        self.read(move |db| Box::pin(async move { load_conversation(db, &id).await }))
-            .await
+        self.read_one(
+            format!("{CONVERSATION_SELECT} WHERE c.id = $1"),
+            vec![id.into()],
+            "conversation",
+            conversation_from_row,
+        )
+        .await
     }
 
     async fn list_conversations(
@@ -1422,21 +1383,14 @@ impl<E: Engine> Store for SqlStore<E> {
         limit: u32,
         with_notes: bool,
     ) -> StoreResult<Vec<v1::Message>> {
-        let id = conversation_id.to_owned();
-        self.read(move |db| {
-            Box::pin(async move {
-                query_rows(
-                    db,
-                    &format!(
-                        "{MESSAGE_SELECT} WHERE conversation_id = $1 AND seq > $2{} ORDER BY seq LIMIT $3",
-                        notes_filter(with_notes)
-                    ),
-                    args![id, after_seq, limit],
-                    message_from_row,
-                )
-                .await
-            })
-        })
+        self.read_rows(
+            format!(
+                "{MESSAGE_SELECT} WHERE conversation_id = $1 AND seq > $2{} ORDER BY seq LIMIT $3",
+                notes_filter(with_notes)
+            ),
+            vec![conversation_id.into(), after_seq.into(), limit.into()],
+            message_from_row,
+        )
         .await
     }
 
@@ -1572,19 +1526,11 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn delete_canned_reply(&self, id: String) -> StoreResult<()> {
-        self.write(move |ctx| {
-            let id = id.clone();
-            Box::pin(async move {
-                let n = ctx
-                    .db
-                    .exec("DELETE FROM canned_replies WHERE id = $1", args![id])
-                    .await?;
-                if n == 0 {
-                    return Err(StoreError::NotFound("canned reply"));
-                }
-                Ok(())
-            })
-        })
+        self.write_exec(
+            "DELETE FROM canned_replies WHERE id = $1",
+            vec![id.into()],
+            Some("canned reply"),
+        )
         .await
     }
 
@@ -1592,31 +1538,24 @@ impl<E: Engine> Store for SqlStore<E> {
         &self,
         site_id: Option<String>,
     ) -> StoreResult<Vec<v1::CannedReply>> {
-        self.read(move |db| {
-            Box::pin(async move {
-                match site_id {
-                    Some(site) => query_rows(
-                        db,
-                        &format!(
-                            "{CANNED_SELECT} WHERE site_id = $1 OR site_id = '' ORDER BY shortcut"
-                        ),
-                        args![site],
-                        canned_from_row,
-                    )
-                    .await,
-                    None => {
-                        query_rows(
-                            db,
-                            &format!("{CANNED_SELECT} ORDER BY shortcut"),
-                            &[],
-                            canned_from_row,
-                        )
-                        .await
-                    }
-                }
-            })
-        })
-        .await
+        match site_id {
+            Some(site) => {
+                self.read_rows(
+                    format!("{CANNED_SELECT} WHERE site_id = $1 OR site_id = '' ORDER BY shortcut"),
+                    vec![site.into()],
+                    canned_from_row,
+                )
+                .await
+            }
+            None => {
+                self.read_rows(
+                    format!("{CANNED_SELECT} ORDER BY shortcut"),
+                    vec![],
+                    canned_from_row,
+                )
+                .await
+            }
+        }
     }
 
     async fn report_rows(&self, site_id: String, since: i64) -> StoreResult<ReportRows> {

@@ -489,3 +489,18 @@ pub fn spawn(database: &Database, extra: &[&str]) -> Proc {
     std::thread::spawn(move || for _ in lines {});
     Proc { child, url }
 }
+
+/// A new demo-site visitor on the server at `url`; returns the visitor token.
+pub async fn visitor_at(url: &str) -> String {
+    SessionServiceClient::connect(url.to_owned())
+        .await
+        .unwrap()
+        .start_visitor_session(v1::StartVisitorSessionRequest {
+            site_key: "demo".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .visitor_token
+}
