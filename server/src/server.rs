@@ -46,7 +46,8 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .keep_alive(true)
-        .max_buf_size(64 * 1024);
+        // hyper's minimum: per-connection read buffers dominate an idle browser stream's memory.
+        .max_buf_size(8 * 1024);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

@@ -584,13 +584,13 @@ impl Core {
         let appended = self.store.append_message(new).await?;
         if !appended.duplicate {
             self.metrics.messages_in.inc();
-            if appended.created || appended.reopened {
-                let topic = appended.conversation.topic.clone();
-                self.announce(appended.conversation.clone());
-                self.drain(vec![topic]).await;
-            } else {
-                self.announce(appended.conversation.clone());
-            }
+        }
+        // A new or reopened conversation enters the queue: announce it and serve the queue.
+        // Other messages need no snapshot: the message event carries the news.
+        if let Some(c) = appended.conversation.clone() {
+            let topic = c.topic.clone();
+            self.announce(c);
+            self.drain(vec![topic]).await;
         }
         let created_at = appended.message.created_at_ms;
         Ok((appended.message, appended.duplicate, created_at))

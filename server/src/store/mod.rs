@@ -99,8 +99,9 @@ pub struct Appended {
     pub message: v1::Message,
     /// The send was a retry: nothing new was stored.
     pub duplicate: bool,
-    /// The conversation after the append.
-    pub conversation: v1::Conversation,
+    /// The conversation after the append, when the append created or reopened it (otherwise
+    /// only its seq and activity moved, which the message itself tells).
+    pub conversation: Option<v1::Conversation>,
     /// The append created the conversation.
     pub created: bool,
     /// A visitor message moved the conversation from resolved back to queued.

@@ -429,38 +429,22 @@ async fn next_seq(db: &mut dyn Db, m: &NewMessage, conversation_id: &str) -> Sto
         m.author_kind,
         v1::AuthorKind::Agent | v1::AuthorKind::Service
     );
-    let now = now_ms();
-    // The optional columns are set by separate statements so no statement needs a flag
-    // parameter (whose type the engines would infer differently).
-    let row = db
-        .query_one(
-            "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $2 WHERE id = $1 RETURNING last_seq",
-            args![conversation_id, now],
-            "conversation",
-        )
-        .await?;
+    // One statement; the optional columns are chosen in the SQL text (a handful of variants),
+    // not by flag parameters whose type the engines would infer differently.
+    let mut sql = String::from("UPDATE conversations SET last_seq = last_seq + 1, updated_at = $2");
+    let mut args: Vec<Value> = vec![conversation_id.into(), now_ms().into()];
     if is_text {
-        db.exec(
-            "UPDATE conversations SET last_preview = $2 WHERE id = $1",
-            args![conversation_id, preview(&m.text)],
-        )
-        .await?;
+        sql.push_str(", last_preview = $3");
+        args.push(preview(&m.text).into());
+        if by_visitor {
+            sql.push_str(", first_message_at = COALESCE(first_message_at, $2)");
+        }
+        if by_staff {
+            sql.push_str(", first_response_at = COALESCE(first_response_at, $2)");
+        }
     }
-    if is_text && by_visitor {
-        db.exec(
-            "UPDATE conversations SET first_message_at = $2 WHERE id = $1 AND first_message_at IS NULL",
-            args![conversation_id, now],
-        )
-        .await?;
-    }
-    if is_text && by_staff {
-        db.exec(
-            "UPDATE conversations SET first_response_at = $2 WHERE id = $1 AND first_response_at IS NULL",
-            args![conversation_id, now],
-        )
-        .await?;
-    }
-    Ok(row.u64(0))
+    sql.push_str(" WHERE id = $1 RETURNING last_seq");
+    Ok(db.query_one(&sql, &args, "conversation").await?.u64(0))
 }
 
 /// Writes a system message about the conversation.
@@ -503,20 +487,21 @@ async fn existing_send(db: &mut dyn Db, m: &NewMessage) -> StoreResult<Option<Ap
     Ok(Some(Appended {
         message: load_message(db, &conversation_id, seq).await?,
         duplicate: true,
-        conversation: load_conversation(db, &conversation_id).await?,
+        conversation: None,
         created: false,
         reopened: false,
     }))
 }
 
 async fn append_in_tx(ctx: &mut WriteCtx<'_>, m: NewMessage) -> StoreResult<Appended> {
-    if let Some(found) = existing_send(ctx.db, &m).await? {
-        return Ok(found);
-    }
     let now = now_ms();
     let (conversation_id, created) = match (&m.conversation_id, &m.new_conversation) {
         (Some(id), _) => (id.clone(), false),
         (None, Some(new)) => {
+            // A retried first send finds the conversation it created.
+            if let Some(found) = existing_send(ctx.db, &m).await? {
+                return Ok(found);
+            }
             ctx.db
                 .exec(
                     "INSERT INTO conversations (id, site_id, visitor_id, topic, status, created_at, updated_at, queued_at) \
@@ -575,10 +560,17 @@ async fn append_in_tx(ctx: &mut WriteCtx<'_>, m: NewMessage) -> StoreResult<Appe
     }
     let seq = next_seq(ctx.db, &m, &conversation_id).await?;
     let message = insert_message(ctx, &m, &conversation_id, &visitor_id, seq).await?;
+    // The snapshot is re-read only when the conversation itself changed (the hot path of a
+    // message in an ongoing conversation skips this join).
+    let conversation = if created || reopened {
+        Some(load_conversation(ctx.db, &conversation_id).await?)
+    } else {
+        None
+    };
     Ok(Appended {
         message,
         duplicate: false,
-        conversation: load_conversation(ctx.db, &conversation_id).await?,
+        conversation,
         created,
         reopened,
     })
