@@ -18,5 +18,5 @@ ENV WSMSCHAT_DATA_DIR=/var/lib/wsmschat \
     WSMSCHAT_CONSOLE_DIR=/opt/wsmschat/console \
     WSMSCHAT_DEMO_DIR=/opt/wsmschat/demo
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"]
+# Orchestrators: GET /healthz (liveness) and /readyz (database + Redis) on port 8080.
 ENTRYPOINT ["wsmschat", "serve"]
