@@ -1,0 +1,1 @@
+window.WsmsChat = window.WsmsChat || function () { (window.WsmsChat.q = window.WsmsChat.q || []).push(arguments); };

@@ -1,0 +1,52 @@
+// Reports the sizes of the built web assets (raw and gzipped) and checks them against the
+// budgets stated in the README. Usage: node scripts/web-sizes.mjs [widget/dist] [--json]
+import { readFileSync, statSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { join } from 'node:path';
+
+const dir = process.argv.slice(2).find((a) => !a.startsWith('--')) || 'widget/dist';
+const KB = 1024;
+// Budgets in gzipped bytes (see README "Widget size budget").
+const parts = [
+  { name: 'loader (widget.js)', files: ['widget.js'], budget: 5 * KB },
+  { name: 'UI (ui.js)', files: ['ui.js'], budget: 16 * KB },
+  { name: 'CSS (widget.css)', files: ['widget.css'], budget: 6 * KB },
+  { name: 'SDK JS glue', files: ['wsmschat_widget_sdk.js'], budget: 10 * KB },
+  { name: 'SDK wasm', files: ['wsmschat_widget_sdk_bg.wasm'], budget: 125 * KB },
+];
+// The full SDK (agent and admin calls) is for the console and integrators, not the widget.
+const extra = [
+  { name: 'full SDK JS glue', files: ['wsmschat_sdk.js'], budget: 14 * KB },
+  { name: 'full SDK wasm', files: ['wsmschat_sdk_bg.wasm'], budget: 150 * KB },
+];
+const TOTAL_BUDGET = 150 * KB;
+
+let total = 0, totalRaw = 0, over = [];
+const measure = (p) => {
+  let raw = 0, gz = 0;
+  for (const f of p.files) {
+    const data = readFileSync(join(dir, f));
+    raw += statSync(join(dir, f)).size;
+    gz += gzipSync(data, { level: 9 }).length;
+  }
+  if (gz > p.budget) over.push(`${p.name}: ${gz} B gzipped > budget ${p.budget} B`);
+  return { name: p.name, raw, gzip: gz, budget: p.budget };
+};
+const rows = parts.map(measure);
+for (const r of rows) { total += r.gzip; totalRaw += r.raw; }
+const extraRows = extra.map(measure);
+if (total > TOTAL_BUDGET) over.push(`total: ${total} B gzipped > budget ${TOTAL_BUDGET} B`);
+
+if (process.argv.includes('--json')) {
+  console.log(JSON.stringify({ rows, total: { raw: totalRaw, gzip: total, budget: TOTAL_BUDGET }, extra: extraRows }));
+} else {
+  const k = (n) => (n / KB).toFixed(1).padStart(7) + ' KB';
+  console.log('asset'.padEnd(22) + 'raw'.padStart(10) + 'gzip'.padStart(10) + 'budget'.padStart(10));
+  for (const r of rows) console.log(r.name.padEnd(22) + k(r.raw) + k(r.gzip) + k(r.budget));
+  console.log('widget total'.padEnd(22) + k(totalRaw) + k(total) + k(TOTAL_BUDGET));
+  for (const r of extraRows) console.log(r.name.padEnd(22) + k(r.raw) + k(r.gzip) + k(r.budget));
+}
+if (over.length) {
+  console.error('Over budget:\n  ' + over.join('\n  '));
+  process.exit(1);
+}

@@ -1,0 +1,350 @@
+//! Agent and service calls (feature `agent`): the agent console and backend integrations use
+//! them; the widget's build leaves them out to stay small.
+
+use js_sys::Promise;
+use tonic::Request;
+use wasm_bindgen::prelude::*;
+use wsmschat::v1;
+use wsmschat::v1::client_event::Event as Ce;
+
+use crate::client::{ChatClient, Shared, normalize_server, promise};
+use crate::js::{self, O, get_str};
+use crate::rt::Store;
+use crate::types::*;
+
+#[wasm_bindgen]
+impl ChatClient {
+    /// Agent login with email and password.
+    pub async fn login(opts: LoginOptions) -> Result<ChatClient, JsValue> {
+        let o: JsValue = opts.into();
+        let server = normalize_server(&get_str(&o, "server"))?;
+        let sh = Shared::new(server, Store::Memory, String::new());
+        let r = sh
+            .session()
+            .login(Request::new(v1::LoginRequest {
+                email: get_str(&o, "email"),
+                password: get_str(&o, "password"),
+            }))
+            .await
+            .map_err(|s| sh.err(&s))?;
+        *sh.token.borrow_mut() = r.token;
+        *sh.agent.borrow_mut() = r.agent.as_ref().map(js::agent).unwrap_or_default();
+        Ok(ChatClient { sh })
+    }
+
+    /// Agent: take a conversation.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Ack>")]
+    pub fn join(&self, conversation_id: String) -> Promise {
+        self.event(Ce::Join(v1::JoinConversation { conversation_id }))
+    }
+
+    /// Agent: assign or transfer a conversation.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Ack>")]
+    pub fn assign(&self, conversation_id: String, agent_id: String) -> Promise {
+        self.event(Ce::Assign(v1::AssignConversation {
+            conversation_id,
+            agent_id,
+        }))
+    }
+
+    /// Agent: resolve a conversation.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Ack>")]
+    pub fn resolve(&self, conversation_id: String) -> Promise {
+        self.event(Ce::Resolve(v1::ResolveConversation { conversation_id }))
+    }
+
+    /// Agent: reopen a resolved conversation.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Ack>")]
+    pub fn reopen(&self, conversation_id: String) -> Promise {
+        self.event(Ce::Reopen(v1::ReopenConversation { conversation_id }))
+    }
+
+    /// Agent: set my presence ("online" or "away").
+    #[wasm_bindgen(js_name = setPresence, unchecked_return_type = "Promise<Ack>")]
+    pub fn set_presence(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "\"online\" | \"away\"")] status: String,
+    ) -> Promise {
+        self.event(Ce::SetPresence(v1::SetPresence {
+            status: js::presence_from(&status) as i32,
+        }))
+    }
+
+    /// Conversations visible to the caller, newest activity first.
+    #[wasm_bindgen(js_name = listConversations, unchecked_return_type = "Promise<ConversationPage>")]
+    pub fn list_conversations(&self, filter: Option<ListFilter>) -> Promise {
+        let sh = self.sh.clone();
+        let f = js::list_filter_from(&filter.map(JsValue::from).unwrap_or_default());
+        promise(async move {
+            let r = sh
+                .chat()
+                .list_conversations(sh.req(f))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(O::new()
+                .v(
+                    "conversations",
+                    js::array(&r.conversations, js::conversation),
+                )
+                .s("nextPageToken", &r.next_page_token)
+                .n("total", r.total as f64)
+                .done())
+        })
+    }
+
+    /// A visitor's profile and conversations (agents).
+    #[wasm_bindgen(js_name = getVisitor, unchecked_return_type = "Promise<VisitorProfile>")]
+    pub fn get_visitor(&self, visitor_id: String) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .chat()
+                .get_visitor(sh.req(v1::GetVisitorRequest { visitor_id }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(O::new()
+                .v(
+                    "visitor",
+                    r.visitor.as_ref().map(js::visitor).unwrap_or_default(),
+                )
+                .v(
+                    "conversations",
+                    js::array(&r.conversations, js::conversation),
+                )
+                .done())
+        })
+    }
+
+    /// Canned replies (agents); `siteId` empty for all.
+    #[wasm_bindgen(js_name = listCannedReplies, unchecked_return_type = "Promise<CannedReply[]>")]
+    pub fn list_canned_replies(&self, site_id: Option<String>) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .chat()
+                .list_canned_replies(sh.req(v1::ListCannedRepliesRequest {
+                    site_id: site_id.unwrap_or_default(),
+                }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(js::array(&r.canned_replies, js::canned_reply))
+        })
+    }
+
+    /// Agents and their presence.
+    #[wasm_bindgen(js_name = listAgentPresence, unchecked_return_type = "Promise<AgentPresence[]>")]
+    pub fn list_agent_presence(&self) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .chat()
+                .list_agent_presence(sh.req(v1::ListAgentPresenceRequest {}))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(js::array(&r.agents, js::agent_presence))
+        })
+    }
+
+    // ---- administration (admin agents, API keys with scope admin) -------------------------
+
+    /// All sites.
+    #[wasm_bindgen(js_name = listSites, unchecked_return_type = "Promise<Site[]>")]
+    pub fn list_sites(&self) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .admin()
+                .list_sites(sh.req(v1::ListSitesRequest {}))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(js::array(&r.sites, js::site))
+        })
+    }
+
+    /// Creates a site (key and secret generated).
+    #[wasm_bindgen(js_name = createSite, unchecked_return_type = "Promise<Site>")]
+    pub fn create_site(&self, site: SiteInput) -> Promise {
+        let sh = self.sh.clone();
+        let site = js::site_from(&site.into());
+        promise(async move {
+            let r = sh
+                .admin()
+                .create_site(sh.req(v1::CreateSiteRequest { site: Some(site) }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(r.site.as_ref().map(js::site).unwrap_or_default())
+        })
+    }
+
+    /// Changes a site (by id).
+    #[wasm_bindgen(js_name = updateSite, unchecked_return_type = "Promise<Site>")]
+    pub fn update_site(&self, site: SiteInput, rotate_identity_secret: Option<bool>) -> Promise {
+        let sh = self.sh.clone();
+        let site = js::site_from(&site.into());
+        promise(async move {
+            let r = sh
+                .admin()
+                .update_site(sh.req(v1::UpdateSiteRequest {
+                    site: Some(site),
+                    rotate_identity_secret: rotate_identity_secret.unwrap_or(false),
+                }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(r.site.as_ref().map(js::site).unwrap_or_default())
+        })
+    }
+
+    /// All agents.
+    #[wasm_bindgen(js_name = listAgents, unchecked_return_type = "Promise<Agent[]>")]
+    pub fn list_agents(&self) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .admin()
+                .list_agents(sh.req(v1::ListAgentsRequest {}))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(js::array(&r.agents, js::agent))
+        })
+    }
+
+    /// Creates an agent.
+    #[wasm_bindgen(js_name = createAgent, unchecked_return_type = "Promise<Agent>")]
+    pub fn create_agent(&self, agent: AgentInput, password: String) -> Promise {
+        let sh = self.sh.clone();
+        let agent = js::agent_from(&agent.into());
+        promise(async move {
+            let r = sh
+                .admin()
+                .create_agent(sh.req(v1::CreateAgentRequest {
+                    agent: Some(agent),
+                    password,
+                }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(r.agent.as_ref().map(js::agent).unwrap_or_default())
+        })
+    }
+
+    /// Changes an agent (by id); an empty password keeps it.
+    #[wasm_bindgen(js_name = updateAgent, unchecked_return_type = "Promise<Agent>")]
+    pub fn update_agent(&self, agent: AgentInput, password: Option<String>) -> Promise {
+        let sh = self.sh.clone();
+        let agent = js::agent_from(&agent.into());
+        promise(async move {
+            let r = sh
+                .admin()
+                .update_agent(sh.req(v1::UpdateAgentRequest {
+                    agent: Some(agent),
+                    password: password.unwrap_or_default(),
+                }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(r.agent.as_ref().map(js::agent).unwrap_or_default())
+        })
+    }
+
+    /// Creates an API key; resolves with `{ apiKey, secret }` (the secret is shown once).
+    #[wasm_bindgen(js_name = createApiKey, unchecked_return_type = "Promise<{ apiKey: ApiKey; secret: string }>")]
+    pub fn create_api_key(
+        &self,
+        name: String,
+        #[wasm_bindgen(unchecked_param_type = "(\"chat\" | \"admin\")[]")] scopes: Vec<String>,
+    ) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .admin()
+                .create_api_key(sh.req(v1::CreateApiKeyRequest {
+                    name,
+                    scopes: scopes.iter().map(|s| js::scope_from(s) as i32).collect(),
+                }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(O::new()
+                .v(
+                    "apiKey",
+                    r.api_key.as_ref().map(js::api_key).unwrap_or_default(),
+                )
+                .s("secret", &r.secret)
+                .done())
+        })
+    }
+
+    /// All API keys (without secrets).
+    #[wasm_bindgen(js_name = listApiKeys, unchecked_return_type = "Promise<ApiKey[]>")]
+    pub fn list_api_keys(&self) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .admin()
+                .list_api_keys(sh.req(v1::ListApiKeysRequest {}))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(js::array(&r.api_keys, js::api_key))
+        })
+    }
+
+    /// Revokes an API key.
+    #[wasm_bindgen(js_name = revokeApiKey, unchecked_return_type = "Promise<void>")]
+    pub fn revoke_api_key(&self, id: String) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            sh.admin()
+                .revoke_api_key(sh.req(v1::RevokeApiKeyRequest { id }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Creates or replaces a canned reply (by site and shortcut).
+    #[wasm_bindgen(js_name = putCannedReply, unchecked_return_type = "Promise<CannedReply>")]
+    pub fn put_canned_reply(&self, reply: CannedReplyInput) -> Promise {
+        let sh = self.sh.clone();
+        let reply = js::canned_reply_from(&reply.into());
+        promise(async move {
+            let r = sh
+                .admin()
+                .put_canned_reply(sh.req(v1::PutCannedReplyRequest {
+                    canned_reply: Some(reply),
+                }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(r.canned_reply
+                .as_ref()
+                .map(js::canned_reply)
+                .unwrap_or_default())
+        })
+    }
+
+    /// Deletes a canned reply.
+    #[wasm_bindgen(js_name = deleteCannedReply, unchecked_return_type = "Promise<void>")]
+    pub fn delete_canned_reply(&self, id: String) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            sh.admin()
+                .delete_canned_reply(sh.req(v1::DeleteCannedReplyRequest { id }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Figures of a site over the last `days` days (default 30).
+    #[wasm_bindgen(js_name = siteReport, unchecked_return_type = "Promise<SiteReport>")]
+    pub fn site_report(&self, site_id: String, days: Option<u32>) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .admin()
+                .get_site_report(sh.req(v1::GetSiteReportRequest {
+                    site_id,
+                    days: days.unwrap_or(0),
+                }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(js::report(&r))
+        })
+    }
+}

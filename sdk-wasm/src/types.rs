@@ -1,0 +1,152 @@
+//! The TypeScript shapes of everything the SDK takes and gives (emitted into the generated
+//! `.d.ts`), and the typed JS values the methods accept.
+
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS: &'static str = r#"
+/** Options of `ChatClient.connect` (a visitor on a site). */
+export interface ConnectOptions {
+  /** Chat server base URL, e.g. "https://chat.example.com" (a trailing slash is fine). */
+  server: string;
+  /** The site's public key (`data-site`). */
+  siteKey: string;
+  /** The site's id of a logged-in user, with `userHash` = hex(HMAC-SHA256(identity secret, userId)). */
+  userId?: string;
+  userHash?: string;
+  name?: string;
+  email?: string;
+  /** Browser locale sent to agents; defaults to navigator.language. */
+  locale?: string;
+  /** Page URL sent to agents; defaults to location.href. */
+  pageUrl?: string;
+  /** "local" (default: localStorage, falling back to memory when blocked) or "memory". */
+  storage?: "local" | "memory";
+}
+
+/** Options of `ChatClient.login` (an agent). */
+export interface LoginOptions { server: string; email: string; password: string; }
+
+/** Options of `ChatClient.withToken` (an agent token or API key kept by the caller). */
+export interface TokenOptions { server: string; token: string; }
+
+export type ConnectionState = "idle" | "connecting" | "online" | "offline" | "closed";
+export type AuthorKind = "visitor" | "agent" | "service" | "system";
+export type ConversationStatus = "queued" | "open" | "resolved";
+export type Presence = "online" | "away" | "offline";
+
+export interface SystemEvent {
+  kind: "assigned" | "joined" | "transferred" | "resolved" | "reopened" | "rated";
+  agentId: string; agentName: string; score: number;
+}
+
+/** A stored message; `(conversationId, seq)` identifies it. Render `text` as text, never HTML. */
+export interface Message {
+  conversationId: string; seq: number; clientMsgId: string;
+  kind: "text" | "note" | "system"; authorKind: AuthorKind; authorId: string; authorName: string;
+  text: string; createdAt: number; system?: SystemEvent;
+}
+
+export interface Conversation {
+  id: string; siteId: string; visitorId: string; visitorName: string; topic: string;
+  status: ConversationStatus; assigneeId: string; assigneeName: string; queuePosition: number;
+  lastSeq: number; lastMessagePreview: string; visitorReadSeq: number; agentReadSeq: number;
+  createdAt: number; updatedAt: number; rating: number; ratingComment: string; agentsOnline: number;
+}
+
+export interface Ack {
+  requestId: string; conversationId: string; seq: number; clientMsgId: string;
+  duplicate: boolean; createdAt: number;
+}
+
+export interface SiteInfo {
+  id: string; name: string; topics: string[]; color: string; greeting: string;
+  /** Agents online per topic, same order as `topics`. */
+  agentsOnline: number[];
+}
+
+export interface Agent {
+  id: string; email: string; name: string; role: "agent" | "admin"; topics: string[];
+  capacity: number; active: boolean;
+}
+
+export interface Site {
+  id: string; siteKey: string; name: string; allowedOrigins: string[]; topics: string[];
+  color: string; greeting: string; identitySecret: string; identityRequired: boolean;
+}
+
+export interface ApiKey { id: string; name: string; scopes: ("chat" | "admin")[]; createdAt: number; active: boolean; }
+export interface CannedReply { id: string; siteId: string; shortcut: string; text: string; }
+export interface Visitor {
+  id: string; siteId: string; name: string; email: string; userId: string; verified: boolean;
+  pageUrl: string; userAgent: string; locale: string; firstSeen: number; lastSeen: number;
+}
+export interface AgentPresence { agentId: string; name: string; status: Presence; topics: string[]; load: number; capacity: number; }
+export interface SiteReport {
+  perDay: { day: string; conversations: number }[]; conversations: number;
+  medianFirstResponseMs: number; medianResolutionMs: number; satisfactionAverage: number;
+  ratings: number; resolved: number;
+}
+
+export interface TypingEvent { conversationId: string; authorKind: AuthorKind; authorId: string; authorName: string; on: boolean; }
+export interface ReadEvent { conversationId: string; readerKind: AuthorKind; seq: number; }
+export interface PresenceEvent { agentId: string; agentName: string; status: Presence; }
+/** `retryInMs` is set while offline; `error` says why the last attempt failed. */
+export interface StateEvent { state: ConnectionState; attempt: number; retryInMs?: number; error?: string; }
+/** A send's progress: "sending" (in flight), "waiting" (will be retried), "sent", "failed". */
+export interface OutboxEvent {
+  clientMsgId: string; conversationId: string; topic: string; text: string;
+  status: "sending" | "waiting" | "sent" | "failed"; error?: string; ack?: Ack;
+}
+/** Errors thrown/rejected by the SDK carry the gRPC status. */
+export interface ChatError extends Error { code: number; codeName: string; }
+
+export interface ChatEvents {
+  message: Message; conversation: Conversation; typing: TypingEvent; read: ReadEvent;
+  presence: PresenceEvent; state: StateEvent; outbox: OutboxEvent; error: ChatError;
+  ready: { streamId: string; heartbeatMs: number };
+}
+export type ChatEventName = keyof ChatEvents;
+
+export interface SendOptions {
+  /** The conversation; omit (with `topic`) to start one. */
+  conversationId?: string;
+  /** Topic of a new conversation. */
+  topic?: string;
+  /** Idempotency key; generated when omitted (`ChatClient.newId()`). Reuse it to retry. */
+  clientMsgId?: string;
+  /** "text" (default) or "note" (agents: private). */
+  kind?: "text" | "note";
+}
+export interface PendingSend { clientMsgId: string; conversationId: string; topic: string; text: string; kind: "text" | "note"; }
+export interface HistoryPage { messages: Message[]; hasMore: boolean; }
+export interface ListFilter {
+  status?: ConversationStatus; topic?: string; assigneeId?: string; unassigned?: boolean;
+  siteId?: string; query?: string; pageSize?: number; pageToken?: string;
+}
+export interface ConversationPage { conversations: Conversation[]; nextPageToken: string; total: number; }
+export interface VisitorProfile { visitor: Visitor; conversations: Conversation[]; }
+export interface Identity { userId?: string; userHash?: string; name?: string; email?: string; }
+"#;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(typescript_type = "ConnectOptions")]
+    pub type ConnectOptions;
+    #[wasm_bindgen(typescript_type = "LoginOptions")]
+    pub type LoginOptions;
+    #[wasm_bindgen(typescript_type = "TokenOptions")]
+    pub type TokenOptions;
+    #[wasm_bindgen(typescript_type = "SendOptions")]
+    pub type SendOptions;
+    #[wasm_bindgen(typescript_type = "ListFilter")]
+    pub type ListFilter;
+    #[wasm_bindgen(typescript_type = "Identity")]
+    pub type Identity;
+    #[wasm_bindgen(typescript_type = "Partial<Site>")]
+    pub type SiteInput;
+    #[wasm_bindgen(typescript_type = "Partial<Agent>")]
+    pub type AgentInput;
+    #[wasm_bindgen(typescript_type = "Partial<CannedReply>")]
+    pub type CannedReplyInput;
+}

@@ -1,0 +1,68 @@
+// Delivery across a server crash: SIGKILL mid-conversation, messages typed while the server is
+// down are delivered after it returns; nothing lost, nothing duplicated, on both sides.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, startStatic, startAgent, browser, closeBrowser, newPage, openShop, sendText,
+  bubbleTexts, waitForBubble, waitFor, W
+} from './harness.mjs';
+
+let server, shop, agent;
+after(async () => {
+  await closeBrowser();
+  await agent?.kill();
+  await server?.kill();
+  server?.cleanup();
+  await shop?.close();
+});
+
+test('SIGKILL and restart of the server mid-conversation loses and duplicates nothing', async () => {
+  server = await startServer();
+  shop = await startStatic();
+  agent = await startAgent(server);
+  const context = await (await browser()).newContext();
+  const page = await newPage(context);
+  await openShop(page, shop, server);
+  await page.locator(W.launcher).click();
+  await page.locator(W.topic('Payment')).click();
+  await sendText(page, 'I was charged twice');
+  const first = await agent.next((e) => e.event === 'message' && e.text === 'I was charged twice');
+  const conversationId = first.conversationId;
+  agent.send({ cmd: 'send', conversationId, text: 'Let me check that for you.' });
+  await waitForBubble(page, 'Let me check that for you.');
+
+  // Crash the server (no graceful shutdown), type while it is down.
+  await agent.kill();
+  await server.kill('SIGKILL');
+  await page.locator('wsmschat-widget .banner').waitFor({ state: 'visible', timeout: 30000 });
+  await sendText(page, 'Sent while the server was down (1)');
+  await sendText(page, 'Sent while the server was down (2)');
+  await page.locator('wsmschat-widget .msg.mine .status.waiting, wsmschat-widget .msg.mine .status.sending').first().waitFor({ timeout: 10000 });
+
+  // Same port, same data: the server comes back; the SDK reconnects and flushes its outbox.
+  server = await startServer({ dataDir: server.dataDir, port: server.port });
+  agent = await startAgent(server);
+  agent.send({ cmd: 'watch', conversationId, afterSeq: first.seq });
+  await agent.next((e) => e.event === 'message' && e.text === 'Sent while the server was down (2)', 40000, 'messages sent while down');
+  await page.locator('wsmschat-widget .banner').waitFor({ state: 'hidden', timeout: 30000 });
+  agent.send({ cmd: 'send', conversationId, text: 'Found it: refunded the second charge.' });
+  await waitForBubble(page, 'Found it: refunded the second charge.', 20000);
+
+  const expected = [
+    'I was charged twice', 'Let me check that for you.',
+    'Sent while the server was down (1)', 'Sent while the server was down (2)',
+    'Found it: refunded the second charge.'
+  ];
+  await waitFor(async () => JSON.stringify(await bubbleTexts(page)) === JSON.stringify(expected), { what: 'exact history after restart', timeout: 15000 });
+  // The agent saw each visitor message once, in order.
+  const fromVisitor = agent.events.filter((e) => e.event === 'message' && e.conversationId === conversationId && e.authorKind === 'visitor').map((e) => e.text);
+  assert.deepEqual(fromVisitor, ['Sent while the server was down (1)', 'Sent while the server was down (2)']);
+  const seqs = agent.events.filter((e) => e.event === 'message' && e.conversationId === conversationId).map((e) => e.seq);
+  assert.deepEqual(seqs, [...new Set(seqs)].sort((a, b) => a - b));
+
+  // A reload reads the same from the store.
+  await page.reload();
+  await page.locator(W.launcher).click();
+  await waitFor(async () => JSON.stringify(await bubbleTexts(page)) === JSON.stringify(expected), { what: 'history after reload' });
+  await context.close();
+});

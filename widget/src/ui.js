@@ -1,0 +1,871 @@
+// wsmschat widget UI: loaded lazily by widget.js into its Shadow DOM, on top of the wasm SDK.
+// User text is only ever set with textContent / text nodes: never HTML.
+import init, { ChatClient } from './wsmschat_widget_sdk.js?v=__VERSION__';
+
+const STRINGS = {
+  en: {
+    openChat: 'Open chat', closeChat: 'Close chat', chat: 'Chat',
+    online: 'We are online', onlineHint: 'We usually reply in a few minutes',
+    offline: 'We are away', offlineHint: 'Leave a message, we will reply here',
+    chattingWith: 'Chatting with {name}', topicQuestion: 'What is your question about?',
+    agentsOnline: 'online', nobodyOnline: 'offline',
+    name: 'Your name (optional)', email: 'Your email (optional)',
+    placeholder: 'Write a message…', send: 'Send', back: 'Back',
+    sending: 'Sending…', waiting: 'Waiting for network…', sent: 'Sent', read: 'Read',
+    failed: 'Not delivered.', retry: 'Retry',
+    today: 'Today', yesterday: 'Yesterday',
+    typing: '{name} is typing…', someone: 'Support',
+    queued: 'You are number {n} in the queue. An agent will be with you shortly.',
+    queuedOffline: 'No agent is online right now. Leave your message: we will answer here as soon as we are back.',
+    leaveEmail: 'Get the reply by email too:', save: 'Save', saved: 'Thanks, we will write to {email}.',
+    reconnecting: 'Connection lost. Reconnecting…', connecting: 'Connecting…',
+    unavailable: 'The chat is not available right now.',
+    assigned: '{name} joined the conversation', transferred: 'Transferred to {name}',
+    resolved: 'The conversation was marked as resolved', reopened: 'The conversation was reopened',
+    rated: 'You rated this conversation {score}/5',
+    rateQuestion: 'How would you rate this conversation?', rateComment: 'Anything to add? (optional)',
+    rateSend: 'Send rating', rateThanks: 'Thank you for your feedback!', star: '{n} of 5',
+    newConversation: 'Start a new conversation', newMessage: 'New message',
+    you: 'You', messages: 'Messages'
+  },
+  de: {
+    openChat: 'Chat öffnen', closeChat: 'Chat schließen', chat: 'Chat',
+    online: 'Wir sind online', onlineHint: 'Wir antworten meist in wenigen Minuten',
+    offline: 'Wir sind nicht da', offlineHint: 'Hinterlassen Sie eine Nachricht, wir antworten hier',
+    chattingWith: 'Im Chat mit {name}', topicQuestion: 'Worum geht es bei Ihrer Frage?',
+    agentsOnline: 'online', nobodyOnline: 'offline',
+    name: 'Ihr Name (optional)', email: 'Ihre E-Mail (optional)',
+    placeholder: 'Nachricht schreiben…', send: 'Senden', back: 'Zurück',
+    sending: 'Wird gesendet…', waiting: 'Warte auf Netzwerk…', sent: 'Gesendet', read: 'Gelesen',
+    failed: 'Nicht zugestellt.', retry: 'Erneut senden',
+    today: 'Heute', yesterday: 'Gestern',
+    typing: '{name} schreibt…', someone: 'Support',
+    queued: 'Sie sind Nummer {n} in der Warteschlange. Gleich ist jemand für Sie da.',
+    queuedOffline: 'Gerade ist niemand online. Hinterlassen Sie Ihre Nachricht: Wir antworten hier, sobald wir zurück sind.',
+    leaveEmail: 'Antwort auch per E-Mail erhalten:', save: 'Speichern', saved: 'Danke, wir schreiben an {email}.',
+    reconnecting: 'Verbindung unterbrochen. Verbinde neu…', connecting: 'Verbinde…',
+    unavailable: 'Der Chat ist gerade nicht verfügbar.',
+    assigned: '{name} ist dem Gespräch beigetreten', transferred: 'Weitergeleitet an {name}',
+    resolved: 'Das Gespräch wurde als gelöst markiert', reopened: 'Das Gespräch wurde wieder geöffnet',
+    rated: 'Sie haben dieses Gespräch mit {score}/5 bewertet',
+    rateQuestion: 'Wie bewerten Sie dieses Gespräch?', rateComment: 'Möchten Sie etwas ergänzen? (optional)',
+    rateSend: 'Bewertung senden', rateThanks: 'Danke für Ihr Feedback!', star: '{n} von 5',
+    newConversation: 'Neues Gespräch beginnen', newMessage: 'Neue Nachricht',
+    you: 'Sie', messages: 'Nachrichten'
+  }
+};
+
+function pickLocale(wanted) {
+  const list = [wanted, ...(navigator.languages || [navigator.language])].filter(Boolean);
+  for (const l of list) {
+    const base = String(l).toLowerCase().split('-')[0];
+    if (STRINGS[base]) return base;
+  }
+  return 'en';
+}
+
+// ---- DOM helpers (no innerHTML anywhere) ------------------------------------------------
+
+function h(tag, props, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(props || {})) {
+    if (v == null || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'text') el.textContent = v;
+    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k in el && typeof v !== 'string') el[k] = v;
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) if (c != null && c !== false) el.append(c);
+  return el;
+}
+
+const SVGNS = 'http://www.w3.org/2000/svg';
+function icon(d, cls) {
+  const s = document.createElementNS(SVGNS, 'svg');
+  s.setAttribute('viewBox', '0 0 24 24');
+  s.setAttribute('aria-hidden', 'true');
+  s.setAttribute('focusable', 'false');
+  if (cls) s.setAttribute('class', cls);
+  const p = document.createElementNS(SVGNS, 'path');
+  p.setAttribute('d', d);
+  s.append(p);
+  return s;
+}
+const ICONS = {
+  close: 'M6.4 5 12 10.6 17.6 5 19 6.4 13.4 12l5.6 5.6-1.4 1.4-5.6-5.6L6.4 19 5 17.6l5.6-5.6L5 6.4z',
+  back: 'M15.4 5.4 14 4l-8 8 8 8 1.4-1.4L8.8 12z',
+  send: 'M3.4 20.4 21 12 3.4 3.6 3.4 10l12.6 2-12.6 2z',
+  check: 'M9 16.2 4.8 12l-1.4 1.4L9 19 21 7l-1.4-1.4z',
+  checks: 'M.4 13.4 1.8 12 6 16.2 5.3 17l-.7.7zM18 7l-1.4-1.4-6.3 6.3 1.4 1.4zm4.2-1.4L11.6 16.2 7.4 12 6 13.4l5.6 5.6 12-12z',
+  clock: 'M12 2a10 10 0 1 0 0 20 10 10 0 0 0 0-20zm0 18a8 8 0 1 1 0-16 8 8 0 0 1 0 16zm.5-13H11v6l5.2 3.2.8-1.3-4.5-2.7z',
+  alert: 'M1 21h22L12 2zm12-3h-2v-2h2zm0-4h-2v-4h2z',
+  chevron: 'M8.6 16.6 13.2 12 8.6 7.4 10 6l6 6-6 6z',
+  star: 'M12 17.3 18.2 21l-1.6-7L22 9.2l-7.2-.6L12 2 9.2 8.6 2 9.2 7.5 14l-1.7 7z'
+};
+
+// Text with http(s) links made clickable; everything else stays plain text.
+const URL_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
+function linkify(text) {
+  const out = [];
+  let last = 0;
+  for (const m of text.matchAll(URL_RE)) {
+    let url = m[0].replace(/[.,;:!?)\]}]+$/, '');
+    if (m.index > last) out.push(document.createTextNode(text.slice(last, m.index)));
+    out.push(h('a', { href: url, target: '_blank', rel: 'noopener noreferrer nofollow', text: url }));
+    last = m.index + url.length;
+  }
+  if (last < text.length) out.push(document.createTextNode(text.slice(last)));
+  return out;
+}
+
+function storageHas(key) {
+  try { return !!window.localStorage.getItem(key); } catch { return false; }
+}
+
+// ---- the widget ------------------------------------------------------------------------
+
+class Widget {
+  constructor({ root, host, frame, launcher, badge, cfg }) {
+    Object.assign(this, { root, host, frame, launcher, badge, cfg });
+    this.locale = pickLocale(cfg.locale);
+    this.t = (key, vars) => {
+      let s = (STRINGS[this.locale] || STRINGS.en)[key] || STRINGS.en[key] || key;
+      for (const [k, v] of Object.entries(vars || {})) s = s.replace('{' + k + '}', v);
+      return s;
+    };
+    this.client = null;
+    this.sessionPromise = null;
+    this.site = null;
+    this.conv = null;           // the current conversation (Conversation shape)
+    this.draftTopic = null;     // chosen topic before the first message creates the conversation
+    this.messages = new Map();  // seq -> Message of the current conversation
+    this.pending = new Map();   // clientMsgId -> { text, status, error }
+    this.isOpen = false;
+    this.unread = 0;
+    this.handlers = {};
+    this.identity = {};
+    this.typingOn = false;
+    this.agentTyping = null;
+    this.connState = 'idle';
+    this.failed = null;
+    this.rated = new Set();
+    this.titleSaved = null;
+    this.fmtTime = new Intl.DateTimeFormat(this.locale, { hour: '2-digit', minute: '2-digit' });
+    this.fmtDay = new Intl.DateTimeFormat(this.locale, { weekday: 'long', day: 'numeric', month: 'long' });
+    this.build();
+  }
+
+  // ---- structure ------------------------------------------------------------------------
+
+  build() {
+    const t = this.t;
+    this.launcher.setAttribute('aria-label', t('openChat'));
+    this.launcher.addEventListener('click', () => { this.unlockSound(); this.toggle(); });
+    this.titleEl = h('h2', { class: 'title', id: 'wsms-title', text: this.cfg.title || t('chat') });
+    this.subtitleEl = h('p', { class: 'subtitle' });
+    this.avatarEl = h('span', { class: 'avatar', 'aria-hidden': 'true' });
+    this.backBtn = h('button', { type: 'button', class: 'icon-btn back', 'aria-label': t('back'), hidden: true, onclick: () => this.home() }, icon(ICONS.back));
+    this.closeBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': t('closeChat'), onclick: () => this.close() }, icon(ICONS.close));
+    const header = h('header', { class: 'header' },
+      this.backBtn, this.avatarEl,
+      h('div', { class: 'heading' }, this.titleEl, this.subtitleEl),
+      this.closeBtn);
+    this.banner = h('div', { class: 'banner', role: 'status', hidden: true });
+    this.body = h('div', { class: 'body' });
+    this.log = h('div', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': t('messages') });
+    this.typingEl = h('div', { class: 'typing', 'aria-live': 'polite', hidden: true });
+    this.input = h('textarea', {
+      class: 'input', rows: 1, placeholder: t('placeholder'), 'aria-label': t('placeholder'), maxlength: 4000,
+      onkeydown: (e) => {
+        if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.submit(); }
+      },
+      oninput: () => { this.autosize(); this.onTyping(); }
+    });
+    this.sendBtn = h('button', { type: 'button', class: 'send', 'aria-label': t('send'), onclick: () => this.submit() }, icon(ICONS.send));
+    this.composer = h('div', { class: 'composer', hidden: true }, this.input, this.sendBtn);
+    this.panel = h('div', {
+      class: 'panel', role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': 'wsms-title', hidden: true,
+      onkeydown: (e) => { if (e.key === 'Escape') { e.stopPropagation(); this.close(); } }
+    }, header, this.banner, this.body, this.typingEl, this.composer,
+    h('div', { class: 'footer', text: 'wsmschat' }));
+    this.frame.prepend(this.panel);
+    this.applyColor(this.cfg.color);
+    this.renderHeader();
+    // Mobile: keep the composer above the on-screen keyboard.
+    const vv = window.visualViewport;
+    if (vv) {
+      const fit = () => this.panel.style.setProperty('--wsms-vh', vv.height + 'px');
+      vv.addEventListener('resize', fit);
+      fit();
+    }
+    document.addEventListener('visibilitychange', () => {
+      if (!document.hidden && this.isOpen) this.markRead();
+    });
+  }
+
+  applyColor(color) {
+    if (color && /^#[0-9a-f]{3,8}$|^rgb|^hsl/i.test(color)) this.host.style.setProperty('--wsms-accent', color);
+  }
+
+  autosize() {
+    this.input.style.height = 'auto';
+    this.input.style.height = Math.min(this.input.scrollHeight, 120) + 'px';
+  }
+
+  // ---- commands -------------------------------------------------------------------------
+
+  command([name, ...args]) {
+    switch (name) {
+      case 'open': return this.open();
+      case 'close': return this.close();
+      case 'toggle': return this.toggle();
+      case 'show': this.host.hidden = false; return;
+      case 'hide': this.host.hidden = true; return;
+      case 'identify': return this.identify(args[0] || {});
+      case 'shutdown': return this.shutdown();
+      case 'on': (this.handlers[args[0]] ||= []).push(args[1]); return;
+      case 'off': this.handlers[args[0]] = (this.handlers[args[0]] || []).filter((f) => f !== args[1]); return;
+      default: console.warn('wsmschat: unknown command', name);
+    }
+  }
+
+  emit(name, payload) {
+    for (const f of this.handlers[name] || []) {
+      try { f(payload); } catch (e) { console.error('wsmschat: a WsmsChat("on") handler threw', e); }
+    }
+  }
+
+  toggle() { return this.isOpen ? this.close() : this.open(); }
+
+  open() {
+    if (this.isOpen) return;
+    this.isOpen = true;
+    this.panel.hidden = false;
+    this.frame.classList.add('open');
+    this.launcher.setAttribute('aria-expanded', 'true');
+    this.launcher.setAttribute('aria-label', this.t('closeChat'));
+    this.restoreTitle();
+    this.emit('open');
+    this.render();
+    this.ensureSession().then((ok) => {
+      if (!ok) return;
+      this.client.start();
+      this.render();
+      this.markRead();
+      const active = this.root.activeElement;
+      if (!active || active === this.closeBtn) this.focusFirst();
+    });
+    requestAnimationFrame(() => this.focusFirst());
+  }
+
+  close() {
+    if (!this.isOpen) return;
+    this.isOpen = false;
+    this.panel.hidden = true;
+    this.frame.classList.remove('open');
+    this.launcher.setAttribute('aria-expanded', 'false');
+    this.launcher.setAttribute('aria-label', this.t('openChat'));
+    this.stopTyping();
+    this.launcher.focus();
+    this.emit('close');
+  }
+
+  focusFirst() {
+    if (!this.isOpen) return;
+    if (!this.composer.hidden) this.input.focus();
+    else (this.body.querySelector('button, input') || this.closeBtn).focus();
+  }
+
+  async identify(identity) {
+    this.identity = { ...this.identity, ...identity };
+    if (!this.client) return;
+    const before = this.client.visitorId;
+    try {
+      await this.client.identify(identity);
+    } catch (e) {
+      console.error(e.message || e);
+      return;
+    }
+    if (this.client.visitorId !== before) this.resetConversation(this.client.openConversations[0]);
+  }
+
+  async shutdown() {
+    const c = this.client;
+    this.client = null;
+    this.sessionPromise = null;
+    if (c) await c.logout().catch(() => {});
+    ChatClient.forget(this.cfg.site);
+    this.identity = {};
+    this.resetConversation(null);
+    this.setUnread(0);
+    this.close();
+  }
+
+  // ---- session ---------------------------------------------------------------------------
+
+  ensureSession() {
+    if (this.client) return Promise.resolve(true);
+    if (!this.sessionPromise) {
+      this.sessionPromise = this.connect().then((ok) => {
+        if (!ok) this.sessionPromise = null;
+        return ok;
+      });
+    }
+    return this.sessionPromise;
+  }
+
+  async connect() {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const client = await ChatClient.connect({
+          server: this.cfg.server, siteKey: this.cfg.site, locale: navigator.language, ...this.identity
+        });
+        this.attach(client);
+        return true;
+      } catch (e) {
+        const retry = e && (e.codeName === 'Unavailable' || e.codeName === 'DeadlineExceeded' || e.codeName === 'Internal' || e.codeName === 'ResourceExhausted');
+        if (!retry) {
+          this.failed = (e && e.message) || String(e);
+          console.error(this.failed.startsWith('wsmschat') ? this.failed : 'wsmschat: ' + this.failed);
+          this.render();
+          return false;
+        }
+        if (attempt === 1) console.warn(e.message);
+        this.connState = 'offline';
+        this.render();
+        if (!this.isOpen && attempt > 2) return false;
+        await new Promise((r) => setTimeout(r, Math.min(30000, 1000 * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2)));
+      }
+    }
+  }
+
+  attach(client) {
+    this.client = client;
+    this.failed = null;
+    this.site = client.site;
+    if (this.site) {
+      if (!this.cfg.color) this.applyColor(this.site.color);
+      if (!this.cfg.title) this.titleEl.textContent = this.site.name;
+    }
+    client.on('message', (m) => this.onMessage(m));
+    client.on('conversation', (c) => this.onConversation(c));
+    client.on('typing', (e) => this.onTypingEvent(e));
+    client.on('read', (e) => this.onRead(e));
+    client.on('state', (e) => { this.connState = e.state; this.renderBanner(); this.emit('state', e.state); });
+    client.on('outbox', (e) => this.onOutbox(e));
+    client.on('error', (e) => { this.failed = e.message; this.render(); });
+    for (const p of client.pending()) {
+      this.pending.set(p.clientMsgId, { text: p.text, status: 'waiting', conversationId: p.conversationId, topic: p.topic });
+    }
+    const open = client.openConversations[0];
+    if (open || this.pending.size) {
+      // A conversation is going on: follow it live (for the unread badge) even while closed.
+      client.start();
+    }
+    if (!this.conv && !this.draftTopic) this.resetConversation(open);
+    this.emit('ready');
+  }
+
+  resetConversation(conv) {
+    this.conv = conv || null;
+    this.draftTopic = null;
+    this.messages.clear();
+    this.agentTyping = null;
+    if (this.conv) this.loadHistory();
+    this.render();
+  }
+
+  async loadHistory() {
+    const conv = this.conv;
+    try {
+      const page = await this.client.history(conv.id, { limit: 100 });
+      if (this.conv !== conv) return;
+      for (const m of page.messages) this.messages.set(m.seq, m);
+      this.unreadFromHistory();
+      this.renderMessages();
+      if (this.isOpen) this.markRead();
+    } catch (e) {
+      console.warn(e.message || e);
+    }
+  }
+
+  // ---- events from the SDK -----------------------------------------------------------------
+
+  onMessage(m) {
+    if (m.kind === 'note') return;
+    const mine = m.authorKind === 'visitor';
+    if (mine && this.pending.has(m.clientMsgId)) this.pending.delete(m.clientMsgId);
+    if (!this.conv || this.conv.id !== m.conversationId) {
+      const adopt = (!this.conv && (mine || this.draftTopic === null)) || (this.conv && this.conv.status === 'resolved' && !mine && !this.isOpen);
+      if (!adopt && !(mine && this.draftTopic)) {
+        if (!mine) this.notify(m, true);
+        return;
+      }
+      this.conv = { id: m.conversationId, topic: this.draftTopic || '', status: 'queued', queuePosition: 0, agentReadSeq: 0, visitorReadSeq: 0, agentsOnline: 0, rating: 0, assigneeName: '' };
+      this.draftTopic = null;
+      this.messages.clear();
+      this.loadHistory();
+    }
+    this.messages.set(m.seq, m);
+    if (!mine && m.authorKind !== 'system') this.agentTyping = null;
+    this.renderMessages();
+    if (!mine && m.authorKind !== 'system') this.notify(m, false);
+    this.emit('message', m);
+  }
+
+  onConversation(c) {
+    const i = this.site ? this.site.topics.indexOf(c.topic) : -1;
+    if (i >= 0 && c.status !== 'resolved') this.site.agentsOnline[i] = c.agentsOnline;
+    if (this.conv && this.conv.id === c.id) {
+      this.conv = c;
+    } else if (!this.conv && this.draftTopic && c.topic === this.draftTopic) {
+      return; // our own new conversation: adopted with its first message
+    } else {
+      return;
+    }
+    this.render();
+  }
+
+  onTypingEvent(e) {
+    if (!this.conv || e.conversationId !== this.conv.id || e.authorKind === 'visitor') return;
+    clearTimeout(this.agentTypingTimer);
+    this.agentTyping = e.on ? (e.authorName || this.t('someone')) : null;
+    if (e.on) this.agentTypingTimer = setTimeout(() => { this.agentTyping = null; this.renderTyping(); }, 8000);
+    this.renderTyping();
+  }
+
+  onRead(e) {
+    if (!this.conv || e.conversationId !== this.conv.id) return;
+    if (e.readerKind === 'visitor') {
+      this.conv.visitorReadSeq = Math.max(this.conv.visitorReadSeq || 0, e.seq);
+      this.unreadFromHistory();
+    } else {
+      this.conv.agentReadSeq = Math.max(this.conv.agentReadSeq || 0, e.seq);
+      this.renderMessages();
+    }
+  }
+
+  onOutbox(e) {
+    const p = this.pending.get(e.clientMsgId);
+    if (!p) return;
+    p.status = e.status;
+    p.error = e.error;
+    if (e.status === 'sent') {
+      this.pending.delete(e.clientMsgId);
+      if (e.ack && this.conv && this.conv.id === e.ack.conversationId && !this.messages.has(e.ack.seq)) {
+        this.messages.set(e.ack.seq, {
+          conversationId: e.ack.conversationId, seq: e.ack.seq, clientMsgId: e.clientMsgId, kind: 'text',
+          authorKind: 'visitor', authorId: '', authorName: '', text: e.text, createdAt: e.ack.createdAt
+        });
+      }
+    }
+    this.renderMessages();
+  }
+
+  // ---- unread, title and sound -------------------------------------------------------------
+
+  notify(m, otherConversation) {
+    const visible = this.isOpen && !document.hidden && !otherConversation;
+    if (visible) {
+      this.markRead();
+      return;
+    }
+    this.setUnread(this.unread + 1);
+    this.beep();
+    if (!this.titleSaved) this.titleSaved = document.title;
+    document.title = '(' + this.unread + ') ' + this.t('newMessage') + ' · ' + this.titleSaved;
+  }
+
+  unreadFromHistory() {
+    if (!this.conv) return;
+    const readUpTo = this.conv.visitorReadSeq || 0;
+    let n = 0;
+    for (const m of this.messages.values()) {
+      if (m.seq > readUpTo && (m.authorKind === 'agent' || m.authorKind === 'service')) n++;
+    }
+    if (this.isOpen && !document.hidden) n = 0;
+    this.setUnread(n);
+    if (n === 0) this.restoreTitle();
+  }
+
+  setUnread(n) {
+    if (n === this.unread) return;
+    this.unread = n;
+    this.badge.hidden = n === 0;
+    this.badge.textContent = n > 9 ? '9+' : String(n);
+    this.launcher.setAttribute('aria-label', this.t(this.isOpen ? 'closeChat' : 'openChat') + (n ? ' (' + n + ')' : ''));
+    this.emit('unread', n);
+  }
+
+  restoreTitle() {
+    if (this.titleSaved != null) {
+      document.title = this.titleSaved;
+      this.titleSaved = null;
+    }
+  }
+
+  unlockSound() {
+    // Sound only after a user gesture (browsers also require it).
+    if (this.audio || !window.AudioContext) return;
+    try { this.audio = new AudioContext(); } catch { this.audio = null; }
+  }
+
+  beep() {
+    const a = this.audio;
+    if (!a) return;
+    try {
+      const o = a.createOscillator(), g = a.createGain();
+      o.frequency.value = 880;
+      g.gain.setValueAtTime(0.0001, a.currentTime);
+      g.gain.exponentialRampToValueAtTime(0.08, a.currentTime + 0.02);
+      g.gain.exponentialRampToValueAtTime(0.0001, a.currentTime + 0.25);
+      o.connect(g).connect(a.destination);
+      o.start();
+      o.stop(a.currentTime + 0.3);
+    } catch { /* no sound then */ }
+  }
+
+  markRead() {
+    if (!this.client || !this.conv || !this.isOpen || document.hidden) return;
+    let last = 0;
+    for (const s of this.messages.keys()) last = Math.max(last, s);
+    this.setUnread(0);
+    this.restoreTitle();
+    if (last > (this.conv.visitorReadSeq || 0)) {
+      this.conv.visitorReadSeq = last;
+      this.client.markRead(this.conv.id, last).catch(() => {});
+    }
+  }
+
+  // ---- sending -----------------------------------------------------------------------------
+
+  onTyping() {
+    if (!this.client || !this.conv) return;
+    if (!this.typingOn) {
+      this.typingOn = true;
+      this.client.typing(this.conv.id, true).catch(() => {});
+    }
+    clearTimeout(this.typingTimer);
+    this.typingTimer = setTimeout(() => this.stopTyping(), 3000);
+  }
+
+  stopTyping() {
+    clearTimeout(this.typingTimer);
+    if (this.typingOn && this.client && this.conv) this.client.typing(this.conv.id, false).catch(() => {});
+    this.typingOn = false;
+  }
+
+  async submit(retryId) {
+    const retry = retryId && this.pending.get(retryId);
+    const text = retry ? retry.text : this.input.value.trim();
+    if (!text) return;
+    if (!(await this.ensureSession())) return;
+    this.client.start();
+    const clientMsgId = retryId || ChatClient.newId();
+    const opts = { clientMsgId };
+    if (this.conv) opts.conversationId = this.conv.id;
+    else opts.topic = this.draftTopic || (this.site && this.site.topics[0]) || '';
+    this.pending.set(clientMsgId, { text, status: 'sending' });
+    if (!retry) {
+      this.input.value = '';
+      this.autosize();
+      this.stopTyping();
+    }
+    this.renderMessages();
+    try {
+      const ack = await this.client.send(text, opts);
+      if (!this.conv) {
+        this.conv = { id: ack.conversationId, topic: opts.topic, status: 'queued', queuePosition: 0, agentReadSeq: 0, visitorReadSeq: 0, agentsOnline: this.onlineFor(opts.topic), rating: 0, assigneeName: '' };
+        this.draftTopic = null;
+        this.client.getConversation(ack.conversationId).then((c) => {
+          if (this.conv && this.conv.id === c.id) { this.conv = c; this.render(); }
+        }).catch(() => {});
+        this.render();
+      }
+    } catch (e) {
+      const p = this.pending.get(clientMsgId);
+      if (p) { p.status = 'failed'; p.error = e.message; }
+      console.warn(e.message || e);
+      this.renderMessages();
+    }
+  }
+
+  onlineFor(topic) {
+    if (!this.site) return 0;
+    const i = this.site.topics.indexOf(topic);
+    return i >= 0 ? this.site.agentsOnline[i] || 0 : this.site.agentsOnline.reduce((a, b) => a + b, 0);
+  }
+
+  pickTopic(topic) {
+    const name = this.nameInput && this.nameInput.value.trim();
+    const email = this.emailInput && this.emailInput.value.trim();
+    if ((name || email) && this.client) this.identify({ ...(name && { name }), ...(email && { email }) });
+    this.draftTopic = topic;
+    this.render();
+    this.input.focus();
+  }
+
+  home() {
+    this.stopTyping();
+    if (this.conv && this.conv.status !== 'resolved') return;
+    this.conv = null;
+    this.draftTopic = null;
+    this.messages.clear();
+    this.render();
+    this.focusFirst();
+  }
+
+  // ---- rendering ---------------------------------------------------------------------------
+
+  render() {
+    this.renderHeader();
+    this.renderBanner();
+    const t = this.t;
+    const chatting = !!(this.conv || this.draftTopic);
+    this.backBtn.hidden = !(this.draftTopic && !this.conv) && !(this.conv && this.conv.status === 'resolved');
+    this.composer.hidden = !chatting || !!this.failed;
+    this.body.replaceChildren();
+    if (this.failed) {
+      this.body.append(h('div', { class: 'empty' }, h('p', { class: 'error', text: t('unavailable') })));
+      return;
+    }
+    if (!this.client && !chatting) {
+      this.body.append(h('div', { class: 'empty' }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), h('p', { text: t('connecting') })));
+      return;
+    }
+    if (!chatting) {
+      this.body.append(this.renderHome());
+      return;
+    }
+    this.body.append(this.log);
+    this.renderMessages();
+  }
+
+  renderHeader() {
+    const t = this.t;
+    const conv = this.conv;
+    let online = 0;
+    if (conv && conv.agentsOnline != null && conv.status !== 'resolved') online = conv.agentsOnline || (conv.assigneeName ? 1 : 0);
+    else if (this.site) online = this.site.agentsOnline.reduce((a, b) => a + b, 0);
+    const name = (this.site && this.site.name) || this.cfg.title || t('chat');
+    this.avatarEl.textContent = (conv && conv.assigneeName ? conv.assigneeName : name).trim().charAt(0).toUpperCase();
+    this.avatarEl.classList.toggle('on', online > 0);
+    if (conv && conv.assigneeName && conv.status === 'open') this.subtitleEl.textContent = t('chattingWith', { name: conv.assigneeName });
+    else this.subtitleEl.textContent = online > 0 ? t('online') + ' · ' + t('onlineHint') : t('offline') + ' · ' + t('offlineHint');
+  }
+
+  renderBanner() {
+    const t = this.t;
+    let text = '';
+    if (this.connState === 'offline') text = t('reconnecting');
+    this.banner.textContent = text;
+    this.banner.hidden = !text;
+  }
+
+  renderHome() {
+    const t = this.t;
+    const site = this.site || { topics: [], agentsOnline: [], greeting: '' };
+    let topics = site.topics;
+    if (this.cfg.topics) {
+      const only = String(this.cfg.topics).split(',').map((s) => s.trim()).filter(Boolean);
+      topics = topics.filter((x) => only.includes(x));
+    }
+    const home = h('div', { class: 'home' },
+      h('p', { class: 'greeting', text: this.cfg.greeting || site.greeting || '' }));
+    if (this.cfg.prechat != null && this.cfg.prechat !== 'false') {
+      this.nameInput = h('input', { class: 'field', type: 'text', autocomplete: 'name', placeholder: t('name'), 'aria-label': t('name') });
+      this.emailInput = h('input', { class: 'field', type: 'email', autocomplete: 'email', placeholder: t('email'), 'aria-label': t('email') });
+      home.append(h('div', { class: 'prechat' }, this.nameInput, this.emailInput));
+    }
+    const list = h('ul', { class: 'topics', 'aria-label': t('topicQuestion') });
+    for (const topic of topics) {
+      const n = this.onlineFor(topic);
+      list.append(h('li', {}, h('button', {
+        type: 'button', class: 'topic', onclick: () => this.pickTopic(topic)
+      }, h('span', { class: 'topic-name', text: topic }),
+      h('span', { class: 'presence ' + (n ? 'on' : 'off'), text: n ? t('agentsOnline') : t('nobodyOnline') }),
+      icon(ICONS.chevron, 'chev'))));
+    }
+    home.append(h('p', { class: 'question', text: t('topicQuestion') }), list);
+    return home;
+  }
+
+  dayLabel(ts) {
+    const d = new Date(ts), now = new Date();
+    const start = (x) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
+    const diff = Math.round((start(now) - start(d)) / 86400000);
+    if (diff === 0) return this.t('today');
+    if (diff === 1) return this.t('yesterday');
+    return this.fmtDay.format(d);
+  }
+
+  systemText(m) {
+    const s = m.system || {};
+    const name = s.agentName || this.t('someone');
+    switch (s.kind) {
+      case 'assigned': case 'joined': return this.t('assigned', { name });
+      case 'transferred': return this.t('transferred', { name });
+      case 'resolved': return this.t('resolved');
+      case 'reopened': return this.t('reopened');
+      case 'rated': return this.t('rated', { score: s.score });
+      default: return m.text;
+    }
+  }
+
+  renderMessages() {
+    if (!this.log.isConnected) return;
+    const t = this.t;
+    const conv = this.conv;
+    const nearBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80;
+    const items = [];
+    const greeting = this.cfg.greeting || (this.site && this.site.greeting);
+    const topic = (conv && conv.topic) || this.draftTopic;
+    if (topic) items.push(h('div', { class: 'topic-chip', text: topic }));
+    if (greeting) items.push(this.bubble({ authorKind: 'agent', authorName: (this.site && this.site.name) || '', text: greeting }, { intro: true }));
+    const list = [...this.messages.values()].sort((a, b) => a.seq - b.seq);
+    let lastDay = '';
+    let lastAuthor = '';
+    const lastMine = [...list].reverse().find((m) => m.authorKind === 'visitor');
+    for (const m of list) {
+      const day = this.dayLabel(m.createdAt);
+      if (day !== lastDay) {
+        items.push(h('div', { class: 'day', role: 'separator', text: day }));
+        lastDay = day;
+        lastAuthor = '';
+      }
+      if (m.kind === 'system' || m.authorKind === 'system') {
+        items.push(h('div', { class: 'system', text: this.systemText(m) }));
+        lastAuthor = '';
+        continue;
+      }
+      const author = m.authorKind + ':' + m.authorId;
+      items.push(this.bubble(m, { showName: author !== lastAuthor, last: m === lastMine }));
+      lastAuthor = author;
+    }
+    for (const [id, p] of this.pending) {
+      if (conv && p.conversationId && p.conversationId !== conv.id) continue;
+      items.push(this.bubble({ authorKind: 'visitor', text: p.text, clientMsgId: id }, { pending: p, last: true }));
+    }
+    if (conv && conv.status === 'queued') {
+      const text = conv.agentsOnline > 0 && conv.queuePosition > 0 ? t('queued', { n: conv.queuePosition }) : t('queuedOffline');
+      const note = h('div', { class: 'notice', role: 'status' }, h('p', { text }));
+      if (!(conv.agentsOnline > 0)) note.append(this.emailForm());
+      items.push(note);
+    } else if (!conv && this.draftTopic && this.onlineFor(this.draftTopic) === 0) {
+      items.push(h('div', { class: 'notice', role: 'status' }, h('p', { text: t('queuedOffline') })));
+    }
+    if (conv && conv.status === 'resolved') items.push(this.ratingCard());
+    this.log.replaceChildren(...items);
+    if (nearBottom || this.stickToBottom !== false) this.log.scrollTop = this.log.scrollHeight;
+    this.renderTyping();
+    this.renderHeader();
+  }
+
+  bubble(m, { showName = true, last = false, pending = null, intro = false } = {}) {
+    const t = this.t;
+    const mine = m.authorKind === 'visitor';
+    const row = h('div', { class: 'msg ' + (mine ? 'mine' : 'theirs') + (intro ? ' intro' : '') });
+    if (!mine && showName && m.authorName) row.append(h('div', { class: 'author', text: m.authorName }));
+    row.append(h('div', { class: 'bubble', dir: 'auto' }, linkify(m.text || '')));
+    if (intro) return row;
+    const meta = h('div', { class: 'meta' });
+    if (m.createdAt) meta.append(h('time', { datetime: new Date(m.createdAt).toISOString(), text: this.fmtTime.format(new Date(m.createdAt)) }));
+    if (mine) {
+      let status, ic;
+      if (pending) {
+        if (pending.status === 'failed') { status = t('failed'); ic = ICONS.alert; }
+        else if (pending.status === 'waiting') { status = t('waiting'); ic = ICONS.clock; }
+        else { status = t('sending'); ic = ICONS.clock; }
+      } else if (this.conv && (this.conv.agentReadSeq || 0) >= m.seq) { status = t('read'); ic = ICONS.checks; }
+      else { status = t('sent'); ic = ICONS.check; }
+      const st = h('span', { class: 'status' + (pending ? ' ' + pending.status : ''), title: status }, icon(ic));
+      if (last || pending) st.append(h('span', { text: status }));
+      else st.append(h('span', { class: 'sr', text: status }));
+      meta.append(st);
+      if (pending && pending.status === 'failed') {
+        meta.append(h('button', { type: 'button', class: 'link', text: t('retry'), onclick: () => this.submit(m.clientMsgId) }));
+      }
+    }
+    row.append(meta);
+    return row;
+  }
+
+  emailForm() {
+    const t = this.t;
+    if (this.identity.email) return h('p', { class: 'small', text: t('saved', { email: this.identity.email }) });
+    const input = h('input', { class: 'field', type: 'email', autocomplete: 'email', placeholder: 'name@example.com', 'aria-label': t('email') });
+    const form = h('form', {
+      class: 'inline-form',
+      onsubmit: (e) => {
+        e.preventDefault();
+        const email = input.value.trim();
+        if (email && input.checkValidity()) this.identify({ email }).then(() => this.renderMessages());
+      }
+    }, h('label', { class: 'small', text: t('leaveEmail') }), h('div', { class: 'row' }, input, h('button', { type: 'submit', class: 'btn small-btn', text: t('save') })));
+    return form;
+  }
+
+  ratingCard() {
+    const t = this.t;
+    const conv = this.conv;
+    const card = h('div', { class: 'card rating' });
+    if (conv.rating || this.rated.has(conv.id)) {
+      card.append(h('p', { text: t('rateThanks') }));
+    } else {
+      let score = 0;
+      const comment = h('textarea', { class: 'field', rows: 2, placeholder: t('rateComment'), 'aria-label': t('rateComment'), maxlength: 1000 });
+      const submit = h('button', { type: 'button', class: 'btn', text: t('rateSend'), disabled: true });
+      const group = h('div', { class: 'stars', role: 'radiogroup', 'aria-label': t('rateQuestion') });
+      const buttons = [1, 2, 3, 4, 5].map((n) => h('button', {
+        type: 'button', class: 'star', role: 'radio', 'aria-checked': 'false', 'aria-label': t('star', { n }),
+        onclick: () => {
+          score = n;
+          buttons.forEach((b, j) => {
+            b.setAttribute('aria-checked', String(j + 1 === n));
+            b.classList.toggle('on', j < n);
+          });
+          submit.disabled = false;
+        }
+      }, icon(ICONS.star)));
+      group.append(...buttons);
+      submit.addEventListener('click', async () => {
+        submit.disabled = true;
+        try {
+          await this.client.rate(conv.id, score, comment.value.trim() || undefined);
+          this.rated.add(conv.id);
+          this.renderMessages();
+        } catch (e) {
+          submit.disabled = false;
+          console.warn(e.message || e);
+        }
+      });
+      card.append(h('p', { class: 'card-title', text: t('rateQuestion') }), group, comment, submit);
+    }
+    card.append(h('button', { type: 'button', class: 'btn ghost', text: t('newConversation'), onclick: () => this.home() }));
+    return card;
+  }
+
+  renderTyping() {
+    const who = this.agentTyping;
+    this.typingEl.hidden = !who;
+    if (who) {
+      this.typingEl.replaceChildren(h('span', { class: 'dots', 'aria-hidden': 'true' }, h('i'), h('i'), h('i')), h('span', { text: this.t('typing', { name: who }) }));
+    }
+  }
+}
+
+let sdkReady = null;
+
+export async function mount({ root, host, frame, launcher, badge, cfg, queue }) {
+  sdkReady ||= init({ module_or_path: cfg.assets + 'wsmschat_widget_sdk_bg.wasm?v=' + cfg.version });
+  await sdkReady;
+  const widget = new Widget({ root, host, frame, launcher, badge, cfg });
+  const api = { command: (args) => widget.command(args) };
+  // A returning visitor with a conversation going on: resume it now (unread badge, title).
+  // Everyone else opens nothing until they open the chat.
+  const kept = storageHas('wsmschat:' + cfg.site + ':token');
+  if (kept) widget.ensureSession();
+  while (queue.length) widget.command(queue.shift());
+  return api;
+}
