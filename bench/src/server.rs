@@ -1,0 +1,177 @@
+//! The server under test: one given by URL (and optionally its pid), or a fresh one this tool
+//! starts from a `wsmschat` binary in a temporary data directory, with benchmark limits.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+
+/// Limits raised so that the load, not the abuse limits, is measured.
+pub const BENCH_ENV: &[(&str, &str)] = &[
+    ("WSMSCHAT_EVENTS_PER_SECOND", "1000000"),
+    ("WSMSCHAT_EVENTS_BURST", "1000000"),
+    ("WSMSCHAT_IP_EVENTS_PER_SECOND", "100000000"),
+    ("WSMSCHAT_STREAMS_PER_TOKEN", "1000000"),
+    ("RUST_LOG", "warn"),
+];
+
+pub struct Server {
+    pub url: String,
+    pub pid: Option<u32>,
+    pub api_key: Option<String>,
+    child: Option<Child>,
+    dir: Option<PathBuf>,
+}
+
+impl Server {
+    pub fn external(url: String, pid: Option<u32>, api_key: Option<String>) -> Self {
+        Self {
+            url,
+            pid,
+            api_key,
+            child: None,
+            dir: None,
+        }
+    }
+
+    /// Starts `bin serve` on 127.0.0.1 (any port) in a new temporary directory, then creates a
+    /// chat-scope API key for the agents.
+    pub fn spawn(
+        bin: &Path,
+        extra_env: &[(String, String)],
+        taskset: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "wsmschat-bench-{}-{}",
+            std::process::id(),
+            nanos % 1_000_000_000
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let log = std::fs::File::create(dir.join("server.log"))?;
+        let mut cmd = match taskset {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpus).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&dir)
+            .arg("--demo-password")
+            .arg("bench-password-1")
+            .arg("--widget-dir")
+            .arg(dir.join("none"))
+            .arg("--console-dir")
+            .arg(dir.join("none"))
+            .arg("--demo-dir")
+            .arg(dir.join("none"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        for (k, v) in BENCH_ENV {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("wsmschat listening on ") {
+                    let _ = tx.send(rest.trim().to_owned());
+                }
+            }
+        });
+        let mut server = Self {
+            url: String::new(),
+            pid: Some(pid),
+            api_key: None,
+            child: Some(child),
+            dir: Some(dir.clone()),
+        };
+        let base = rx.recv_timeout(Duration::from_secs(60)).map_err(|_| {
+            anyhow!(
+                "the server did not start (see {})",
+                dir.join("server.log").display()
+            )
+        })?;
+        let port = base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| anyhow!("unexpected listening line {base:?}"))?;
+        server.url = format!("http://127.0.0.1:{port}");
+        let out = Command::new(bin)
+            .args([
+                "api-key",
+                "create",
+                "--name",
+                "bench",
+                "--scope",
+                "chat",
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "api-key create failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        server.api_key = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("secret (shown once):"))
+            .map(|s| s.trim().to_owned());
+        if server.api_key.is_none() {
+            bail!("no secret in api-key create output: {stdout}");
+        }
+        // When started under taskset, the pid to watch is the server itself (exec replaces taskset).
+        Ok(server)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM: graceful stop; SIGKILL if it lingers.
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            for _ in 0..100 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(dir) = self.dir.take() {
+            if std::env::var_os("WSMSCHAT_BENCH_KEEP").is_none() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
