@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rusqlite::Connection;
@@ -26,6 +26,8 @@ use crate::metrics::Metrics;
 const MAX_BATCH: usize = 1024;
 /// Reader connections.
 const READERS: usize = 4;
+/// Longest wait for more jobs before a commit (see `writer_loop`).
+const MAX_LINGER: Duration = Duration::from_micros(500);
 
 /// The SQLite [`Store`](super::Store).
 pub type SqliteStore = SqlStore<SqliteEngine>;
@@ -230,12 +232,26 @@ fn writer_loop(
     metrics: Arc<Metrics>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    // How long the last commit took: under load, waiting about that long for more jobs turns
+    // many tiny commits (one WAL write + fsync each) into one, for a bounded latency cost.
+    let mut last_commit = Duration::ZERO;
     while let Ok(first) = rx.recv() {
         batch.push(first);
+        let linger_until = Instant::now() + last_commit.min(MAX_LINGER);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(job) => batch.push(job),
-                Err(_) => break,
+                Err(mpsc::TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now >= linger_until {
+                        break;
+                    }
+                    match rx.recv_timeout(linger_until - now) {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                Err(mpsc::TryRecvError::Disconnected) => break,
             }
         }
         let started = Instant::now();
@@ -259,7 +275,8 @@ fn writer_loop(
         if let Err(error) = &result {
             tracing::error!(%error, "Write batch failed");
         }
-        metrics.observe_batch(batch.len(), started.elapsed());
+        last_commit = started.elapsed();
+        metrics.observe_batch(batch.len(), last_commit);
         if result.is_ok() && !ctx.emitted.is_empty() {
             sink.committed(&ctx.emitted);
         }
