@@ -1,0 +1,254 @@
+// Admin pages (admin role only; the server refuses AdminService calls from other agents anyway).
+import { h, replace, errText, copyText, duration, fullTime } from './dom.js';
+
+const SECTIONS = [
+  ['sites', 'Sites'], ['agents', 'Agents'], ['canned', 'Canned replies'], ['keys', 'API keys'], ['report', 'Report'],
+];
+
+export function renderAdmin(main, ctx) {
+  const body = h('div', { class: 'admin-body' });
+  const nav = h('nav', { class: 'admin-nav', 'aria-label': 'Admin' },
+    SECTIONS.map(([id, label]) => h('a', { href: `#/admin/${id}`, 'aria-current': id === ctx.section ? 'page' : null, text: label })));
+  replace(main, h('div', { class: 'admin' }, nav, body));
+  const page = h('div', { class: 'page' });
+  body.appendChild(page);
+  const fn = { sites, agents, canned, keys, report }[ctx.section] || sites;
+  fn(page, ctx).catch((e) => replace(page, h('p', { class: 'msg-bad', role: 'alert', text: `Could not load: ${errText(e)}` })));
+}
+
+const lines = (s) => s.split(/[\n,]/).map((x) => x.trim()).filter(Boolean);
+const status = () => h('p', { class: 'action-msg', role: 'status' });
+function field(id, label, input, hint) {
+  input.id = id;
+  return [h('label', { for: id, text: label }), h('div', {}, input, hint ? h('p', { class: 'hint', text: hint }) : null)];
+}
+
+// ---- sites ----------------------------------------------------------------------------------
+
+async function sites(page, ctx) {
+  const list = await ctx.client.listSites();
+  const current = ctx.arg === 'new' ? null : (list.find((s) => s.id === ctx.arg) || list[0] || null);
+  const picker = h('select', { id: 'site-pick', 'aria-label': 'Site', onchange: (e) => { location.hash = `#/admin/sites/${e.target.value}`; } },
+    list.map((s) => h('option', { value: s.id, text: `${s.name} (${s.siteKey})` })),
+    h('option', { value: 'new', text: '+ New site' }));
+  picker.value = current ? current.id : 'new';
+  replace(page,
+    h('div', { class: 'section-head' }, h('h1', { text: current ? `Site: ${current.name}` : 'New site' }), h('div', { class: 'inline' }, picker)),
+    siteForm(ctx, current));
+}
+
+function siteForm(ctx, site) {
+  const s = site || { name: '', allowedOrigins: [], topics: ['Product', 'Order', 'Delivery', 'Payment', 'Other'], color: '#2556c4', greeting: '', identityRequired: false };
+  const name = h('input', { value: s.name, required: true });
+  const origins = h('textarea', { rows: '3', value: s.allowedOrigins.join('\n') });
+  const topics = h('textarea', { rows: '5', value: s.topics.join('\n') });
+  const colorPick = h('input', { type: 'color', value: /^#[0-9a-f]{6}$/i.test(s.color) ? s.color : '#2556c4', 'aria-label': 'Colour picker' });
+  const color = h('input', { value: s.color || '', size: '9' });
+  colorPick.addEventListener('input', () => { color.value = colorPick.value; });
+  color.addEventListener('input', () => { if (/^#[0-9a-f]{6}$/i.test(color.value)) colorPick.value = color.value; });
+  const greeting = h('input', { value: s.greeting });
+  const required = h('input', { type: 'checkbox', checked: s.identityRequired });
+  const msg = status();
+  const save = h('button', { type: 'submit', class: 'btn primary', text: site ? 'Save site' : 'Create site' });
+  const parts = [
+    field('site-name', 'Name', name),
+    field('site-origins', 'Allowed origins', origins, 'One per line, e.g. https://shop.example.com, http://localhost:* or https://*.example.com'),
+    field('site-topics', 'Topics', topics, 'One per line; offered to visitors in this order.'),
+    [h('label', { for: 'site-color', text: 'Colour' }), h('div', { class: 'inline' }, colorPick, Object.assign(color, { id: 'site-color' }))],
+    field('site-greeting', 'Greeting', greeting),
+    [h('label', { for: 'site-required', text: 'Require verified identity' }),
+      h('div', {}, h('label', { class: 'check' }, Object.assign(required, { id: 'site-required' }), 'Refuse visitors without a valid user hash'))],
+  ];
+  if (site) {
+    const secret = h('input', { id: 'site-secret', value: site.identitySecret, readOnly: true, class: 'snippet', 'aria-label': 'Identity secret' });
+    const snippet = `<script src="${ctx.server}/widget.js" data-site="${site.siteKey}" async></script>`;
+    const snip = h('textarea', { id: 'site-snippet', class: 'snippet', rows: '2', readOnly: true, value: snippet });
+    const copyMsg = h('span', { class: 'action-msg', role: 'status' });
+    parts.push(
+      [h('label', { for: 'site-secret', text: 'Identity secret' }), h('div', {},
+        h('div', { class: 'inline' }, secret,
+          h('button', { type: 'button', class: 'btn small', text: 'Copy', onclick: async () => { copyMsg.textContent = (await copyText(site.identitySecret, secret)) ? 'Copied' : 'Select and copy it'; } }),
+          h('button', { type: 'button', class: 'btn small danger', text: 'Rotate', onclick: async () => {
+            if (!confirm('Rotate the identity secret? Your backend must use the new one at once.')) return;
+            try { const n = await ctx.client.updateSite({ ...site }, true); secret.value = n.identitySecret; site.identitySecret = n.identitySecret; msg.textContent = 'Secret rotated.'; } catch (e) { msg.textContent = `Could not rotate: ${errText(e)}`; }
+          } })),
+        h('p', { class: 'hint', text: 'Your backend sends user_hash = hex(HMAC-SHA256(secret, user id)). Keep it private.' }))],
+      [h('label', { for: 'site-snippet', text: 'Script tag' }), h('div', {}, snip,
+        h('div', { class: 'inline' }, h('button', { type: 'button', class: 'btn small', id: 'copy-snippet', text: 'Copy script tag', onclick: async () => { copyMsg.textContent = (await copyText(snippet, snip)) ? 'Copied to the clipboard' : 'Select it and copy'; } }), copyMsg),
+        h('p', { class: 'hint', text: `Paste it into every page of the site. Site key: ${site.siteKey}` }))]);
+  }
+  const form = h('form', { class: 'grid-form', 'aria-label': 'Site settings' }, parts, h('div', { class: 'full inline' }, save, msg));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!name.value.trim()) { msg.textContent = 'A name is needed.'; name.focus(); return; }
+    const data = { name: name.value.trim(), allowedOrigins: lines(origins.value), topics: lines(topics.value), color: color.value.trim(),
+      greeting: greeting.value, identityRequired: required.checked };
+    save.disabled = true;
+    try {
+      if (site) {
+        const n = await ctx.client.updateSite({ ...site, ...data, identitySecret: '' }, false);
+        Object.assign(site, n);
+        msg.textContent = 'Saved.';
+      } else {
+        const n = await ctx.client.createSite(data);
+        location.hash = `#/admin/sites/${n.id}`;
+      }
+    } catch (err) {
+      msg.textContent = `Could not save: ${errText(err)}`;
+    } finally { save.disabled = false; }
+  });
+  return form;
+}
+
+// ---- agents ---------------------------------------------------------------------------------
+
+async function agents(page, ctx) {
+  const list = await ctx.client.listAgents();
+  const msg = status();
+  const rows = list.map((a) => {
+    const role = h('select', { 'aria-label': `Role of ${a.name}` }, h('option', { value: 'agent', text: 'Agent' }), h('option', { value: 'admin', text: 'Admin' }));
+    role.value = a.role;
+    const topics = h('input', { class: 'topics', value: a.topics.join(', '), placeholder: 'All topics', 'aria-label': `Topics of ${a.name}` });
+    const cap = h('input', { type: 'number', min: '0', max: '100', value: String(a.capacity), 'aria-label': `Capacity of ${a.name}` });
+    const active = h('input', { type: 'checkbox', checked: a.active, 'aria-label': `${a.name} active` });
+    const save = h('button', { type: 'button', class: 'btn small', text: 'Save', onclick: async () => {
+      try {
+        await ctx.client.updateAgent({ ...a, role: role.value, topics: lines(topics.value), capacity: Number(cap.value) || 0, active: active.checked }, null);
+        msg.textContent = `${a.name} saved.`;
+      } catch (e) { msg.textContent = `Could not save ${a.name}: ${errText(e)}`; }
+    } });
+    return h('tr', {}, h('td', {}, h('strong', { text: a.name }), h('div', { class: 'muted small', text: a.email })),
+      h('td', {}, role), h('td', {}, topics), h('td', {}, cap), h('td', {}, active), h('td', {}, save));
+  });
+  const email = h('input', { type: 'email', required: true });
+  const name = h('input', { required: true });
+  const pw = h('input', { type: 'password', minlength: '8', required: true, autocomplete: 'new-password' });
+  const role = h('select', {}, h('option', { value: 'agent', text: 'Agent' }), h('option', { value: 'admin', text: 'Admin' }));
+  const topics = h('input', { value: 'Order' });
+  const cap = h('input', { type: 'number', min: '0', value: '5' });
+  const cmsg = status();
+  const form = h('form', { class: 'grid-form card', 'aria-label': 'New agent' },
+    h('h2', { class: 'full', text: 'Add an agent' }),
+    field('na-email', 'Email', email), field('na-name', 'Name', name), field('na-pw', 'Initial password', pw, 'At least 8 characters; share it privately.'),
+    field('na-role', 'Role', role), field('na-topics', 'Topics', topics, 'Comma separated'), field('na-cap', 'Capacity', cap, 'Open conversations at once'),
+    h('div', { class: 'full inline' }, h('button', { type: 'submit', class: 'btn primary', text: 'Create agent' }), cmsg));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      await ctx.client.createAgent({ email: email.value.trim(), name: name.value.trim(), role: role.value, topics: lines(topics.value), capacity: Number(cap.value) || 0, active: true }, pw.value);
+      agents(page, ctx);
+    } catch (err) { cmsg.textContent = `Could not create: ${errText(err)}`; }
+  });
+  replace(page, h('div', { class: 'stack' },
+    h('h1', { text: 'Agents' }),
+    h('table', { class: 'data' }, h('thead', {}, h('tr', {}, ['Agent', 'Role', 'Topics', 'Capacity', 'Active', ''].map((t) => h('th', { scope: 'col', text: t })))), h('tbody', {}, rows)),
+    msg, form));
+}
+
+// ---- canned replies -------------------------------------------------------------------------
+
+async function canned(page, ctx) {
+  const [list, siteList] = await Promise.all([ctx.client.listCannedReplies(null), ctx.client.listSites()]);
+  const siteName = (id) => (id ? (siteList.find((s) => s.id === id)?.name || id) : 'All sites');
+  const msg = status();
+  const rows = list.map((r) => h('tr', {}, h('td', {}, h('code', { text: `/${r.shortcut}` })), h('td', { text: r.text }), h('td', { text: siteName(r.siteId) }),
+    h('td', {}, h('button', { type: 'button', class: 'btn small danger', text: 'Delete', 'aria-label': `Delete /${r.shortcut}`, onclick: async () => {
+      try { await ctx.client.deleteCannedReply(r.id); canned(page, ctx); } catch (e) { msg.textContent = `Could not delete: ${errText(e)}`; }
+    } }))));
+  const shortcut = h('input', { required: true, pattern: '[A-Za-z0-9_\\-]+' });
+  const text = h('textarea', { rows: '3', required: true });
+  const site = h('select', {}, h('option', { value: '', text: 'All sites' }), siteList.map((s) => h('option', { value: s.id, text: s.name })));
+  const form = h('form', { class: 'grid-form card', 'aria-label': 'New canned reply' },
+    h('h2', { class: 'full', text: 'Add or replace a canned reply' }),
+    field('cr-short', 'Shortcut', shortcut, 'Typed after "/" in the composer'), field('cr-text', 'Text', text), field('cr-site', 'Site', site),
+    h('div', { class: 'full inline' }, h('button', { type: 'submit', class: 'btn primary', text: 'Save reply' }), msg));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      await ctx.client.putCannedReply({ shortcut: shortcut.value.trim().replace(/^\//, ''), text: text.value, siteId: site.value });
+      canned(page, ctx);
+    } catch (err) { msg.textContent = `Could not save: ${errText(err)}`; }
+  });
+  replace(page, h('div', { class: 'stack' }, h('h1', { text: 'Canned replies' }),
+    list.length ? h('table', { class: 'data' }, h('thead', {}, h('tr', {}, ['Shortcut', 'Text', 'Site', ''].map((t) => h('th', { scope: 'col', text: t })))), h('tbody', {}, rows))
+      : h('p', { class: 'muted', text: 'No canned replies yet.' }),
+    form));
+}
+
+// ---- API keys -------------------------------------------------------------------------------
+
+async function keys(page, ctx, shown) {
+  const list = await ctx.client.listApiKeys();
+  const msg = status();
+  const name = h('input', { required: true, placeholder: 'faq-bot' });
+  const chat = h('input', { type: 'checkbox', checked: true });
+  const admin = h('input', { type: 'checkbox' });
+  const form = h('form', { class: 'grid-form card', 'aria-label': 'New API key' },
+    h('h2', { class: 'full', text: 'Create an API key' }),
+    field('key-name', 'Name', name, 'Shown as the author of its messages'),
+    [h('span', { text: 'Scopes' }), h('div', { class: 'inline' }, h('label', { class: 'check' }, chat, 'chat'), h('label', { class: 'check' }, admin, 'admin'))],
+    h('div', { class: 'full inline' }, h('button', { type: 'submit', class: 'btn primary', text: 'Create key' }), msg));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const scopes = [chat.checked && 'chat', admin.checked && 'admin'].filter(Boolean);
+    if (!name.value.trim() || !scopes.length) { msg.textContent = 'A name and at least one scope are needed.'; return; }
+    try {
+      const r = await ctx.client.createApiKey(name.value.trim(), scopes);
+      keys(page, ctx, r);
+    } catch (err) { msg.textContent = `Could not create: ${errText(err)}`; }
+  });
+  const secretBox = shown ? h('div', { class: 'card', role: 'alert' },
+    h('h2', { text: `Secret of "${shown.apiKey.name}"` }),
+    h('p', { text: 'Copy it now: it is shown once and only its hash is stored.' }),
+    h('div', { class: 'secret', id: 'api-secret', text: shown.secret }),
+    h('button', { type: 'button', class: 'btn small', text: 'Copy', onclick: () => copyText(shown.secret) })) : null;
+  replace(page, h('div', { class: 'stack' }, h('h1', { text: 'API keys' }), secretBox,
+    list.length ? h('table', { class: 'data' },
+      h('thead', {}, h('tr', {}, ['Name', 'Scopes', 'Created', 'State', ''].map((t) => h('th', { scope: 'col', text: t })))),
+      h('tbody', {}, list.map((k) => h('tr', {}, h('td', { text: k.name }), h('td', { text: k.scopes.join(', ') }), h('td', { text: fullTime(k.createdAt) }),
+        h('td', { text: k.active ? 'Active' : 'Revoked' }),
+        h('td', {}, k.active ? h('button', { type: 'button', class: 'btn small danger', text: 'Revoke', onclick: async () => {
+          if (!confirm(`Revoke "${k.name}"? Services using it stop working.`)) return;
+          try { await ctx.client.revokeApiKey(k.id); keys(page, ctx); } catch (e) { msg.textContent = `Could not revoke: ${errText(e)}`; }
+        } }) : null)))))
+      : h('p', { class: 'muted', text: 'No API keys yet.' }),
+    form));
+}
+
+// ---- report ---------------------------------------------------------------------------------
+
+async function report(page, ctx) {
+  const siteList = await ctx.client.listSites();
+  if (!siteList.length) { replace(page, h('p', { text: 'No site yet.' })); return; }
+  const site = siteList.find((s) => s.id === ctx.arg) || siteList[0];
+  const days = h('select', { id: 'report-days', 'aria-label': 'Period' }, [7, 30, 90].map((d) => h('option', { value: String(d), text: `Last ${d} days` })));
+  days.value = '30';
+  const picker = h('select', { id: 'report-site', 'aria-label': 'Site', onchange: (e) => { location.hash = `#/admin/report/${e.target.value}`; } },
+    siteList.map((s) => h('option', { value: s.id, text: s.name })));
+  picker.value = site.id;
+  const out = h('div', { 'aria-live': 'polite' });
+  const load = async () => {
+    replace(out, h('p', { class: 'muted', text: 'Loading…' }));
+    try {
+      const r = await ctx.client.siteReport(site.id, Number(days.value));
+      const fig = (k, v, id) => h('div', { class: 'figure', id }, h('div', { class: 'v', text: v }), h('div', { class: 'k', text: k }));
+      const max = Math.max(1, ...r.perDay.map((d) => d.conversations));
+      replace(out,
+        h('div', { class: 'figures' },
+          fig('Conversations', String(r.conversations), 'fig-conversations'),
+          fig('Resolved', String(r.resolved), 'fig-resolved'),
+          fig('Median first response', duration(r.medianFirstResponseMs), 'fig-first-response'),
+          fig('Median resolution', duration(r.medianResolutionMs), 'fig-resolution'),
+          fig(`Satisfaction (${r.ratings} rating${r.ratings === 1 ? '' : 's'})`, r.ratings ? `${r.satisfactionAverage.toFixed(1)} / 5` : '—', 'fig-satisfaction')),
+        h('h2', { text: 'Conversations per day' }),
+        h('div', { class: 'bars', role: 'table', 'aria-label': 'Conversations per day' },
+          r.perDay.filter((d, i, a) => d.conversations > 0 || i >= a.length - 14).map((d) => h('div', { class: 'bar-row', role: 'row' },
+            h('span', { role: 'cell', text: d.day }),
+            h('span', { role: 'cell' }, h('span', { class: 'bar', style: `display:block;width:${(d.conversations / max) * 100}%` })),
+            h('span', { role: 'cell', text: String(d.conversations) })))));
+    } catch (e) { replace(out, h('p', { class: 'msg-bad', role: 'alert', text: `Could not load the report: ${errText(e)}` })); }
+  };
+  days.addEventListener('change', load);
+  replace(page, h('div', { class: 'section-head' }, h('h1', { text: `Report: ${site.name}` }), h('div', { class: 'inline' }, picker, days)), out);
+  load();
+}
