@@ -73,3 +73,9 @@ impl From<CoreError> for tonic::Status {
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;
+
+impl From<StoreError> for tonic::Status {
+    fn from(e: StoreError) -> Self {
+        CoreError::from(e).into()
+    }
+}

@@ -10,7 +10,6 @@ use wsmschat::v1::admin_service_server::AdminService;
 use super::caller;
 use crate::auth;
 use crate::core::{Core, DEFAULT_TOPICS};
-use crate::error::CoreError;
 use crate::util::{new_id, new_token, now_ms, random_bytes};
 
 /// The AdminService handlers.
@@ -155,12 +154,7 @@ impl AdminService for AdminApi {
         site.id = new_id("site_");
         site.site_key = new_id("pk_");
         site.identity_secret = hex::encode(random_bytes::<32>());
-        let site = self
-            .core
-            .store
-            .create_site(site)
-            .await
-            .map_err(CoreError::from)?;
+        let site = self.core.store.create_site(site).await?;
         self.core.reload_sites().await?;
         Ok(Response::new(v1::CreateSiteResponse { site: Some(site) }))
     }
@@ -172,24 +166,14 @@ impl AdminService for AdminApi {
         self.admin(&req).await?;
         let r = req.into_inner();
         let mut site = normalize_site(r.site.unwrap_or_default())?;
-        let current = self
-            .core
-            .store
-            .site_by_id(&site.id)
-            .await
-            .map_err(CoreError::from)?;
+        let current = self.core.store.site_by_id(&site.id).await?;
         site.site_key = current.site_key;
         if r.rotate_identity_secret {
             site.identity_secret = hex::encode(random_bytes::<32>());
         } else if site.identity_secret.is_empty() {
             site.identity_secret = current.identity_secret;
         }
-        let site = self
-            .core
-            .store
-            .update_site(site)
-            .await
-            .map_err(CoreError::from)?;
+        let site = self.core.store.update_site(site).await?;
         self.core.reload_sites().await?;
         Ok(Response::new(v1::UpdateSiteResponse { site: Some(site) }))
     }
@@ -199,12 +183,7 @@ impl AdminService for AdminApi {
         req: Request<v1::ListSitesRequest>,
     ) -> Result<Response<v1::ListSitesResponse>, Status> {
         self.admin(&req).await?;
-        let sites = self
-            .core
-            .store
-            .list_sites()
-            .await
-            .map_err(CoreError::from)?;
+        let sites = self.core.store.list_sites().await?;
         Ok(Response::new(v1::ListSitesResponse { sites }))
     }
 
@@ -219,12 +198,7 @@ impl AdminService for AdminApi {
         agent.id = new_id("ag_");
         agent.active = true;
         let hash = hash_blocking(r.password).await?;
-        let agent = self
-            .core
-            .store
-            .create_agent(agent, hash)
-            .await
-            .map_err(CoreError::from)?;
+        let agent = self.core.store.create_agent(agent, hash).await?;
         Ok(Response::new(v1::CreateAgentResponse {
             agent: Some(agent),
         }))
@@ -237,12 +211,7 @@ impl AdminService for AdminApi {
         self.admin(&req).await?;
         let r = req.into_inner();
         let mut agent = r.agent.unwrap_or_default();
-        let current = self
-            .core
-            .store
-            .agent_by_id(&agent.id)
-            .await
-            .map_err(CoreError::from)?;
+        let current = self.core.store.agent_by_id(&agent.id).await?;
         agent.email = current.email;
         let agent = normalize_agent(agent)?;
         let hash = if r.password.is_empty() {
@@ -251,12 +220,7 @@ impl AdminService for AdminApi {
             check_password(&r.password)?;
             Some(hash_blocking(r.password).await?)
         };
-        let agent = self
-            .core
-            .store
-            .update_agent(agent, hash)
-            .await
-            .map_err(CoreError::from)?;
+        let agent = self.core.store.update_agent(agent, hash).await?;
         self.core.presence.refresh(&agent);
         // Role or active may have changed: cached sessions must be read again.
         self.core.auth.clear();
@@ -270,12 +234,7 @@ impl AdminService for AdminApi {
         req: Request<v1::ListAgentsRequest>,
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
         self.admin(&req).await?;
-        let agents = self
-            .core
-            .store
-            .list_agents()
-            .await
-            .map_err(CoreError::from)?;
+        let agents = self.core.store.list_agents().await?;
         Ok(Response::new(v1::ListAgentsResponse { agents }))
     }
 
@@ -314,8 +273,7 @@ impl AdminService for AdminApi {
             .core
             .store
             .create_api_key(key, auth::token_hash(&secret))
-            .await
-            .map_err(CoreError::from)?;
+            .await?;
         Ok(Response::new(v1::CreateApiKeyResponse {
             api_key: Some(key),
             secret,
@@ -327,12 +285,7 @@ impl AdminService for AdminApi {
         req: Request<v1::ListApiKeysRequest>,
     ) -> Result<Response<v1::ListApiKeysResponse>, Status> {
         self.admin(&req).await?;
-        let api_keys = self
-            .core
-            .store
-            .list_api_keys()
-            .await
-            .map_err(CoreError::from)?;
+        let api_keys = self.core.store.list_api_keys().await?;
         Ok(Response::new(v1::ListApiKeysResponse { api_keys }))
     }
 
@@ -341,11 +294,7 @@ impl AdminService for AdminApi {
         req: Request<v1::RevokeApiKeyRequest>,
     ) -> Result<Response<v1::RevokeApiKeyResponse>, Status> {
         self.admin(&req).await?;
-        self.core
-            .store
-            .revoke_api_key(req.into_inner().id)
-            .await
-            .map_err(CoreError::from)?;
+        self.core.store.revoke_api_key(req.into_inner().id).await?;
         self.core.auth.clear();
         Ok(Response::new(v1::RevokeApiKeyResponse {}))
     }
@@ -372,12 +321,7 @@ impl AdminService for AdminApi {
             )));
         }
         reply.id = new_id("cr_");
-        let reply = self
-            .core
-            .store
-            .put_canned_reply(reply)
-            .await
-            .map_err(CoreError::from)?;
+        let reply = self.core.store.put_canned_reply(reply).await?;
         Ok(Response::new(v1::PutCannedReplyResponse {
             canned_reply: Some(reply),
         }))
@@ -391,8 +335,7 @@ impl AdminService for AdminApi {
         self.core
             .store
             .delete_canned_reply(req.into_inner().id)
-            .await
-            .map_err(CoreError::from)?;
+            .await?;
         Ok(Response::new(v1::DeleteCannedReplyResponse {}))
     }
 
@@ -409,8 +352,7 @@ impl AdminService for AdminApi {
             .core
             .store
             .report_rows(r.site_id, first_day * DAY_MS)
-            .await
-            .map_err(CoreError::from)?
+            .await?
             .conversations;
         let mut per_day: Vec<v1::DayCount> = (first_day..=today)
             .map(|d| v1::DayCount {

@@ -147,12 +147,7 @@ impl ChatService for ChatApi {
             }
             _ => {}
         }
-        let (rows, total) = self
-            .core
-            .store
-            .list_conversations(filter)
-            .await
-            .map_err(CoreError::from)?;
+        let (rows, total) = self.core.store.list_conversations(filter).await?;
         let next_page_token = if rows.len() == page_size as usize {
             rows.last().map(page_token).unwrap_or_default()
         } else {
@@ -197,8 +192,7 @@ impl ChatService for ChatApi {
             .core
             .store
             .history(&c.id, r.before_seq, limit, who.principal.is_staff())
-            .await
-            .map_err(CoreError::from)?;
+            .await?;
         Ok(Response::new(v1::GetHistoryResponse { messages, has_more }))
     }
 
@@ -217,12 +211,7 @@ impl ChatService for ChatApi {
                 ));
             }
         }
-        let visitor = self
-            .core
-            .store
-            .visitor_by_id(&visitor_id)
-            .await
-            .map_err(CoreError::from)?;
+        let visitor = self.core.store.visitor_by_id(&visitor_id).await?;
         let (conversations, _) = self
             .core
             .store
@@ -231,8 +220,7 @@ impl ChatService for ChatApi {
                 limit: 100,
                 ..Default::default()
             })
-            .await
-            .map_err(CoreError::from)?;
+            .await?;
         Ok(Response::new(v1::GetVisitorResponse {
             visitor: Some(visitor),
             conversations,
@@ -254,8 +242,7 @@ impl ChatService for ChatApi {
             .core
             .store
             .list_canned_replies((!site.is_empty()).then_some(site))
-            .await
-            .map_err(CoreError::from)?;
+            .await?;
         Ok(Response::new(v1::ListCannedRepliesResponse {
             canned_replies,
         }))
@@ -269,20 +256,9 @@ impl ChatService for ChatApi {
         if !who.principal.is_staff() {
             return Err(Status::permission_denied("only agents may list agents"));
         }
-        let agents = self
-            .core
-            .store
-            .list_agents()
-            .await
-            .map_err(CoreError::from)?;
-        let loads: std::collections::HashMap<String, u32> = self
-            .core
-            .store
-            .agent_loads()
-            .await
-            .map_err(CoreError::from)?
-            .into_iter()
-            .collect();
+        let agents = self.core.store.list_agents().await?;
+        let loads: std::collections::HashMap<String, u32> =
+            self.core.store.agent_loads().await?.into_iter().collect();
         let status = self.core.presence.snapshot();
         Ok(Response::new(v1::ListAgentPresenceResponse {
             agents: agents

@@ -121,8 +121,7 @@ impl SessionService for SessionApi {
                     auth::token_hash(&token)
                 },
             })
-            .await
-            .map_err(CoreError::from)?;
+            .await?;
         if reuse {
             // The cached principal may carry an old name.
             core.auth.forget(&token);
@@ -134,8 +133,7 @@ impl SessionService for SessionApi {
                 limit: 20,
                 ..Default::default()
             })
-            .await
-            .map_err(CoreError::from)?;
+            .await?;
         let agents_online = site
             .topics
             .iter()
@@ -195,8 +193,7 @@ impl SessionService for SessionApi {
         let expires_at_ms = now_ms() + core.config.agent_session_ttl.as_millis() as i64;
         core.store
             .create_agent_session(auth::token_hash(&token), agent.id.clone(), expires_at_ms)
-            .await
-            .map_err(CoreError::from)?;
+            .await?;
         tracing::info!(agent = %agent.id, "Agent logged in");
         Ok(Response::new(v1::LoginResponse {
             token,
@@ -221,8 +218,7 @@ impl SessionService for SessionApi {
                     "API keys do not log out; revoke them with AdminService.RevokeApiKey",
                 ));
             }
-        }
-        .map_err(CoreError::from)?;
+        }?;
         core.auth.forget(&token);
         Ok(Response::new(v1::LogoutResponse {}))
     }
