@@ -66,7 +66,7 @@ pub fn app(core: Arc<Core>, dirs: StaticDirs) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(core.clone())
-        .merge(grpc);
+        .fallback_service(grpc_or_not_found(grpc));
     if let Some(dir) = dirs.widget {
         router = router
             .route_service(
@@ -88,6 +88,36 @@ pub fn app(core: Arc<Core>, dirs: StaticDirs) -> Router {
         );
     }
     router.layer(cors(core))
+}
+
+/// gRPC and gRPC-web calls go to the services; any other request for an unknown path gets a
+/// plain 404 (not the 400 the gRPC-web layer gives a non-gRPC request).
+fn grpc_or_not_found(
+    grpc: Router,
+) -> impl tower::Service<
+    axum::extract::Request,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ Sync
++ 'static {
+    tower::service_fn(move |req: axum::extract::Request| {
+        let grpc = grpc.clone();
+        async move {
+            let is_grpc = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| ct.starts_with("application/grpc"));
+            if is_grpc {
+                tower::ServiceExt::oneshot(grpc, req).await
+            } else {
+                Ok((StatusCode::NOT_FOUND, "not found\n").into_response())
+            }
+        }
+    })
 }
 
 /// CORS for browsers on other origins: any site's allowed origin (or an extra one) may call;
