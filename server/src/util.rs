@@ -17,7 +17,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     buf
 }
 
-/// A new id: `prefix` + 16 random bytes in base32-ish hex (32 chars). Random, not sequential,
+/// A new id: `prefix` + 12 random bytes in hex (24 chars). Random, not sequential,
 /// so ids reveal nothing about volume.
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(random_bytes::<12>()))

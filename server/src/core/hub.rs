@@ -308,16 +308,6 @@ impl Hub {
         index.by_visitor.clear();
         index.inbox.clear();
     }
-
-    /// Number of registered streams.
-    pub fn len(&self) -> usize {
-        self.index.read().unwrap().entries.len()
-    }
-
-    /// No stream is registered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn unindex(map: &mut HashMap<String, Vec<u64>>, key: &str, id: u64) {

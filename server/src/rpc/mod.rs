@@ -12,7 +12,6 @@ use tonic::{Request, Status};
 
 use crate::auth::Principal;
 use crate::core::Core;
-use crate::error::CoreError;
 
 /// The TCP peer of a request, put into request extensions by the accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -72,9 +71,4 @@ pub async fn caller<T>(core: &Arc<Core>, req: &Request<T>) -> Result<Caller, Sta
         ip: peer_ip(req),
         token,
     })
-}
-
-/// Maps core errors into statuses at the `?`.
-pub fn status(e: CoreError) -> Status {
-    e.into()
 }
