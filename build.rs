@@ -16,6 +16,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&fds),
     )?;
     tonic_prost_build::configure()
+        // Small codec buffers: tonic's default reserves 8 KiB per call for the whole life of a
+        // stream, which dominates an idle browser stream's memory (see src/lib.rs `codec`).
+        .codec_path("crate::codec::LeanCodec")
         .build_transport(std::env::var_os("CARGO_FEATURE_TRANSPORT").is_some())
         .compile_fds(fds)?;
     Ok(())

@@ -1,6 +1,7 @@
 //! The wsmschat protocol crate: what every Rust client and the server share.
 //!
 //! - [`v1`]: the generated `wsmschat.v1` messages and gRPC stubs (from `proto/`).
+//! - [`codec`]: the small-buffer protobuf codec the generated stubs use.
 //! - [`limits`]: input limits the server enforces and clients should respect.
 //! - [`ids`]: the formats of ids and tokens.
 #![deny(rust_2018_idioms)]
@@ -14,6 +15,55 @@ pub mod v1 {
     /// Encoded `FileDescriptorSet` of the protocol, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("wsmschat_descriptor");
+}
+
+pub mod codec {
+    //! The protobuf codec every generated client and server uses: prost, with small buffers.
+    //!
+    //! tonic's default codec reserves an 8 KiB encode buffer per call (and per decoder) and keeps
+    //! it as long as the call lives. A support chat holds thousands of mostly idle streams, so
+    //! this codec starts its buffers empty and lets each message reserve what it needs: an idle
+    //! stream costs nothing here, and a 200-byte message allocates about 200 bytes.
+
+    use std::marker::PhantomData;
+
+    use prost::Message;
+    use tonic::codec::{BufferSettings, Codec};
+    use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
+
+    /// Buffers start empty; a response stream still yields to the transport every 32 KiB.
+    fn settings() -> BufferSettings {
+        BufferSettings::new(0, 32 * 1024)
+    }
+
+    /// [`tonic_prost::ProstCodec`] with [`settings`].
+    #[derive(Debug, Clone, Copy)]
+    pub struct LeanCodec<T, U>(PhantomData<(T, U)>);
+
+    impl<T, U> Default for LeanCodec<T, U> {
+        fn default() -> Self {
+            Self(PhantomData)
+        }
+    }
+
+    impl<T, U> Codec for LeanCodec<T, U>
+    where
+        T: Message + Send + 'static,
+        U: Message + Default + Send + 'static,
+    {
+        type Encode = T;
+        type Decode = U;
+        type Encoder = ProstEncoder<T>;
+        type Decoder = ProstDecoder<U>;
+
+        fn encoder(&mut self) -> Self::Encoder {
+            ProstCodec::<T, U>::raw_encoder(settings())
+        }
+
+        fn decoder(&mut self) -> Self::Decoder {
+            ProstCodec::<T, U>::raw_decoder(settings())
+        }
+    }
 }
 
 pub mod limits {

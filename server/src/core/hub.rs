@@ -24,8 +24,9 @@ pub const STREAM_QUEUE: usize = 256;
 pub enum Outbound {
     /// An event to send as is (after the stream's own filtering).
     Event(Arc<v1::ServerEvent>),
-    /// Start following a conversation: replay after the cursor, then live.
-    Watch(v1::ConversationCursor),
+    /// Start following a conversation: replay after the cursor, then live. Boxed: the queue's
+    /// slots are allocated up front at the size of the largest variant.
+    Watch(Box<v1::ConversationCursor>),
 }
 
 /// Where an event goes.
@@ -181,7 +182,7 @@ impl Hub {
             .or_default()
             .push(id);
         drop(index);
-        if tx.try_send(Outbound::Watch(cursor)).is_err() {
+        if tx.try_send(Outbound::Watch(Box::new(cursor))).is_err() {
             flags.lagged.store(true, Ordering::Relaxed);
             self.remove(id);
         }

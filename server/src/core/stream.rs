@@ -193,7 +193,7 @@ impl State {
                     Some(Outbound::Watch(cursor)) => {
                         if !self.replayed.contains(&cursor.conversation_id) {
                             self.waiting.insert(cursor.conversation_id.clone());
-                            self.to_replay.push(cursor);
+                            self.to_replay.push(*cursor);
                         }
                     }
                     // Dropped by the hub: lagged (handled above) or shutdown (end cleanly).
