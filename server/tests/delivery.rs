@@ -291,3 +291,101 @@ async fn a_slow_subscriber_is_told_to_resync_and_never_blocks_others() {
     );
     server.stop().await;
 }
+
+/// The bidirectional Chat stream: events in, acks and live events out on one stream. The
+/// stream that sent a message gets its ack (with the seq) and no echo of it; the visitor's other
+/// streams (other tabs) and the agent's get the message once.
+#[tokio::test]
+async fn a_chat_stream_gets_acks_for_its_sends_and_no_echo_of_them() {
+    use tokio_stream::StreamExt;
+    let server = TestServer::start().await;
+    let (_, visitor) = server.visitor("Chat tab").await;
+    let key = server.service_key().await;
+    let mut chat = server.chat().await;
+    let (conv, first) = start_conversation(&mut chat, &visitor, "Order", "hello").await;
+    let mut other_tab = Sub::open(&mut chat, &visitor, vec![], false).await.unwrap();
+    let mut agent = Sub::open(&mut chat, &key, vec![(conv.clone(), first.seq)], false)
+        .await
+        .unwrap();
+
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<v1::ChatRequest>();
+    tx.send(v1::ChatRequest {
+        subscribe: Some(v1::Subscription::default()),
+        event: None,
+    })
+    .unwrap();
+    let mut stream = chat
+        .chat(authed(
+            &visitor,
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut next = async || {
+        let r = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .expect("chat event in time")
+            .expect("chat stream open")
+            .expect("chat ok");
+        r.event.unwrap().event.unwrap()
+    };
+    assert!(matches!(next().await, Se::Ready(_)));
+
+    let mut acked = Vec::new();
+    for i in 0..3 {
+        let mut e = send(&conv, "", &uuid(), &format!("from chat {i}"));
+        e.request_id = format!("r{i}");
+        tx.send(v1::ChatRequest {
+            subscribe: None,
+            event: Some(e),
+        })
+        .unwrap();
+        // Only heartbeats may come before the ack: never the echo of the message.
+        let ack = loop {
+            match next().await {
+                Se::Ack(a) => break a,
+                Se::Heartbeat(_) => continue,
+                other => panic!("expected the ack of r{i}, got {other:?}"),
+            }
+        };
+        assert_eq!(ack.request_id, format!("r{i}"));
+        assert_eq!(ack.conversation_id, conv);
+        acked.push(ack.seq);
+    }
+    assert_eq!(acked, vec![first.seq + 1, first.seq + 2, first.seq + 3]);
+    for seq in &acked {
+        assert_eq!(other_tab.next_message().await.seq, *seq);
+        assert_eq!(agent.next_message().await.seq, *seq);
+    }
+
+    // The agent's answer reaches the Chat stream live.
+    let reply = publish(&mut chat, &key, send(&conv, "", &uuid(), "answer"))
+        .await
+        .unwrap();
+    let got = loop {
+        match next().await {
+            Se::Message(m) => break m,
+            Se::Heartbeat(_) | Se::Conversation(_) | Se::Presence(_) => continue,
+            other => panic!("expected the answer, got {other:?}"),
+        }
+    };
+    assert_eq!(got.seq, reply.seq);
+    assert_eq!(got.text, "answer");
+
+    // An error answers on the stream without closing it.
+    tx.send(v1::ChatRequest {
+        subscribe: None,
+        event: Some(send(&conv, "", "", "no client_msg_id")),
+    })
+    .unwrap();
+    let err = loop {
+        match next().await {
+            Se::Error(e) => break e,
+            Se::Heartbeat(_) | Se::Conversation(_) | Se::Presence(_) => continue,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    };
+    assert_eq!(err.code, tonic::Code::InvalidArgument as i32);
+    server.stop().await;
+}

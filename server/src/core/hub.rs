@@ -212,14 +212,34 @@ impl Hub {
     /// Sends an event of a conversation to every stream that follows it, here and on the
     /// other nodes.
     pub fn deliver(&self, route: Route<'_>, event: Arc<v1::ServerEvent>) {
+        self.deliver_except(route, event, None);
+    }
+
+    /// [`Hub::deliver`], skipping the local stream `except` (the Chat stream that sent the
+    /// message: it has the ack, so an echo would only cost a write).
+    pub fn deliver_except(
+        &self,
+        route: Route<'_>,
+        event: Arc<v1::ServerEvent>,
+        except: Option<u64>,
+    ) {
         if let Some(remote) = self.remote.get() {
             remote.publish(Some(route), &event);
         }
-        self.deliver_local(route, event);
+        self.deliver_local_except(route, event, except);
     }
 
     /// Sends an event to this node's streams only (events that came from the bus).
     pub fn deliver_local(&self, route: Route<'_>, event: Arc<v1::ServerEvent>) {
+        self.deliver_local_except(route, event, None);
+    }
+
+    fn deliver_local_except(
+        &self,
+        route: Route<'_>,
+        event: Arc<v1::ServerEvent>,
+        except: Option<u64>,
+    ) {
         let mut failed = Vec::new();
         {
             let index = self.index.read().unwrap();
@@ -238,7 +258,7 @@ impl Hub {
                 )
                 .chain(index.inbox.iter());
             for id in targets {
-                if !seen.insert(*id) {
+                if Some(*id) == except || !seen.insert(*id) {
                     continue;
                 }
                 let Some(entry) = index.entries.get(id) else {
@@ -326,13 +346,14 @@ impl CommitSink for Hub {
             let event = Arc::new(v1::ServerEvent {
                 event: Some(v1::server_event::Event::Message(c.message.clone())),
             });
-            self.deliver(
+            self.deliver_except(
                 Route {
                     conversation_id: &c.message.conversation_id,
                     visitor_id: &c.visitor_id,
                     staff_only: c.message.kind == v1::MessageKind::Note as i32,
                 },
                 event,
+                c.origin_stream,
             );
         }
     }

@@ -289,14 +289,17 @@ impl Core {
     // ------------------------------------------------------------ events
 
     /// Handles one client event. For messages, returns after the message is durably stored.
+    /// `origin`: the hub id of the Chat stream it came on, which gets no echo of its own message
+    /// (the ack carries its seq); None for unary Publish.
     pub async fn publish(
         self: &Arc<Self>,
         principal: &Principal,
         ip: Option<std::net::IpAddr>,
         ev: v1::ClientEvent,
+        origin: Option<u64>,
     ) -> CoreResult<v1::Ack> {
         let started = Instant::now();
-        let result = self.publish_inner(principal, ip, ev).await;
+        let result = self.publish_inner(principal, ip, ev, origin).await;
         match &result {
             Ok(_) => self
                 .metrics
@@ -314,6 +317,7 @@ impl Core {
         principal: &Principal,
         ip: Option<std::net::IpAddr>,
         ev: v1::ClientEvent,
+        origin: Option<u64>,
     ) -> CoreResult<v1::Ack> {
         if ev.request_id.len() > wsmschat::limits::MAX_CLIENT_ID_BYTES {
             return Err(CoreError::InvalidArgument(format!(
@@ -331,7 +335,8 @@ impl Core {
         };
         match body {
             Ce::SendMessage(m) => {
-                let (stored, duplicate, created_at) = self.send_message(principal, m).await?;
+                let (stored, duplicate, created_at) =
+                    self.send_message(principal, m, origin).await?;
                 ack.conversation_id = stored.conversation_id;
                 ack.seq = stored.seq;
                 ack.client_msg_id = stored.client_msg_id;
@@ -496,6 +501,7 @@ impl Core {
         self: &Arc<Self>,
         principal: &Principal,
         m: v1::SendMessage,
+        origin: Option<u64>,
     ) -> CoreResult<(v1::Message, bool, i64)> {
         self.check_text(&m.text, false)?;
         if !wsmschat::ids::valid_client_id(&m.client_msg_id) {
@@ -529,6 +535,7 @@ impl Core {
             text: m.text,
             system: None,
             require_visitor: None,
+            origin_stream: origin,
         };
         match principal {
             Principal::Visitor {

@@ -110,7 +110,7 @@ impl ChatService for ChatApi {
             .into_inner()
             .event
             .ok_or_else(|| Status::invalid_argument("PublishRequest.event is required"))?;
-        let ack = self.core.publish(&who.principal, who.ip, ev).await?;
+        let ack = self.core.publish(&who.principal, who.ip, ev, None).await?;
         Ok(Response::new(v1::PublishResponse { ack: Some(ack) }))
     }
 
@@ -298,7 +298,7 @@ async fn handle_chat_event(
             request_id: request_id.clone(),
             ..Default::default()
         }),
-        _ => core.publish(principal, ip, ev).await,
+        _ => core.publish(principal, ip, ev, Some(stream_id)).await,
     };
     v1::ServerEvent {
         event: Some(match result {

@@ -77,6 +77,9 @@ pub struct NewMessage {
     pub system: Option<v1::SystemEvent>,
     /// Only for messages of an existing conversation: the visitor it must belong to.
     pub require_visitor: Option<String>,
+    /// The hub id of the Chat stream that sent it: that stream gets the ack (with the seq)
+    /// instead of an echo of the message. Other streams (other tabs) still get it.
+    pub origin_stream: Option<u64>,
 }
 
 /// A conversation to create with its first message.
@@ -115,6 +118,8 @@ pub struct Committed {
     pub message: v1::Message,
     /// The conversation's visitor (their streams follow all of their conversations).
     pub visitor_id: String,
+    /// The local stream that sent it (see [`NewMessage::origin_stream`]).
+    pub origin_stream: Option<u64>,
 }
 
 /// Receives every committed message once, in commit order (so per-conversation seq order).

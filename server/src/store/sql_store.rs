@@ -416,6 +416,7 @@ async fn insert_message(
     ctx.emitted.push(Committed {
         message: message.clone(),
         visitor_id: visitor_id.to_owned(),
+        origin_stream: m.origin_stream,
     });
     Ok(message)
 }
@@ -465,6 +466,7 @@ async fn insert_system(
         text: String::new(),
         system: Some(system),
         require_visitor: None,
+        origin_stream: None,
     };
     let seq = next_seq(ctx.db, &m, &conversation.id).await?;
     insert_message(ctx, &m, &conversation.id, &conversation.visitor_id, seq).await
