@@ -2,7 +2,7 @@
 //! schedule, and what each side saw.
 //!
 //! Per pair: a visitor (session token, a `Subscribe` stream and unary `Publish` calls, over
-//! native HTTP/2 or gRPC-web on HTTP/1.1) and an "agent" (a chat-scope API key holding one bidi
+//! native HTTP/2 or gRPC-web on HTTP/1.1; or one bidi `Chat` stream) and an "agent" (a chat-scope API key holding one bidi
 //! `Chat` stream whose cursor follows that one conversation). Message j of the run is due at
 //! `t0 + j / (pairs * rate)` and belongs to visitor `j % pairs` (evenly staggered, like the
 //! socket.io baseline). Latency is measured from the scheduled send time, so a late sender
@@ -35,6 +35,10 @@ use crate::net::{self, WebConn, WebStream};
 pub enum Transport {
     /// gRPC over HTTP/2, one connection per visitor (Subscribe + Publish multiplexed on it).
     Native,
+    /// gRPC over HTTP/2, one connection per visitor holding one bidirectional `Chat` stream:
+    /// sends and their acks, and live events, on the same stream (how a native client or bot
+    /// talks; the stream gets no echo of its own messages).
+    Chat,
     /// gRPC-web over HTTP/1.1 like a browser on http://: one connection holds the Subscribe
     /// stream, a second one carries the Publish calls.
     Web,
@@ -194,12 +198,29 @@ enum Publisher {
         tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
     ),
     Web(WebConn, String),
+    /// Sends on the visitor's Chat stream; its reader forwards the answers.
+    Chat(
+        mpsc::UnboundedSender<v1::ChatRequest>,
+        mpsc::UnboundedReceiver<Result<v1::Ack, String>>,
+    ),
 }
 
 impl Publisher {
     async fn publish(&mut self, ev: v1::ClientEvent) -> Result<v1::Ack, String> {
+        if let Publisher::Chat(tx, answers) = self {
+            tx.send(v1::ChatRequest {
+                subscribe: None,
+                event: Some(ev),
+            })
+            .map_err(|_| "publish: chat stream closed".to_owned())?;
+            return answers
+                .recv()
+                .await
+                .unwrap_or_else(|| Err("publish: chat stream ended".to_owned()));
+        }
         let req = v1::PublishRequest { event: Some(ev) };
         match self {
+            Publisher::Chat(..) => unreachable!("handled above"),
             Publisher::Native(client, auth) => {
                 let mut r = Request::new(req);
                 r.metadata_mut().insert("authorization", auth.clone());
@@ -229,11 +250,35 @@ enum VisitorStream {
     Native(tonic::Streaming<v1::SubscribeResponse>),
     /// The connection is kept with its stream.
     Web(WebStream, #[allow(dead_code)] WebConn),
+    /// Acks and errors (answers to the sends) go to the publisher.
+    Chat(
+        tonic::Streaming<v1::ChatResponse>,
+        mpsc::UnboundedSender<Result<v1::Ack, String>>,
+    ),
 }
 
 impl VisitorStream {
     async fn next(&mut self) -> Result<Option<v1::ServerEvent>, String> {
+        if let VisitorStream::Chat(s, answers) = self {
+            loop {
+                let Some(r) = s
+                    .message()
+                    .await
+                    .map_err(|s| format!("visitor stream: {:?}", s.code()))?
+                else {
+                    return Ok(None);
+                };
+                let ev = r.event.unwrap_or_default();
+                let answer = match ev.event {
+                    Some(Se::Ack(a)) => Ok(a),
+                    Some(Se::Error(e)) => Err(format!("publish: {}", code_name(e.code))),
+                    _ => return Ok(Some(ev)),
+                };
+                let _ = answers.send(answer);
+            }
+        }
         let r = match self {
+            VisitorStream::Chat(..) => unreachable!("handled above"),
             VisitorStream::Native(s) => s
                 .message()
                 .await
@@ -302,6 +347,22 @@ async fn setup_pair(
             let s = client.subscribe(r).await?.into_inner();
             (VisitorStream::Native(s), Publisher::Native(client, auth))
         }
+        Transport::Chat => {
+            let ch = net::native_channel(addr, src).await?;
+            let (tx, rx) = mpsc::unbounded_channel::<v1::ChatRequest>();
+            tx.send(v1::ChatRequest {
+                subscribe: sub_req.subscription.clone(),
+                event: None,
+            })?;
+            let mut r = Request::new(UnboundedReceiverStream::new(rx));
+            r.metadata_mut().insert("authorization", auth.clone());
+            let s = ChatServiceClient::new(ch).chat(r).await?.into_inner();
+            let (answers_tx, answers_rx) = mpsc::unbounded_channel();
+            (
+                VisitorStream::Chat(s, answers_tx),
+                Publisher::Chat(tx, answers_rx),
+            )
+        }
         Transport::Web => {
             let mut sub = WebConn::connect(addr, src).await?;
             let s = sub
@@ -320,6 +381,11 @@ async fn setup_pair(
             event: Some(Se::Ready(_)),
         })) => {}
         other => anyhow::bail!("visitor stream: expected ready, got {other:?}"),
+    }
+    // A Chat stream answers sends on the stream itself: its reader must run before the first.
+    let mut vstream = Some(vstream);
+    if p.transport == Transport::Chat {
+        tokio::spawn(read_visitor(sh.clone(), idx, vstream.take().unwrap()));
     }
     let ack = publisher
         .publish(send_event(
@@ -370,7 +436,9 @@ async fn setup_pair(
         atx,
         ack.conversation_id.clone(),
     ));
-    tokio::spawn(read_visitor(sh.clone(), idx, vstream));
+    if let Some(vstream) = vstream {
+        tokio::spawn(read_visitor(sh.clone(), idx, vstream));
+    }
     // Publisher: sends in order, each at (or after) its scheduled time.
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, u64)>();
     let conversation_id = ack.conversation_id;

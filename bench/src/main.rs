@@ -822,6 +822,9 @@ async fn cmd_idle(a: IdleArgs) -> anyhow::Result<()> {
         source_ips: a.source_ips,
         concurrency: a.concurrency,
     };
+    if a.transport == Transport::Chat {
+        anyhow::bail!("idle holds Subscribe streams: use --transport native or web");
+    }
     let parts = split(a.streams, a.workers);
     log(format!(
         "idle: {} {:?} streams{}, {} load process(es), hold {} s",
