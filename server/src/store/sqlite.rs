@@ -28,6 +28,11 @@ const MAX_BATCH: usize = 1024;
 const READERS: usize = 4;
 /// Longest wait for more jobs before a commit (see `writer_loop`).
 const MAX_LINGER: Duration = Duration::from_micros(500);
+/// How often the checkpointer copies the WAL back into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// The writer checkpoints by itself only if the WAL grows past this many pages (the
+/// checkpointer thread fell behind): a safety net, not the normal path.
+const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 /// The SQLite [`Store`](super::Store).
 pub type SqliteStore = SqlStore<SqliteEngine>;
@@ -137,6 +142,8 @@ pub struct SqliteEngine {
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     /// The writer thread, joined on close so the last batch is committed before exit.
     writer_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Dropped on close: the checkpointer thread stops.
+    checkpointer: Mutex<Option<mpsc::Sender<()>>>,
     /// Reader connections (WAL lets them read while the writer writes).
     readers: Arc<Mutex<Vec<Connection>>>,
     /// Bounds concurrent reads to the number of reader connections.
@@ -165,6 +172,18 @@ impl SqliteStore {
         }
         let mut writer_conn = open_connection(path).map_err(db_err)?;
         futures_executor::block_on(migrate(&mut SqliteDb(&mut writer_conn)))?;
+        // Checkpoints (copying WAL pages back into the database file) run on their own thread
+        // and connection: in the writer they took ~11% of its time at saturation, serially
+        // with every commit. PASSIVE checkpoints never block the writer or the readers.
+        writer_conn
+            .pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
+            .map_err(db_err)?;
+        let checkpoint_conn = open_connection(path).map_err(db_err)?;
+        let (checkpoint_tx, checkpoint_rx) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_conn, checkpoint_rx))
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         let readers = (0..READERS)
             .map(|_| open_connection(path))
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -177,6 +196,7 @@ impl SqliteStore {
         Ok(SqlStore::new(SqliteEngine {
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(thread)),
+            checkpointer: Mutex::new(Some(checkpoint_tx)),
             readers: Arc::new(Mutex::new(readers)),
             reader_permits: Semaphore::new(READERS),
         }))
@@ -212,6 +232,7 @@ impl Engine for SqliteEngine {
     }
 
     fn close(&self) {
+        self.checkpointer.lock().unwrap().take();
         self.writer.lock().unwrap().take();
         if let Some(thread) = self.writer_thread.lock().unwrap().take() {
             let _ = thread.join();
@@ -222,6 +243,15 @@ impl Engine for SqliteEngine {
 impl Drop for SqliteEngine {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] until the engine closes.
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "WAL checkpoint failed");
+        }
     }
 }
 
