@@ -10,9 +10,12 @@
 #   PARTS         "chat idle" - what to run
 #   STEPS         "200:10 500:10 1000:10 1000:15 1000:20 1000:30 1000:40" (conversations:msg/s per
 #                 visitor), the baseline's saturation steps; both sides run these
+#   OUR_STEPS     "200:10 500:10 700:10 850:10 1000:10 1000:12 1000:15 1000:20 1000:30 1000:40" - our
+#                 ramp: the baseline's steps plus finer ones where our knee is
 #   EXTRA_STEPS   "1000:50 1000:60 1000:80 2000:50 2000:60" - our server only, past the baseline's top
 #   DURATION_S    10 per step;  PAYLOAD 100 bytes;  P99_MS 50
-#   TRANSPORTS    "native web" - our visitor transports (web = gRPC-web over HTTP/1.1)
+#   TRANSPORTS    "chat native web" - our visitor transports (chat = one bidi Chat stream,
+#                 native = Subscribe + Publish on HTTP/2, web = gRPC-web over HTTP/1.1)
 #   CONNECTIONS   10000 idle sockets/streams (the baseline's conns run and ours);
 #   OUR_MAX_STREAMS 19000 idle streams on our server (this machine allows 20,000 files per process)
 #   SEED_DIR      the baseline's folder (default: ../shared/bench/seed-socketio beside the repo)
@@ -24,11 +27,12 @@ cd "$ROOT"
 
 PARTS=${PARTS:-chat idle}
 STEPS=${STEPS:-200:10 500:10 1000:10 1000:15 1000:20 1000:30 1000:40}
+OUR_STEPS=${OUR_STEPS:-200:10 500:10 700:10 850:10 1000:10 1000:12 1000:15 1000:20 1000:30 1000:40}
 EXTRA_STEPS=${EXTRA_STEPS:-1000:50 1000:60 1000:80 2000:50 2000:60}
 DURATION_S=${DURATION_S:-10}
 PAYLOAD=${PAYLOAD:-100}
 P99_MS=${P99_MS:-50}
-TRANSPORTS=${TRANSPORTS:-native web}
+TRANSPORTS=${TRANSPORTS:-chat native web}
 CONNECTIONS=${CONNECTIONS:-10000}
 OUR_MAX_STREAMS=${OUR_MAX_STREAMS:-19000}
 SEED_DIR=${SEED_DIR:-$ROOT/../shared/bench/seed-socketio}
@@ -66,16 +70,16 @@ for part in $PARTS; do
       cp "$BASE/results/saturation.jsonl" "$OUT/baseline-saturation.jsonl" 2>/dev/null || true
     fi
     for t in $TRANSPORTS; do
-      log "ours ($t): ramp, steps $STEPS $EXTRA_STEPS"
-      "$BENCH" ramp --server-bin "$SERVER" --transport "$t" --steps "$STEPS $EXTRA_STEPS" \
+      log "ours ($t): ramp, steps $OUR_STEPS $EXTRA_STEPS"
+      "$BENCH" ramp --server-bin "$SERVER" --transport "$t" --steps "$OUR_STEPS $EXTRA_STEPS" \
         --duration-secs "$DURATION_S" --payload "$PAYLOAD" --p99-ms "$P99_MS" --stop-after-fails 2 \
         --json --label "ramp-$t" > "$OUT/ours-ramp-$t.json" || log "our $t ramp failed"
     done
     # The latency target: 1,000 msg/s.
-    "$BENCH" conversations --server-bin "$SERVER" --conversations 100 --rate 10 \
-      --duration-secs "$DURATION_S" --payload "$PAYLOAD" --json --label "1k-native" > "$OUT/ours-1k-native.json" || true
-    "$BENCH" conversations --server-bin "$SERVER" --conversations 100 --rate 10 --transport web \
-      --duration-secs "$DURATION_S" --payload "$PAYLOAD" --json --label "1k-web" > "$OUT/ours-1k-web.json" || true
+    for t in $TRANSPORTS; do
+      "$BENCH" conversations --server-bin "$SERVER" --conversations 100 --rate 10 --transport "$t" \
+        --duration-secs "$DURATION_S" --payload "$PAYLOAD" --json --label "1k-$t" > "$OUT/ours-1k-$t.json" || true
+    done
     ;;
   idle)
     if [ -n "$BASE" ]; then
