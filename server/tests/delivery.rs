@@ -297,7 +297,6 @@ async fn a_slow_subscriber_is_told_to_resync_and_never_blocks_others() {
 /// streams (other tabs) and the agent's get the message once.
 #[tokio::test]
 async fn a_chat_stream_gets_acks_for_its_sends_and_no_echo_of_them() {
-    use tokio_stream::StreamExt;
     let server = TestServer::start().await;
     let (_, visitor) = server.visitor("Chat tab").await;
     let key = server.service_key().await;
@@ -307,43 +306,16 @@ async fn a_chat_stream_gets_acks_for_its_sends_and_no_echo_of_them() {
     let mut agent = Sub::open(&mut chat, &key, vec![(conv.clone(), first.seq)], false)
         .await
         .unwrap();
-
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<v1::ChatRequest>();
-    tx.send(v1::ChatRequest {
-        subscribe: Some(v1::Subscription::default()),
-        event: None,
-    })
-    .unwrap();
-    let mut stream = chat
-        .chat(authed(
-            &visitor,
-            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut next = async || {
-        let r = tokio::time::timeout(WAIT, stream.next())
-            .await
-            .expect("chat event in time")
-            .expect("chat stream open")
-            .expect("chat ok");
-        r.event.unwrap().event.unwrap()
-    };
-    assert!(matches!(next().await, Se::Ready(_)));
+    let mut stream = ChatStream::open(&mut chat, &visitor, v1::Subscription::default()).await;
 
     let mut acked = Vec::new();
     for i in 0..3 {
         let mut e = send(&conv, "", &uuid(), &format!("from chat {i}"));
         e.request_id = format!("r{i}");
-        tx.send(v1::ChatRequest {
-            subscribe: None,
-            event: Some(e),
-        })
-        .unwrap();
+        stream.send(e);
         // Only heartbeats may come before the ack: never the echo of the message.
         let ack = loop {
-            match next().await {
+            match stream.next().await {
                 Se::Ack(a) => break a,
                 Se::Heartbeat(_) => continue,
                 other => panic!("expected the ack of r{i}, got {other:?}"),
@@ -359,33 +331,76 @@ async fn a_chat_stream_gets_acks_for_its_sends_and_no_echo_of_them() {
         assert_eq!(agent.next_message().await.seq, *seq);
     }
 
-    // The agent's answer reaches the Chat stream live.
+    // The agent's answer reaches the Chat stream live (and is the first message it gets: no
+    // echo of the three sends came in between).
     let reply = publish(&mut chat, &key, send(&conv, "", &uuid(), "answer"))
         .await
         .unwrap();
-    let got = loop {
-        match next().await {
-            Se::Message(m) => break m,
-            Se::Heartbeat(_) | Se::Conversation(_) | Se::Presence(_) => continue,
-            other => panic!("expected the answer, got {other:?}"),
+    match stream.next_significant().await {
+        Se::Message(m) => {
+            assert_eq!(m.seq, reply.seq);
+            assert_eq!(m.text, "answer");
         }
-    };
-    assert_eq!(got.seq, reply.seq);
-    assert_eq!(got.text, "answer");
+        other => panic!("expected the answer, got {other:?}"),
+    }
 
     // An error answers on the stream without closing it.
-    tx.send(v1::ChatRequest {
-        subscribe: None,
-        event: Some(send(&conv, "", "", "no client_msg_id")),
-    })
-    .unwrap();
-    let err = loop {
-        match next().await {
-            Se::Error(e) => break e,
-            Se::Heartbeat(_) | Se::Conversation(_) | Se::Presence(_) => continue,
-            other => panic!("expected an error, got {other:?}"),
+    stream.send(send(&conv, "", "", "no client_msg_id"));
+    match stream.next_significant().await {
+        Se::Error(e) => assert_eq!(e.code, tonic::Code::InvalidArgument as i32),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    server.stop().await;
+}
+
+/// An inbox stream that already got live messages of a conversation, then watches it from an
+/// older cursor, gets exactly the messages it missed (committed before it opened), once.
+#[tokio::test]
+async fn a_watch_after_live_messages_replays_only_what_the_stream_missed() {
+    let server = TestServer::start().await;
+    let (_, visitor) = server.visitor("Watch").await;
+    let key = server.service_key().await;
+    let mut chat = server.chat().await;
+    let (conv, first) = start_conversation(&mut chat, &visitor, "Order", "before 1").await;
+    let missed = publish(&mut chat, &visitor, send(&conv, "", &uuid(), "before 2"))
+        .await
+        .unwrap();
+    let mut inbox = ChatStream::open(
+        &mut chat,
+        &key,
+        v1::Subscription {
+            cursors: vec![],
+            inbox: true,
+        },
+    )
+    .await;
+    let live = publish(&mut chat, &visitor, send(&conv, "", &uuid(), "live"))
+        .await
+        .unwrap();
+    let got = loop {
+        if let Se::Message(m) = inbox.next_significant().await {
+            break m;
         }
     };
-    assert_eq!(err.code, tonic::Code::InvalidArgument as i32);
+    assert_eq!(got.seq, live.seq);
+
+    inbox.send(ev(v1::client_event::Event::Watch(v1::WatchConversation {
+        cursor: Some(v1::ConversationCursor {
+            conversation_id: conv.clone(),
+            after_seq: first.seq,
+        }),
+    })));
+    let later = publish(&mut chat, &visitor, send(&conv, "", &uuid(), "after watch"))
+        .await
+        .unwrap();
+    let mut seqs = Vec::new();
+    while seqs.last() != Some(&later.seq) {
+        match inbox.next_significant().await {
+            Se::Message(m) if m.author_kind == v1::AuthorKind::Visitor as i32 => seqs.push(m.seq),
+            _ => {}
+        }
+    }
+    // The missed message comes (after the newer live one), "live" is not sent again.
+    assert_eq!(seqs, vec![missed.seq, later.seq]);
     server.stop().await;
 }

@@ -38,6 +38,9 @@ struct State {
     to_replay: Vec<v1::ConversationCursor>,
     /// Highest seq sent per conversation (dedupe of replay vs live).
     last_seq: HashMap<String, u64>,
+    /// First live seq sent per conversation on a wide stream before any replay of it: from
+    /// there on the hub delivered every message, so a later watch replays only what precedes it.
+    first_live: HashMap<String, u64>,
     /// Conversations that are followed explicitly (watch/cursors) and have been replayed.
     replayed: HashSet<String>,
     /// Conversations being replayed: their live events wait for the replay.
@@ -133,6 +136,7 @@ impl Core {
             waiting: cursors.iter().map(|c| c.conversation_id.clone()).collect(),
             to_replay: cursors,
             last_seq: HashMap::new(),
+            first_live: HashMap::new(),
             replayed: HashSet::new(),
             wide: visitor_view || inbox,
             visitor_view,
@@ -227,6 +231,11 @@ impl State {
                     return;
                 }
                 *last = m.seq;
+                if !self.replayed.contains(&m.conversation_id) {
+                    self.first_live
+                        .entry(m.conversation_id.clone())
+                        .or_insert(m.seq);
+                }
                 None
             }
             Some(Se::Typing(t)) => Some(&t.conversation_id),
@@ -248,12 +257,22 @@ impl State {
             && (self.wide || self.replayed.contains(conversation_id))
     }
 
-    /// Replays a conversation after its cursor, page by page.
+    /// Replays a conversation after its cursor, page by page. On a wide stream that already
+    /// sent live messages of it (seqs `first_live..=last_seq`, gapless since the stream opened),
+    /// only the messages before those are sent: they follow the newer live ones, so a client of
+    /// such a watch orders by seq.
     async fn replay(&mut self, cursor: v1::ConversationCursor) -> CoreResult<()> {
         let id = cursor.conversation_id;
-        let mut after = cursor
-            .after_seq
-            .max(self.last_seq.get(&id).copied().unwrap_or(0));
+        let last = self.last_seq.get(&id).copied().unwrap_or(0);
+        let sent = self
+            .first_live
+            .remove(&id)
+            .map_or(1..=0, |first| first..=last);
+        let mut after = if sent.is_empty() {
+            cursor.after_seq.max(last)
+        } else {
+            cursor.after_seq
+        };
         loop {
             let page = self
                 .core
@@ -263,6 +282,9 @@ impl State {
             let full = page.len() == REPLAY_PAGE as usize;
             for m in page {
                 after = m.seq;
+                if sent.contains(&m.seq) {
+                    continue;
+                }
                 self.pending.push_back(v1::ServerEvent {
                     event: Some(Se::Message(m)),
                 });
@@ -271,7 +293,7 @@ impl State {
                 break;
             }
         }
-        self.last_seq.insert(id.clone(), after);
+        self.last_seq.insert(id.clone(), after.max(last));
         self.waiting.remove(&id);
         self.replayed.insert(id);
         Ok(())

@@ -504,3 +504,66 @@ pub async fn visitor_at(url: &str) -> String {
         .into_inner()
         .visitor_token
 }
+
+/// An open bidirectional Chat stream: send events, read what comes back.
+pub struct ChatStream {
+    pub tx: tokio::sync::mpsc::UnboundedSender<v1::ChatRequest>,
+    pub stream: Streaming<v1::ChatResponse>,
+}
+
+impl ChatStream {
+    /// Opens the stream with `subscription` and reads its Ready event.
+    pub async fn open(
+        chat: &mut ChatServiceClient<Channel>,
+        token: &str,
+        subscription: v1::Subscription,
+    ) -> ChatStream {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<v1::ChatRequest>();
+        tx.send(v1::ChatRequest {
+            subscribe: Some(subscription),
+            event: None,
+        })
+        .unwrap();
+        let stream = chat
+            .chat(authed(
+                token,
+                tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut c = ChatStream { tx, stream };
+        assert!(matches!(c.next().await, Se::Ready(_)));
+        c
+    }
+
+    /// Sends an event on the stream.
+    pub fn send(&self, event: v1::ClientEvent) {
+        self.tx
+            .send(v1::ChatRequest {
+                subscribe: None,
+                event: Some(event),
+            })
+            .unwrap();
+    }
+
+    /// The next event; panics after WAIT or if the stream ends.
+    pub async fn next(&mut self) -> Se {
+        let r = tokio::time::timeout(WAIT, self.stream.next())
+            .await
+            .expect("chat event in time")
+            .expect("chat stream open")
+            .expect("chat ok");
+        r.event.unwrap().event.unwrap()
+    }
+
+    /// The next event that is not a heartbeat, presence or conversation snapshot.
+    pub async fn next_significant(&mut self) -> Se {
+        loop {
+            match self.next().await {
+                Se::Heartbeat(_) | Se::Conversation(_) | Se::Presence(_) => continue,
+                other => return other,
+            }
+        }
+    }
+}
