@@ -264,14 +264,10 @@ impl State {
     async fn replay(&mut self, cursor: v1::ConversationCursor) -> CoreResult<()> {
         let id = cursor.conversation_id;
         let last = self.last_seq.get(&id).copied().unwrap_or(0);
-        let sent = self
-            .first_live
-            .remove(&id)
-            .map_or(1..=0, |first| first..=last);
-        let mut after = if sent.is_empty() {
-            cursor.after_seq.max(last)
-        } else {
-            cursor.after_seq
+        let sent = self.first_live.remove(&id).map(|first| first..=last);
+        let mut after = match &sent {
+            Some(_) => cursor.after_seq,
+            None => cursor.after_seq.max(last),
         };
         loop {
             let page = self
@@ -282,7 +278,7 @@ impl State {
             let full = page.len() == REPLAY_PAGE as usize;
             for m in page {
                 after = m.seq;
-                if sent.contains(&m.seq) {
+                if sent.as_ref().is_some_and(|s| s.contains(&m.seq)) {
                     continue;
                 }
                 self.pending.push_back(v1::ServerEvent {
