@@ -207,20 +207,19 @@ enum Publisher {
 
 impl Publisher {
     async fn publish(&mut self, ev: v1::ClientEvent) -> Result<v1::Ack, String> {
-        if let Publisher::Chat(tx, answers) = self {
-            tx.send(v1::ChatRequest {
-                subscribe: None,
-                event: Some(ev),
-            })
-            .map_err(|_| "publish: chat stream closed".to_owned())?;
-            return answers
-                .recv()
-                .await
-                .unwrap_or_else(|| Err("publish: chat stream ended".to_owned()));
-        }
         let req = v1::PublishRequest { event: Some(ev) };
         match self {
-            Publisher::Chat(..) => unreachable!("handled above"),
+            Publisher::Chat(tx, answers) => {
+                tx.send(v1::ChatRequest {
+                    subscribe: None,
+                    event: req.event,
+                })
+                .map_err(|_| "publish: chat stream closed".to_owned())?;
+                answers
+                    .recv()
+                    .await
+                    .unwrap_or_else(|| Err("publish: chat stream ended".to_owned()))
+            }
             Publisher::Native(client, auth) => {
                 let mut r = Request::new(req);
                 r.metadata_mut().insert("authorization", auth.clone());
@@ -259,8 +258,9 @@ enum VisitorStream {
 
 impl VisitorStream {
     async fn next(&mut self) -> Result<Option<v1::ServerEvent>, String> {
-        if let VisitorStream::Chat(s, answers) = self {
-            loop {
+        let r = match self {
+            // Answers to the sends go to the publisher; the rest is the stream's.
+            VisitorStream::Chat(s, answers) => loop {
                 let Some(r) = s
                     .message()
                     .await
@@ -275,10 +275,7 @@ impl VisitorStream {
                     _ => return Ok(Some(ev)),
                 };
                 let _ = answers.send(answer);
-            }
-        }
-        let r = match self {
-            VisitorStream::Chat(..) => unreachable!("handled above"),
+            },
             VisitorStream::Native(s) => s
                 .message()
                 .await

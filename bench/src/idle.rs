@@ -160,6 +160,48 @@ pub async fn open(
     Ok((ok, failed, started.elapsed().as_millis() as u64))
 }
 
+/// The first event of a stream must be `Ready`.
+fn expect_ready<E: std::fmt::Debug>(
+    first: Result<Option<v1::SubscribeResponse>, E>,
+) -> anyhow::Result<()> {
+    match first {
+        Ok(Some(v1::SubscribeResponse {
+            event: Some(v1::ServerEvent {
+                event: Some(Se::Ready(_)),
+            }),
+        })) => Ok(()),
+        other => anyhow::bail!("expected ready, got {other:?}"),
+    }
+}
+
+impl IdleState {
+    /// Counts what a held stream received; false once the stream is over.
+    fn received(&self, item: Result<Option<v1::SubscribeResponse>, String>) -> bool {
+        match item {
+            Ok(Some(v1::SubscribeResponse {
+                event:
+                    Some(v1::ServerEvent {
+                        event: Some(Se::Heartbeat(_)),
+                    }),
+            })) => {
+                self.heartbeats.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Ok(Some(_)) => true,
+            Ok(None) => {
+                self.ended.fetch_add(1, Ordering::Relaxed);
+                self.error("stream ended");
+                false
+            }
+            Err(e) => {
+                self.ended.fetch_add(1, Ordering::Relaxed);
+                self.error(format!("stream: {e}"));
+                false
+            }
+        }
+    }
+}
+
 /// Opens a stream, waits for `ready`, then reads it in a task until it ends.
 async fn open_one(
     addr: std::net::SocketAddr,
@@ -178,40 +220,10 @@ async fn open_one(
             r.metadata_mut()
                 .insert("authorization", net::bearer(&token));
             let mut s = client.subscribe(r).await?.into_inner();
-            match s.message().await? {
-                Some(v1::SubscribeResponse {
-                    event:
-                        Some(v1::ServerEvent {
-                            event: Some(Se::Ready(_)),
-                        }),
-                }) => {}
-                other => anyhow::bail!("expected ready, got {other:?}"),
-            }
+            expect_ready(s.message().await)?;
             state.opened.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
-                loop {
-                    match s.message().await {
-                        Ok(Some(v1::SubscribeResponse {
-                            event:
-                                Some(v1::ServerEvent {
-                                    event: Some(Se::Heartbeat(_)),
-                                }),
-                        })) => {
-                            state.heartbeats.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(Some(_)) => {}
-                        Ok(None) => {
-                            state.ended.fetch_add(1, Ordering::Relaxed);
-                            state.error("stream ended");
-                            return;
-                        }
-                        Err(e) => {
-                            state.ended.fetch_add(1, Ordering::Relaxed);
-                            state.error(format!("stream: {:?}", e.code()));
-                            return;
-                        }
-                    }
-                }
+                while state.received(s.message().await.map_err(|e| format!("{:?}", e.code()))) {}
             });
         }
         None => {
@@ -220,41 +232,15 @@ async fn open_one(
                 .server_stream("/wsmschat.v1.ChatService/Subscribe", &token, &req)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            match s.message::<v1::SubscribeResponse>().await {
-                Ok(Some(v1::SubscribeResponse {
-                    event:
-                        Some(v1::ServerEvent {
-                            event: Some(Se::Ready(_)),
-                        }),
-                })) => {}
-                other => anyhow::bail!("expected ready, got {other:?}"),
-            }
+            expect_ready(s.message::<v1::SubscribeResponse>().await)?;
             state.opened.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 let _conn = conn;
-                loop {
-                    match s.message::<v1::SubscribeResponse>().await {
-                        Ok(Some(v1::SubscribeResponse {
-                            event:
-                                Some(v1::ServerEvent {
-                                    event: Some(Se::Heartbeat(_)),
-                                }),
-                        })) => {
-                            state.heartbeats.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(Some(_)) => {}
-                        Ok(None) => {
-                            state.ended.fetch_add(1, Ordering::Relaxed);
-                            state.error("stream ended");
-                            return;
-                        }
-                        Err(e) => {
-                            state.ended.fetch_add(1, Ordering::Relaxed);
-                            state.error(format!("stream: {e}"));
-                            return;
-                        }
-                    }
-                }
+                while state.received(
+                    s.message::<v1::SubscribeResponse>()
+                        .await
+                        .map_err(|e| e.to_string()),
+                ) {}
             });
         }
     }
