@@ -14,6 +14,10 @@ pub const BENCH_ENV: &[(&str, &str)] = &[
     ("WSMSCHAT_EVENTS_BURST", "1000000"),
     ("WSMSCHAT_IP_EVENTS_PER_SECOND", "100000000"),
     ("WSMSCHAT_STREAMS_PER_TOKEN", "1000000"),
+    // Every simulated client comes from 127.0.0.1: no per-address caps, and no demo listener.
+    ("WSMSCHAT_STREAMS_PER_IP", "0"),
+    ("WSMSCHAT_MAX_CONNECTIONS_PER_IP", "0"),
+    ("WSMSCHAT_DEMO_LISTEN", "off"),
     ("RUST_LOG", "warn"),
 ];
 

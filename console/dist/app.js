@@ -1,8 +1,10 @@
 // wsmschat agent console: plain ES modules on the wasm SDK the widget uses (the full build with
 // the agent calls, `wsmschat_sdk.js`, served by the chat server at /widget/).
 //
-// Server: `?server=https://chat.example.com`, or `window.WSMSCHAT_CONSOLE = { server }` set
-// before this module, or <meta name="wsmschat-server" content="...">; default: this page's origin.
+// Server: this page's origin, or the one an operator configures in this folder's index.html
+// (<meta name="wsmschat-server" content="https://chat.example.com">) when the console is hosted
+// elsewhere. Never a query parameter: code is imported from that server and the login password
+// is sent to it, so it must not come from a link (security review F1).
 import { h, clear, replace, time, fullTime, shortWhen, announce, errText } from './dom.js';
 
 const SESSION_KEY = 'wsmschat-console:session';
@@ -13,11 +15,20 @@ const DEFAULT_TOPICS = ['Product', 'Order', 'Delivery', 'Payment', 'Other'];
 const STATUS_LABEL = { queued: 'Queued', open: 'Open', resolved: 'Resolved' };
 const BASE_TITLE = 'wsmschat console';
 
+/** The configured chat server as a bare origin, or null when the setting is not one. */
+export function configuredOrigin(value) {
+  let u;
+  try { u = new URL(value); } catch { return null; }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') return null;
+  if (u.username || u.password) return null;
+  return u.origin;
+}
+
 function serverUrl() {
-  const q = new URLSearchParams(location.search).get('server');
-  const cfg = window.WSMSCHAT_CONSOLE && window.WSMSCHAT_CONSOLE.server;
   const meta = document.querySelector('meta[name="wsmschat-server"]');
-  return (q || cfg || (meta && meta.content) || location.origin).replace(/\/+$/, '');
+  const configured = meta && meta.content.trim();
+  if (!configured) return location.origin;
+  return configuredOrigin(configured);
 }
 
 const SERVER = serverUrl();
@@ -71,15 +82,26 @@ const app = () => document.getElementById('app');
 
 // ---- boot -----------------------------------------------------------------------------------
 
+function fatal(title, text) {
+  replace(app(), h('div', { class: 'login-wrap' }, h('div', { class: 'card login', role: 'alert' },
+    h('h1', { text: title }), h('p', { text }))));
+  app().removeAttribute('aria-busy');
+}
+
 async function boot() {
+  if (!SERVER) {
+    return fatal('The console is misconfigured',
+      'The wsmschat-server meta tag of this page must be an http(s) origin such as https://chat.example.com.');
+  }
+  if (new URLSearchParams(location.search).has('server')) {
+    // Old links: say why the parameter does nothing instead of silently using another server.
+    announce('The ?server= parameter is ignored: this console talks to ' + SERVER);
+  }
   try {
     await loadSdk();
   } catch (e) {
-    replace(app(), h('div', { class: 'login-wrap' }, h('div', { class: 'card login', role: 'alert' },
-      h('h1', { text: 'The console could not load' }),
-      h('p', { text: `The chat SDK was not found at ${SERVER}/widget/ (${errText(e)}). Is the widget built (scripts/build-web)?` }))));
-    app().removeAttribute('aria-busy');
-    return;
+    return fatal('The console could not load',
+      `The chat SDK was not found at ${SERVER}/widget/ (${errText(e)}). Is the widget built (scripts/build-web)?`);
   }
   const saved = readJson(SESSION_KEY, null);
   if (saved && saved.token && saved.server === SERVER && saved.expiresAt > Date.now() && saved.agent) {

@@ -13,6 +13,8 @@ export function h(tag, attrs, ...children) {
       else if (k === 'value') el.value = v;
       else if (k === 'checked' || k === 'disabled' || k === 'selected' || k === 'hidden' || k === 'required' || k === 'readOnly') el[k] = !!v;
       else if (k === 'dataset') Object.assign(el.dataset, v);
+      // Through the CSSOM: a style attribute would need 'unsafe-inline' in the console's CSP.
+      else if (k === 'style') el.style.cssText = String(v);
       else el.setAttribute(k, v === true ? '' : String(v));
     }
   }

@@ -118,6 +118,16 @@ fn classify(server: &str, s: &Status) -> (Code, String) {
     (s.code(), text)
 }
 
+/// How often a send the server answered with INTERNAL or UNKNOWN is tried before it fails:
+/// such an answer may be a passing fault (disk full, a restart) or a message the server can
+/// never take, and a message that can never be sent must not hold up every later one.
+const SERVER_ERROR_TRIES: u32 = 5;
+
+/// Retried only [`SERVER_ERROR_TRIES`] times.
+fn server_fault(code: Code) -> bool {
+    matches!(code, Code::Internal | Code::Unknown)
+}
+
 /// Worth retrying: the server or network may come back; anything else is a refusal.
 fn retryable(code: Code) -> bool {
     matches!(
@@ -554,6 +564,8 @@ impl Shared {
 /// what failed for a retryable reason with the same client_msg_id. Ends when the outbox is empty.
 async fn pump(sh: Rc<Shared>, mut wake: UnboundedReceiver<()>) {
     let mut attempt: u32 = 0;
+    // Server faults of the message at the head of the outbox.
+    let mut faults: (String, u32) = (String::new(), 0);
     loop {
         if sh.closed.get() {
             break;
@@ -612,7 +624,14 @@ async fn pump(sh: Rc<Shared>, mut wake: UnboundedReceiver<()>) {
             }
             Err(status) => {
                 let (code, msg) = classify(&sh.server, &status);
-                if retryable(code) {
+                let give_up = server_fault(code) && {
+                    if faults.0 != cmid {
+                        faults = (cmid.clone(), 0);
+                    }
+                    faults.1 += 1;
+                    faults.1 >= SERVER_ERROR_TRIES
+                };
+                if retryable(code) && !give_up {
                     attempt += 1;
                     if let Some(e) = sh.outbox.borrow().front() {
                         sh.outbox_event(e, "waiting", Some(&msg), None);

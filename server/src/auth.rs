@@ -187,10 +187,29 @@ impl Authenticator {
 
     /// The principal of a bearer token, or UNAUTHENTICATED.
     pub async fn resolve(&self, store: &dyn Store, token: &str) -> Result<Principal, CoreError> {
+        self.resolve_full(store, token).await.map(|(p, _)| p)
+    }
+
+    /// Is this token's principal cached (no store read needed)?
+    pub fn is_cached(&self, token: &str) -> bool {
+        let hash = token_hash(token);
+        self.cache
+            .lock()
+            .unwrap()
+            .get(&hash)
+            .is_some_and(|(_, at, expires)| at.elapsed() < CACHE_TTL && *expires > now_ms())
+    }
+
+    /// The principal of a bearer token and when the token expires (ms; `i64::MAX`: never).
+    pub async fn resolve_full(
+        &self,
+        store: &dyn Store,
+        token: &str,
+    ) -> Result<(Principal, i64), CoreError> {
         let hash = token_hash(token);
         if let Some((p, at, expires)) = self.cache.lock().unwrap().get(&hash) {
             if at.elapsed() < CACHE_TTL && *expires > now_ms() {
-                return Ok(p.clone());
+                return Ok((p.clone(), *expires));
             }
         }
         let unauthenticated = |e: StoreError| match e {
@@ -242,7 +261,7 @@ impl Authenticator {
             cache.clear();
         }
         cache.insert(hash, (principal.clone(), Instant::now(), expires));
-        Ok(principal)
+        Ok((principal, expires))
     }
 
     /// Forgets a token at once (logout, on this node; other nodes within CACHE_TTL).

@@ -56,7 +56,20 @@ pub struct Envelope {
     /// For presence: a periodic refresh (not a change).
     #[prost(bool, tag = "8")]
     pub refresh: bool,
+    /// A control message instead of an event (see `CONTROL_*`).
+    #[prost(uint32, tag = "9")]
+    pub control: u32,
+    /// For `CONTROL_REVOKED_VISITOR`: the visitor.
+    #[prost(string, tag = "10")]
+    pub subject: String,
 }
+
+/// Tokens of agents or API keys lost rights: staff streams re-check them.
+const CONTROL_REVOKED_STAFF: u32 = 1;
+/// A visitor's token was revoked.
+const CONTROL_REVOKED_VISITOR: u32 = 2;
+/// Sites changed: reload the site cache (CORS, origins, topics).
+const CONTROL_SITES: u32 = 3;
 
 /// The bus handle: publishes, and knows this node's id.
 pub struct RedisBus {
@@ -114,6 +127,29 @@ impl RedisBus {
 
     fn send(&self, env: Envelope) {
         let _ = self.out.send(env.encode_to_vec());
+    }
+
+    /// Tells the other nodes that tokens lost their rights.
+    pub fn publish_revoked(&self, what: &crate::core::Revoked) {
+        let (control, subject) = match what {
+            crate::core::Revoked::Staff => (CONTROL_REVOKED_STAFF, String::new()),
+            crate::core::Revoked::Visitor(id) => (CONTROL_REVOKED_VISITOR, id.clone()),
+        };
+        self.send(Envelope {
+            node: self.node.clone(),
+            control,
+            subject,
+            ..Default::default()
+        });
+    }
+
+    /// Tells the other nodes to reload their sites.
+    pub fn publish_sites_changed(&self) {
+        self.send(Envelope {
+            node: self.node.clone(),
+            control: CONTROL_SITES,
+            ..Default::default()
+        });
     }
 
     /// Announces an agent's presence to the other nodes.
@@ -285,6 +321,23 @@ struct Sequencer {
 
 impl Sequencer {
     async fn handle(&mut self, core: &Arc<Core>, me: &str, env: Envelope) {
+        if env.control != 0 {
+            if env.node != me {
+                match env.control {
+                    CONTROL_REVOKED_STAFF => core.revoke_local(crate::core::Revoked::Staff),
+                    CONTROL_REVOKED_VISITOR => {
+                        core.revoke_local(crate::core::Revoked::Visitor(env.subject))
+                    }
+                    CONTROL_SITES => {
+                        if let Err(error) = core.reload_sites().await {
+                            tracing::warn!(%error, "Could not reload sites");
+                        }
+                    }
+                    other => tracing::debug!(control = other, "Unknown bus control message"),
+                }
+            }
+            return;
+        }
         let Some(event) = env.event else { return };
         let own = env.node == me;
         if env.inbox_only {

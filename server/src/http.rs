@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use tonic::service::Routes;
@@ -26,12 +26,16 @@ pub struct StaticDirs {
     pub widget: Option<PathBuf>,
     /// Served at `/console/`.
     pub console: Option<PathBuf>,
-    /// Served at `/demo/` (a demo page embedding the widget).
+    /// The demo page embedding the widget, served on its own listener (`demo_port`).
     pub demo: Option<PathBuf>,
+    /// Where the demo listener binds (port 0: any free port); None: no demo page.
+    pub demo_listen: Option<std::net::SocketAddr>,
+    /// Port of the demo listener once bound (`/demo/` on the chat port redirects there); 0: none.
+    pub demo_port: u16,
 }
 
 /// The whole application.
-pub fn app(core: Arc<Core>, dirs: StaticDirs) -> Router {
+pub fn app(core: Arc<Core>, dirs: StaticDirs, net: &crate::server::NetConfig) -> Router {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     // The chat service is healthy as long as the process serves; readiness is /readyz.
     tokio::spawn(async move {
@@ -43,6 +47,12 @@ pub fn app(core: Arc<Core>, dirs: StaticDirs) -> Router {
         .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
+        .expect("the embedded descriptor set is valid");
+    // Python's grpcio-reflection, Postman and older grpcurl speak only v1alpha.
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
         .expect("the embedded descriptor set is valid");
     let chat = v1::chat_service_server::ChatServiceServer::new(ChatApi { core: core.clone() })
         .max_decoding_message_size(MAX_DECODE_BYTES);
@@ -56,6 +66,7 @@ pub fn app(core: Arc<Core>, dirs: StaticDirs) -> Router {
         .add_service(admin)
         .add_service(health)
         .add_service(reflection)
+        .add_service(reflection_alpha)
         .prepare()
         .into_axum_router()
         .layer(tonic_web::GrpcWebLayer::new());
@@ -65,29 +76,161 @@ pub fn app(core: Arc<Core>, dirs: StaticDirs) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(core.clone())
+        .with_state(Ctx {
+            core: core.clone(),
+            metrics_token: net.metrics_token.clone().map(Arc::from),
+        })
         .fallback_service(grpc_or_not_found(grpc));
     if let Some(dir) = dirs.widget {
-        router = router
+        // Embedded by other sites: no framing rules, but never sniffed as another type.
+        let widget = Router::new()
             .route_service(
                 "/widget.js",
                 tower_http::services::ServeFile::new(dir.join("widget.js")),
             )
-            .nest_service("/widget", ServeDir::new(dir));
+            .nest_service("/widget", ServeDir::new(dir))
+            .layer(axum::middleware::map_response(widget_headers));
+        router = router.merge(widget);
     }
     if let Some(dir) = dirs.console {
-        router = router.nest_service(
-            "/console",
-            ServeDir::new(dir).append_index_html_on_directories(true),
-        );
+        let console = Router::new()
+            .nest_service(
+                "/console",
+                ServeDir::new(dir).append_index_html_on_directories(true),
+            )
+            .layer(axum::middleware::map_response(app_headers));
+        router = router.merge(console);
     }
-    if let Some(dir) = dirs.demo {
-        router = router.nest_service(
-            "/demo",
-            ServeDir::new(dir).append_index_html_on_directories(true),
-        );
+    if dirs.demo.is_some() {
+        // The demo lives on its own listener (another origin than the console's stored session,
+        // security review F1); old links to /demo/ are sent there.
+        let port = dirs.demo_port;
+        router = router
+            .route("/demo", get(move |h: HeaderMap| demo_redirect(h, port)))
+            .route("/demo/", get(move |h: HeaderMap| demo_redirect(h, port)))
+            .route(
+                "/demo/{*rest}",
+                get(move |h: HeaderMap| demo_redirect(h, port)),
+            );
     }
-    router.layer(cors(core))
+    let hsts = net.hsts;
+    router
+        .layer(axum::middleware::map_response(base_headers))
+        .layer(axum::middleware::map_response(
+            move |mut res: axum::response::Response| async move {
+                if hsts {
+                    res.headers_mut().insert(
+                        header::STRICT_TRANSPORT_SECURITY,
+                        HeaderValue::from_static("max-age=31536000"),
+                    );
+                }
+                res
+            },
+        ))
+        .layer(cors(core))
+}
+
+/// State of the plain HTTP routes.
+#[derive(Clone)]
+struct Ctx {
+    core: Arc<Core>,
+    metrics_token: Option<Arc<str>>,
+}
+
+/// The demo page's own app: the example shop on a separate port (a third-party origin, as on a
+/// real customer's site), with a generated `config.js` naming this chat server.
+pub fn demo_app(dir: PathBuf, chat_port: u16) -> Router {
+    let config = format!(
+        "// Generated by wsmschat serve: the chat server is this host's port {chat_port}.\n\
+         window.WSMSCHAT_DEMO = {{ server: location.protocol + '//' + location.hostname + ':{chat_port}', site: 'demo' }};\n"
+    );
+    Router::new()
+        .route(
+            "/config.js",
+            get(move || {
+                let config = config.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                        config,
+                    )
+                }
+            }),
+        )
+        .fallback_service(ServeDir::new(dir).append_index_html_on_directories(true))
+        .layer(axum::middleware::map_response(base_headers))
+}
+
+/// `/demo/` on the chat port: a redirect to the demo listener on the same host name.
+async fn demo_redirect(headers: HeaderMap, port: u16) -> axum::response::Response {
+    if port == 0 {
+        return (StatusCode::NOT_FOUND, "the demo page is not served\n").into_response();
+    }
+    // The host the browser used (no port): only letters, digits, dots, dashes and IPv6 brackets,
+    // so the Location header cannot be steered anywhere but this host.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| match h.rsplit_once(':') {
+            Some((name, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
+                name
+            }
+            _ => h,
+        })
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
+        })
+        .unwrap_or("localhost");
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::LOCATION, format!("http://{host}:{port}/"))],
+    )
+        .into_response()
+}
+
+/// Headers on every response: no MIME sniffing, no referrer beyond the origin.
+async fn base_headers(mut res: axum::response::Response) -> axum::response::Response {
+    let h = res.headers_mut();
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    h.entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("strict-origin-when-cross-origin"));
+    res
+}
+
+/// The chat server's own pages (console, index): code from this origin only, never framed, a
+/// browsing-context group of their own (a same-origin opener cannot reach into them).
+const APP_CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+    media-src 'self'; manifest-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+    form-action 'none'";
+
+async fn app_headers(mut res: axum::response::Response) -> axum::response::Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(APP_CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    res
+}
+
+async fn widget_headers(mut res: axum::response::Response) -> axum::response::Response {
+    res.headers_mut().insert(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("cross-origin"),
+    );
+    res
 }
 
 /// gRPC and gRPC-web calls go to the services; any other request for an unknown path gets a
@@ -146,31 +289,59 @@ fn cors(core: Arc<Core>) -> CorsLayer {
         .max_age(Duration::from_secs(86_400))
 }
 
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
+async fn index() -> impl IntoResponse {
+    (
+        [
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
+        Html(include_str!("index.html")),
+    )
 }
 
-async fn readyz(State(core): State<Arc<Core>>) -> impl IntoResponse {
-    if let Err(error) = core.store.ping().await {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("database: {error}\n"),
-        );
+/// Ready while the store answers. Redis being down degrades cross-node delivery but is no
+/// reason for a balancer to drop every node at once, so it is reported, not failed on. Bodies
+/// are terse; the causes go to the log.
+async fn readyz(State(ctx): State<Ctx>) -> impl IntoResponse {
+    if let Err(error) = ctx.core.store.ping().await {
+        tracing::warn!(%error, "Readiness: the database does not answer");
+        return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n");
     }
-    if let Some(bus) = core.bus.get() {
+    if let Some(bus) = ctx.core.bus.get() {
         if let Err(error) = bus.ping().await {
-            return (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {error}\n"));
+            tracing::warn!(%error, "Readiness: Redis does not answer");
+            return (StatusCode::OK, "ready (degraded: redis unavailable)\n");
         }
     }
-    (StatusCode::OK, "ready\n".to_string())
+    (StatusCode::OK, "ready\n")
 }
 
-async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
+async fn metrics(State(ctx): State<Ctx>, headers: HeaderMap) -> axum::response::Response {
+    if let Some(token) = &ctx.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        use subtle::ConstantTimeEq;
+        if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need a bearer token\n",
+            )
+                .into_response();
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        core.metrics.render(),
+        ctx.core.metrics.render(),
     )
+        .into_response()
 }

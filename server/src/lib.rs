@@ -55,6 +55,8 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Prefix of the Redis channel (one per cluster).
     pub redis_namespace: String,
+    /// Connection limits, trusted proxies, metrics access.
+    pub net: server::NetConfig,
 }
 
 /// A running server.
@@ -65,6 +67,8 @@ pub struct Running {
     pub core: Arc<Core>,
     /// What the demo seeding created, if it ran.
     pub demo: Option<demo::DemoInfo>,
+    /// Where the demo page is served, if it is.
+    pub demo_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -123,6 +127,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
     core.reload_sites().await?;
+    core.spawn_site_refresher();
     if let Some(url) = &config.redis_url {
         let bus = bus::RedisBus::start(
             url,
@@ -135,16 +140,44 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    let app = http::app(core.clone(), config.static_dirs.clone());
+    let mut dirs = config.static_dirs.clone();
+    let mut demo_addr = None;
+    if let (Some(dir), Some(at)) = (dirs.demo.clone(), dirs.demo_listen) {
+        let demo_listener = TcpListener::bind(at).await?;
+        let bound = demo_listener.local_addr()?;
+        dirs.demo_port = bound.port();
+        demo_addr = Some(bound);
+        let mut stopping = core.stopping.subscribe();
+        let app = http::demo_app(dir, addr.port());
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            };
+            if let Err(error) = axum::serve(demo_listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::warn!(%error, "Demo listener failed");
+            }
+        });
+    }
+    let app = http::app(core.clone(), dirs, &config.net);
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve(listener, app, core.clone(), async move {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(server::serve(
+        listener,
+        app,
+        core.clone(),
+        config.net.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
     tracing::info!(%addr, "wsmschat listening (gRPC, gRPC-web, HTTP)");
     Ok(Running {
         addr,
         core,
         demo,
+        demo_addr,
         shutdown: Some(tx),
         task,
     })

@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: gRPC + gRPC-web + widget + console on one port.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage sites (the database may be in use by a running server).
     Site {
         #[command(subcommand)]
@@ -118,18 +118,56 @@ struct ServeArgs {
     /// Directory of the agent console (served at /console/).
     #[arg(long, env = "WSMSCHAT_CONSOLE_DIR", default_value = "console/dist")]
     console_dir: PathBuf,
-    /// Directory of the demo page (served at /demo/).
+    /// Directory of the demo page (served on the demo listener).
     #[arg(long, env = "WSMSCHAT_DEMO_DIR", default_value = "examples/embed")]
     demo_dir: PathBuf,
+    /// Where the demo page listens: its own origin, never the console's (default: the next port
+    /// on the same address; port 0 with --listen port 0). `off`: no demo page.
+    #[arg(long, env = "WSMSCHAT_DEMO_LISTEN")]
+    demo_listen: Option<String>,
     /// Redis URL (redis://host:6379) for the cluster bus when several nodes share PostgreSQL.
     #[arg(long, env = "WSMSCHAT_REDIS_URL")]
     redis_url: Option<String>,
     /// Redis channel prefix; nodes of one cluster use the same one.
     #[arg(long, env = "WSMSCHAT_REDIS_NAMESPACE", default_value = "wsmschat")]
     redis_namespace: String,
+    /// Open streams per client address, all tokens together (0: unlimited).
+    #[arg(long, env = "WSMSCHAT_STREAMS_PER_IP", default_value_t = 1024)]
+    streams_per_ip: usize,
+    /// Open connections at most (0: the file limit less a reserve).
+    #[arg(long, env = "WSMSCHAT_MAX_CONNECTIONS", default_value_t = 0)]
+    max_connections: usize,
+    /// Open connections per client address (0: unlimited; trusted proxies are exempt).
+    #[arg(long, env = "WSMSCHAT_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    max_connections_per_ip: usize,
+    /// Seconds a new connection may stay silent before it is closed.
+    #[arg(long, env = "WSMSCHAT_FIRST_BYTE_TIMEOUT_SECS", default_value_t = 10)]
+    first_byte_timeout_secs: u64,
+    /// Proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For / Forwarded
+    /// headers name the client for per-address limits. Without it those headers are ignored.
+    #[arg(long, env = "WSMSCHAT_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxy: Vec<String>,
+    /// Bearer token /metrics requires (default: /metrics is open; keep it off the internet).
+    #[arg(long, env = "WSMSCHAT_METRICS_TOKEN")]
+    metrics_token: Option<String>,
+    /// Send Strict-Transport-Security (set it when clients reach the server over HTTPS).
+    #[arg(long, env = "WSMSCHAT_HSTS")]
+    hsts: bool,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "WSMSCHAT_LOG_JSON")]
     log_json: bool,
+}
+
+/// `10.0.0.1` or `10.0.0.0/8` (or IPv6) as a network.
+fn parse_net(s: &str) -> anyhow::Result<ipnet::IpNet> {
+    let s = s.trim();
+    if let Ok(net) = s.parse() {
+        return Ok(net);
+    }
+    let ip: std::net::IpAddr = s
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--trusted-proxy {s:?}: not an address or CIDR"))?;
+    Ok(ipnet::IpNet::from(ip))
 }
 
 #[derive(Subcommand)]
@@ -230,11 +268,40 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),
             agent_session_ttl: Duration::from_secs(args.agent_session_hours.max(1) * 3600),
             extra_origins: args.allow_origin,
+            streams_per_ip: args.streams_per_ip,
+            ..CoreConfig::default()
+        },
+        net: wsmschat_server::server::NetConfig {
+            max_connections: args.max_connections,
+            max_connections_per_ip: args.max_connections_per_ip,
+            first_byte_timeout: Duration::from_secs(args.first_byte_timeout_secs.max(1)),
+            trusted_proxies: args
+                .trusted_proxy
+                .iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| parse_net(s))
+                .collect::<anyhow::Result<_>>()?,
+            metrics_token: args.metrics_token.filter(|t| !t.is_empty()),
+            hsts: args.hsts,
         },
         static_dirs: StaticDirs {
             widget: existing(args.widget_dir),
             console: existing(args.console_dir),
             demo: existing(args.demo_dir),
+            demo_listen: match args.demo_listen.as_deref() {
+                Some("off") => None,
+                Some(at) => Some(at.parse().map_err(|e| {
+                    anyhow::anyhow!("--demo-listen {at:?}: {e} (an address:port or `off`)")
+                })?),
+                None => {
+                    let mut at = args.listen;
+                    if at.port() != 0 {
+                        at.set_port(at.port().checked_add(1).unwrap_or(0));
+                    }
+                    Some(at)
+                }
+            },
+            demo_port: 0,
         },
         demo: (!args.no_demo).then(|| DemoOptions {
             admin_password: args.demo_password,
@@ -245,14 +312,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut running = wsmschat_server::start(config).await?;
     let base = format!("http://localhost:{}", running.addr.port());
+    let demo_page = match running.demo_addr {
+        Some(at) => format!("http://localhost:{}/", at.port()),
+        None => "(not served)".into(),
+    };
     if let Some(demo) = &running.demo {
         println!(
             "\nFirst start: created the demo site {:?} and an admin.\n  \
              Console:   {base}/console/  (login {} / {})\n  \
-             Demo page: {base}/demo/\n  \
+             Demo page: {demo_page}\n  \
              Embed:     <script src=\"{base}/widget.js\" data-site=\"{}\" async></script>\n",
             demo.site.name, demo.admin_email, demo.admin_password, demo.site.site_key
         );
+    }
+    if let Some(at) = running.demo_addr {
+        println!("wsmschat demo page on http://localhost:{}/", at.port());
     }
     // One stable line for scripts and tests that start the server on port 0.
     println!("wsmschat listening on {base}");
@@ -295,6 +369,7 @@ async fn open(data: &DataArgs) -> anyhow::Result<std::sync::Arc<wsmschat_server:
         demo: None,
         redis_url: None,
         redis_namespace: String::new(),
+        net: Default::default(),
     };
     build_core(&config).await
 }
@@ -314,7 +389,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Site { command } => match command {
             SiteCommand::Create {
                 data,

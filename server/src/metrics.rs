@@ -14,6 +14,10 @@ pub struct Metrics {
     registry: Registry,
     /// Open TCP connections.
     pub connections: Gauge<i64, AtomicI64>,
+    /// Connections closed at once (over the global or per-address cap).
+    pub connections_refused: Counter,
+    /// Connections closed because they sent nothing in time.
+    pub connections_idle_closed: Counter,
     /// Open Subscribe/Chat streams.
     pub streams: Gauge<i64, AtomicI64>,
     /// Messages accepted and stored (not duplicates).
@@ -43,6 +47,8 @@ impl Metrics {
         let mut registry = Registry::with_prefix("wsmschat");
         let m = Self {
             connections: Gauge::default(),
+            connections_refused: Counter::default(),
+            connections_idle_closed: Counter::default(),
             streams: Gauge::default(),
             messages_in: Counter::default(),
             messages_out: Counter::default(),
@@ -54,6 +60,16 @@ impl Metrics {
             registry: Registry::default(),
         };
         registry.register("connections", "Open TCP connections", m.connections.clone());
+        registry.register(
+            "connections_refused",
+            "Connections closed at once: over the connection cap or the per-address cap",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "connections_idle_closed",
+            "Connections closed because they sent no byte in time",
+            m.connections_idle_closed.clone(),
+        );
         registry.register("streams", "Open Subscribe/Chat streams", m.streams.clone());
         registry.register("messages_in", "Messages stored", m.messages_in.clone());
         registry.register(

@@ -5,8 +5,10 @@
 //! elsewhere); let connections finish in-flight calls (bounded); then the caller closes the
 //! store, which commits the last batch.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -23,12 +25,128 @@ use crate::rpc::PeerAddr;
 
 /// How long in-flight calls get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections over `max_connections` still taken (health checks of a full server): each is
+/// served for `RESERVE_DEADLINE` at most.
+const RESERVE: usize = 32;
+const RESERVE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Connection limits and the trusted proxies.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Open connections at most (0: the process's file limit less a reserve for the store).
+    pub max_connections: usize,
+    /// Open connections per client address at most (0: unlimited). Not applied to trusted
+    /// proxies (their clients are limited by their forwarded address in the core).
+    pub max_connections_per_ip: usize,
+    /// A connection that sends no byte within this time is closed.
+    pub first_byte_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers name the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `/metrics` needs `Authorization: Bearer <this>` when set.
+    pub metrics_token: Option<String>,
+    /// Send `Strict-Transport-Security` (the server is reached over TLS, via a proxy).
+    pub hsts: bool,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 0,
+            max_connections_per_ip: 256,
+            first_byte_timeout: Duration::from_secs(10),
+            trusted_proxies: Vec::new(),
+            metrics_token: None,
+            hsts: false,
+        }
+    }
+}
+
+/// The soft limit on open files of this process (Linux), if it can be read.
+pub fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+impl NetConfig {
+    /// The connection cap in force.
+    pub fn connection_cap(&self) -> usize {
+        if self.max_connections != 0 {
+            return self.max_connections;
+        }
+        // Files the rest of the server needs: the store, its WAL and readers, a PostgreSQL
+        // pool, Redis, the demo listener, logs; and the health-check reserve.
+        let files = open_files_limit().unwrap_or(1024);
+        files.saturating_sub(256 + RESERVE).max(64)
+    }
+
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client's address: the peer, or, when the peer is a trusted proxy, the nearest
+    /// untrusted address its forwarding headers name (right to left; spoofed entries further
+    /// left are never reached).
+    pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        if !self.trusted(peer) {
+            return peer;
+        }
+        let mut hops: Vec<Option<IpAddr>> = Vec::new();
+        for v in headers.get_all("x-forwarded-for") {
+            let Ok(v) = v.to_str() else { return peer };
+            hops.extend(v.split(',').map(|h| parse_hop(h.trim())));
+        }
+        if hops.is_empty() {
+            for v in headers.get_all(http::header::FORWARDED) {
+                let Ok(v) = v.to_str() else { return peer };
+                for element in v.split(',') {
+                    let for_ = element.split(';').find_map(|pair| {
+                        let (k, v) = pair.trim().split_once('=')?;
+                        k.eq_ignore_ascii_case("for")
+                            .then(|| v.trim().trim_matches('"'))
+                    });
+                    if let Some(f) = for_ {
+                        hops.push(parse_hop(f));
+                    }
+                }
+            }
+        }
+        for hop in hops.into_iter().rev() {
+            match hop {
+                Some(ip) if self.trusted(ip) => continue,
+                Some(ip) => return ip,
+                // Unparsable ("unknown", garbage): stop at the last trusted hop.
+                None => return peer,
+            }
+        }
+        peer
+    }
+}
+
+/// One forwarding hop: `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`, `[2001:db8::1]:443`.
+fn parse_hop(h: &str) -> Option<IpAddr> {
+    if let Ok(ip) = h.parse() {
+        return Some(ip);
+    }
+    if let Ok(sa) = h.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip());
+    }
+    h.strip_prefix('[')?.split(']').next()?.parse().ok()
+}
+
+/// Open connections, in all and per address.
+#[derive(Default)]
+struct Open {
+    total: usize,
+    per_ip: HashMap<String, usize>,
+}
 
 /// Serves `app` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     core: Arc<Core>,
+    net: NetConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -49,6 +167,10 @@ pub async fn serve(
         // hyper's minimum: per-connection read buffers dominate an idle browser stream's memory.
         .max_buf_size(8 * 1024);
     let graceful = GracefulShutdown::new();
+    let cap = net.connection_cap();
+    let net = Arc::new(net);
+    let open = Arc::new(Mutex::new(Open::default()));
+    tracing::info!(max_connections = cap, "Connection limit");
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -62,23 +184,72 @@ pub async fn serve(
                         continue;
                     }
                 };
+                // Admission: the global cap (with a short-lived reserve so a full server still
+                // answers its health checks) and the per-address cap.
+                let ip_key = crate::core::limits::ip_key(peer.ip());
+                let per_ip_cap = if net.trusted(peer.ip()) { 0 } else { net.max_connections_per_ip };
+                let reserve = {
+                    let mut o = open.lock().unwrap();
+                    let mine = o.per_ip.get(&ip_key).copied().unwrap_or(0);
+                    if o.total >= cap + RESERVE || (per_ip_cap != 0 && mine >= per_ip_cap) {
+                        core.metrics.connections_refused.inc();
+                        drop(o);
+                        drop(stream);
+                        continue;
+                    }
+                    o.total += 1;
+                    *o.per_ip.entry(ip_key.clone()).or_insert(0) += 1;
+                    o.total > cap
+                };
                 let _ = stream.set_nodelay(true);
+                let net2 = net.clone();
                 let svc = app.clone().map_request(move |mut req: http::Request<Incoming>| {
-                    req.extensions_mut().insert(PeerAddr(peer));
+                    let ip = net2.client_ip(peer.ip(), req.headers());
+                    req.extensions_mut().insert(PeerAddr(std::net::SocketAddr::new(ip, peer.port())));
                     req
                 });
-                let conn = builder.serve_connection_with_upgrades(
-                    TokioIo::new(stream),
-                    TowerToHyperService::new(svc),
-                );
-                let conn = graceful.watch(conn.into_owned());
                 let metrics = core.metrics.clone();
                 metrics.connections.inc();
+                let open = open.clone();
+                let first_byte = net.first_byte_timeout;
+                let watcher = graceful.watcher();
+                let builder = builder.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = conn.await {
-                        tracing::debug!(%error, %peer, "Connection ended with an error");
+                    // hyper waits for the first bytes (protocol detection) with no deadline: a
+                    // socket that sends nothing is closed here instead of holding a file.
+                    let mut probe = [0u8; 1];
+                    let spoke = matches!(
+                        tokio::time::timeout(first_byte, stream.peek(&mut probe)).await,
+                        Ok(Ok(n)) if n > 0
+                    );
+                    if spoke {
+                        let conn = builder.serve_connection_with_upgrades(
+                            TokioIo::new(stream),
+                            TowerToHyperService::new(svc),
+                        );
+                        let conn = watcher.watch(conn.into_owned());
+                        let result = if reserve {
+                            tokio::time::timeout(RESERVE_DEADLINE, conn)
+                                .await
+                                .unwrap_or(Ok(()))
+                        } else {
+                            conn.await
+                        };
+                        if let Err(error) = result {
+                            tracing::debug!(%error, %peer, "Connection ended with an error");
+                        }
+                    } else {
+                        metrics.connections_idle_closed.inc();
                     }
                     metrics.connections.dec();
+                    let mut o = open.lock().unwrap();
+                    o.total -= 1;
+                    if let Some(n) = o.per_ip.get_mut(&ip_key) {
+                        *n -= 1;
+                        if *n == 0 {
+                            o.per_ip.remove(&ip_key);
+                        }
+                    }
                 });
             }
             _ = &mut shutdown => break,

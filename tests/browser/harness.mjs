@@ -74,11 +74,19 @@ const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '
 /** A static server for the third-party page on http://localhost:PORT (origin A).
  *  `pages` maps a path to { body, headers } for generated pages (hostile page, CSP). */
 export async function startStatic({ dir = join(ROOT, 'examples/embed'), pages = {}, host = 'localhost', bind = '127.0.0.1' } = {}) {
+  const state = { server: null };
   const server = createServer((req, res) => {
     const path = new URL(req.url, 'http://x').pathname;
     if (path === '/favicon.ico') {
       res.writeHead(204);
       res.end();
+      return;
+    }
+    if (path === '/config.js' && state.server) {
+      // What the chat server's demo listener generates: the page learns its chat server from a
+      // file beside it, never from its URL.
+      res.writeHead(200, { 'content-type': 'text/javascript' });
+      res.end(`window.WSMSCHAT_DEMO = ${JSON.stringify({ server: state.server, site: 'demo' })};\n`);
       return;
     }
     const page = pages[path];
@@ -98,7 +106,11 @@ export async function startStatic({ dir = join(ROOT, 'examples/embed'), pages = 
   });
   await new Promise((r) => server.listen(0, bind, r));
   const port = server.address().port;
-  return { url: `http://${host}:${port}`, port, close: () => new Promise((r) => server.close(r)) };
+  return {
+    url: `http://${host}:${port}`, port, close: () => new Promise((r) => server.close(r)),
+    /** Points the page's config.js at a chat server. */
+    useServer(url) { state.server = url; },
+  };
 }
 
 /** The scriptable native agent (Rust, bidi Chat over HTTP/2), speaking JSON lines. */
@@ -165,7 +177,8 @@ export async function newPage(context, { viewport } = {}) {
 
 /** Opens the example page (origin A) pointed at the chat server (origin B). */
 export async function openShop(page, shop, server, query = '') {
-  await page.goto(`${shop.url}/?server=${encodeURIComponent(server.url)}${query}`);
+  shop.useServer(server.url);
+  await page.goto(`${shop.url}/${query ? '?' + query.replace(/^&/, '') : ''}`);
   await page.locator('wsmschat-widget .launcher').waitFor({ state: 'visible', timeout: 15000 });
 }
 

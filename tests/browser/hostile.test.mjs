@@ -88,7 +88,8 @@ test('hostile page: CSS resets, strict CSP, blocked localStorage; still a workin
 test('a page on an origin the site does not allow is refused with a clear console error', async () => {
   const context = await (await browser()).newContext();
   const page = await newPage(context);
-  await page.goto(`${foreign.url}/?server=${encodeURIComponent(server.url)}`);
+  foreign.useServer(server.url);
+  await page.goto(`${foreign.url}/`);
   await page.locator(W.launcher).waitFor({ state: 'visible', timeout: 15000 });
   await page.locator(W.launcher).click();
   await waitFor(() => page.consoleErrors.find((e) => /origin http:\/\/127\.0\.0\.2:\d+ is not allowed for this site/.test(e)), { what: 'console error' });
@@ -99,7 +100,8 @@ test('a page on an origin the site does not allow is refused with a clear consol
 test('mobile layout: full-screen panel, 16px inputs', async () => {
   const context = await (await browser()).newContext({ viewport: { width: 390, height: 780 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
   const page = await newPage(context);
-  await page.goto(`${shop.url}/?server=${encodeURIComponent(server.url)}&locale=de`);
+  shop.useServer(server.url);
+  await page.goto(`${shop.url}/?locale=de`);
   await page.locator(W.launcher).waitFor({ state: 'visible', timeout: 15000 });
   await page.locator(W.launcher).tap();
   await page.locator(W.panel).waitFor({ state: 'visible' });

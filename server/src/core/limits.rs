@@ -2,7 +2,69 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The key of a client address in per-address limits: the IPv4 address, or the /64 of an IPv6
+/// address (one subscriber usually gets a whole /64, so per-address limits would not hold).
+pub fn ip_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// A job for the hash pool.
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// A few dedicated threads for password hashing (argon2id: 19 MiB and tens of ms each). Not
+/// the blocking pool: store reads run there, and hundreds of its threads each keeping a
+/// hash's memory in its own allocator arena is what made a login flood cost gigabytes.
+pub struct HashPool {
+    jobs: Mutex<Option<std::sync::mpsc::Sender<HashJob>>>,
+}
+
+impl HashPool {
+    pub fn new(threads: usize) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("wsmschat-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = rx.lock().unwrap().recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return, // the pool was dropped
+                        }
+                    }
+                });
+        }
+        Self {
+            jobs: Mutex::new(Some(tx)),
+        }
+    }
+
+    /// Runs `f` on a pool thread; None if the pool is gone or `f` panicked.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: HashJob = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.jobs.lock().unwrap().as_ref()?.send(job).ok()?;
+        rx.await.ok()
+    }
+}
 
 /// A token bucket per key: `rate` tokens per second, at most `burst` saved up.
 pub struct RateLimiter {
@@ -72,6 +134,20 @@ impl StreamCounter {
         true
     }
 
+    /// Counts one more stream for `key` against `max` (0: unlimited), or false when at it.
+    pub fn acquire_max(&self, key: &str, max: usize) -> bool {
+        let mut open = self.open.lock().unwrap();
+        let n = open.entry(key.to_owned()).or_insert(0);
+        if max != 0 && *n >= max {
+            if *n == 0 {
+                open.remove(key);
+            }
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
     /// One stream of `key` closed.
     pub fn release(&self, key: &str) {
         let mut open = self.open.lock().unwrap();
@@ -81,6 +157,57 @@ impl StreamCounter {
                 open.remove(key);
             }
         }
+    }
+}
+
+/// Failed attempts per key (an account, an address) with a growing lockout: after `free`
+/// failures each further one locks the key for twice as long as the last (1 s, 2 s, 4 s ...,
+/// at most `max_lock`). A success clears the key. Entries are swept when the map grows large.
+pub struct FailureThrottle {
+    free: u32,
+    max_lock: Duration,
+    keys: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl FailureThrottle {
+    pub fn new(free: u32, max_lock: Duration) -> Self {
+        Self {
+            free,
+            max_lock,
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long `key` must still wait before its next attempt (None: it may try now).
+    pub fn locked_for(&self, key: &str) -> Option<Duration> {
+        let keys = self.keys.lock().unwrap();
+        let (_, until) = keys.get(key)?;
+        until
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Records a failure of `key`.
+    pub fn failed(&self, key: &str) {
+        let now = Instant::now();
+        let mut keys = self.keys.lock().unwrap();
+        if keys.len() >= SWEEP_AT {
+            // Keys whose lock ran out a while ago carry little: forget them.
+            let horizon = self.max_lock;
+            keys.retain(|_, (_, until)| now.saturating_duration_since(*until) < horizon);
+        }
+        let (n, until) = keys.entry(key.to_owned()).or_insert((0, now));
+        *n += 1;
+        if *n > self.free {
+            let exp = (*n - self.free - 1).min(20);
+            let lock = Duration::from_secs(1u64 << exp).min(self.max_lock);
+            *until = now + lock;
+        }
+    }
+
+    /// `key` succeeded: its failures are forgotten.
+    pub fn succeeded(&self, key: &str) {
+        self.keys.lock().unwrap().remove(key);
     }
 }
 
@@ -96,6 +223,33 @@ mod tests {
         assert!(l.check("a"));
         assert!(!l.check("a"));
         assert!(l.check("b"), "keys are independent");
+    }
+
+    #[test]
+    fn ipv6_addresses_share_their_64() {
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: std::net::IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ip_key(a), ip_key(b));
+        assert_ne!(ip_key(a), ip_key(c));
+        assert_eq!(ip_key("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.3");
+        assert_eq!(ip_key("10.1.2.3".parse().unwrap()), "10.1.2.3");
+    }
+
+    #[test]
+    fn failures_lock_out_growing() {
+        let t = FailureThrottle::new(2, Duration::from_secs(60));
+        t.failed("a");
+        t.failed("a");
+        assert!(t.locked_for("a").is_none(), "the first failures are free");
+        t.failed("a");
+        let first = t.locked_for("a").expect("locked after the free failures");
+        assert!(first <= Duration::from_secs(1));
+        t.failed("a");
+        assert!(t.locked_for("a").unwrap() > Duration::from_millis(1500));
+        assert!(t.locked_for("b").is_none());
+        t.succeeded("a");
+        assert!(t.locked_for("a").is_none());
     }
 
     #[test]

@@ -52,6 +52,14 @@ pub struct CoreConfig {
     pub agent_session_ttl: Duration,
     /// Origins allowed besides the sites' (the console's, when hosted elsewhere).
     pub extra_origins: Vec<String>,
+    /// Open streams per client address (0: unlimited); counts every token's streams.
+    pub streams_per_ip: usize,
+    /// How long a Chat call may take to send its first request.
+    pub first_request_timeout: Duration,
+    /// Password hashes computed at once (argon2id takes 19 MiB and a core's worth of time each).
+    pub hash_concurrency: usize,
+    /// How often the site cache (CORS, origins, topics) is re-read from the store.
+    pub site_refresh: Duration,
 }
 
 impl Default for CoreConfig {
@@ -67,9 +75,29 @@ impl Default for CoreConfig {
             heartbeat: Duration::from_secs(15),
             agent_session_ttl: Duration::from_secs(12 * 3600),
             extra_origins: Vec::new(),
+            streams_per_ip: 1024,
+            first_request_timeout: Duration::from_secs(10),
+            hash_concurrency: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            site_refresh: Duration::from_secs(5),
         }
     }
 }
+
+/// What lost its rights: open streams of it re-check their token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoked {
+    /// An agent session, an agent or an API key: every staff stream re-checks.
+    Staff,
+    /// One visitor's token (their logout): that visitor's streams re-check.
+    Visitor(String),
+}
+
+/// The longest search query, bytes (a `LIKE '%q%'` costs query length x text length per row).
+pub const MAX_SEARCH_BYTES: usize = 256;
+/// Searches that run at once; others wait (never all the store's readers busy with searches).
+const SEARCH_CONCURRENCY: usize = 2;
 
 /// The core. One per server process, shared by every RPC handler.
 pub struct Core {
@@ -93,10 +121,32 @@ pub struct Core {
     pub bus: OnceLock<Arc<crate::bus::RedisBus>>,
     /// Flipped at shutdown: background tasks (bus) stop.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Revocations (logout, deactivation, key revoked, password reset), local or from other
+    /// nodes: open streams re-check their token on each.
+    pub revocations: tokio::sync::broadcast::Sender<Revoked>,
+    /// Password hashing slots (login, agent create/update) and the threads that hash.
+    hash_permits: tokio::sync::Semaphore,
+    hash_pool: limits::HashPool,
+    /// Failed logins per account and per address, with growing lockouts.
+    login_by_account: limits::FailureThrottle,
+    login_by_ip: limits::FailureThrottle,
+    /// Search slots.
+    search_permits: tokio::sync::Semaphore,
 }
 
 /// How long the site cache is trusted (other nodes may change sites).
 const SITE_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// U+0000 is refused in every text a client sends: PostgreSQL cannot store it in `text`
+/// columns, and both engines must behave alike (security review F11).
+pub fn check_no_nul(text: &str, what: &str) -> CoreResult<()> {
+    if text.contains('\0') {
+        return Err(CoreError::InvalidArgument(format!(
+            "{what} contains a NUL character (U+0000)"
+        )));
+    }
+    Ok(())
+}
 
 fn event(e: Se) -> Arc<v1::ServerEvent> {
     Arc::new(v1::ServerEvent { event: Some(e) })
@@ -109,6 +159,7 @@ impl Core {
         hub: Arc<Hub>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
+        let hash_slots = config.hash_concurrency.max(1);
         Arc::new(Self {
             token_limiter: RateLimiter::new(config.events_per_second, config.events_burst),
             ip_limiter: RateLimiter::new(config.ip_events_per_second, config.ip_events_burst),
@@ -123,7 +174,103 @@ impl Core {
             drain_lock: AsyncMutex::new(()),
             bus: OnceLock::new(),
             stopping: tokio::sync::watch::Sender::new(false),
+            revocations: tokio::sync::broadcast::Sender::new(1024),
+            hash_permits: tokio::sync::Semaphore::new(hash_slots),
+            hash_pool: limits::HashPool::new(hash_slots),
+            login_by_account: limits::FailureThrottle::new(5, Duration::from_secs(15 * 60)),
+            login_by_ip: limits::FailureThrottle::new(30, Duration::from_secs(15 * 60)),
+            search_permits: tokio::sync::Semaphore::new(SEARCH_CONCURRENCY),
         })
+    }
+
+    // ------------------------------------------------------------ revocation
+
+    /// Something lost its rights: forget cached tokens, tell open streams here and on every
+    /// other node (they re-check their token and end if it no longer holds).
+    pub fn revoke(&self, what: Revoked) {
+        self.revoke_local(what.clone());
+        if let Some(bus) = self.bus.get() {
+            bus.publish_revoked(&what);
+        }
+    }
+
+    /// [`Core::revoke`] on this node only (what the bus delivers from other nodes).
+    pub fn revoke_local(&self, what: Revoked) {
+        self.auth.clear();
+        let _ = self.revocations.send(what);
+    }
+
+    // ------------------------------------------------------------ passwords
+
+    /// Runs `f` (an argon2 hash or verify) on the hash pool, at most `hash_concurrency` at
+    /// once; waits at most 5 s for a slot (UNAVAILABLE then), so a login flood costs bounded
+    /// memory and never takes the threads store reads run on.
+    pub async fn with_hash_slot<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> CoreResult<T> {
+        let permit = tokio::time::timeout(Duration::from_secs(5), self.hash_permits.acquire())
+            .await
+            .map_err(|_| {
+                CoreError::Unavailable("the server is busy with logins; try again shortly".into())
+            })?
+            .map_err(|_| CoreError::Unavailable("shutting down".into()))?;
+        let out = self
+            .hash_pool
+            .run(f)
+            .await
+            .ok_or_else(|| CoreError::Internal("password hashing failed".into()))?;
+        drop(permit);
+        Ok(out)
+    }
+
+    /// Refuses a login attempt while its account or address is locked out.
+    pub fn login_allowed(&self, email: &str, ip: Option<std::net::IpAddr>) -> CoreResult<()> {
+        let account = email.trim().to_lowercase();
+        let wait = [
+            self.login_by_account.locked_for(&account),
+            ip.and_then(|ip| self.login_by_ip.locked_for(&limits::ip_key(ip))),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        match wait {
+            Some(d) => Err(CoreError::ResourceExhausted(format!(
+                "too many failed logins; try again in {} s",
+                d.as_secs().max(1)
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a login outcome for the throttles.
+    pub fn login_result(&self, email: &str, ip: Option<std::net::IpAddr>, ok: bool) {
+        let account = email.trim().to_lowercase();
+        if ok {
+            self.login_by_account.succeeded(&account);
+        } else {
+            self.login_by_account.failed(&account);
+            if let Some(ip) = ip {
+                self.login_by_ip.failed(&limits::ip_key(ip));
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ searches
+
+    /// Checks a search query and takes a search slot (held while the search runs).
+    pub async fn search_slot(&self, query: &str) -> CoreResult<tokio::sync::SemaphorePermit<'_>> {
+        if query.len() > MAX_SEARCH_BYTES {
+            return Err(CoreError::InvalidArgument(format!(
+                "query is {} bytes; the limit is {MAX_SEARCH_BYTES}",
+                query.len()
+            )));
+        }
+        check_no_nul(query, "query")?;
+        tokio::time::timeout(Duration::from_secs(10), self.search_permits.acquire())
+            .await
+            .map_err(|_| CoreError::Unavailable("too many searches at once; try again".into()))?
+            .map_err(|_| CoreError::Unavailable("shutting down".into()))
     }
 
     /// Resolves a bearer token.
@@ -141,6 +288,37 @@ impl Core {
             Instant::now(),
         );
         Ok(())
+    }
+
+    /// Sites were created or changed here: reload now, and tell the other nodes to.
+    pub async fn sites_changed(&self) -> CoreResult<()> {
+        self.reload_sites().await?;
+        if let Some(bus) = self.bus.get() {
+            bus.publish_sites_changed();
+        }
+        Ok(())
+    }
+
+    /// Keeps the site cache fresh (CORS for sites made by the CLI or on another node, within
+    /// `site_refresh`), until shutdown.
+    pub fn spawn_site_refresher(self: &Arc<Self>) {
+        let core = Arc::downgrade(self);
+        let every = self.config.site_refresh;
+        let mut stopping = self.stopping.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+                let Some(core) = core.upgrade() else { return };
+                if let Err(error) = core.reload_sites().await {
+                    tracing::warn!(%error, "Could not refresh the site cache");
+                }
+            }
+        });
     }
 
     /// A site by id (cached).
@@ -207,7 +385,7 @@ impl Core {
             )));
         }
         if let Some(ip) = ip {
-            if !self.ip_limiter.check(&ip.to_string()) {
+            if !self.ip_limiter.check(&limits::ip_key(ip)) {
                 return Err(CoreError::ResourceExhausted(format!(
                     "too many events from {ip}: at most {}/s per address",
                     self.config.ip_events_per_second
@@ -220,7 +398,7 @@ impl Core {
     /// Charges the IP limiter alone (session starts, logins).
     pub fn charge_ip(&self, ip: Option<std::net::IpAddr>) -> CoreResult<()> {
         match ip {
-            Some(ip) if !self.ip_limiter.check(&ip.to_string()) => Err(
+            Some(ip) if !self.ip_limiter.check(&limits::ip_key(ip)) => Err(
                 CoreError::ResourceExhausted(format!("too many requests from {ip}")),
             ),
             _ => Ok(()),
@@ -494,7 +672,7 @@ impl Core {
         if !may_be_empty && text.trim().is_empty() {
             return Err(CoreError::InvalidArgument("text is empty".into()));
         }
-        Ok(())
+        check_no_nul(text, "text")
     }
 
     async fn send_message(

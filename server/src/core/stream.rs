@@ -12,30 +12,68 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures_util::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use wsmschat::v1;
 use wsmschat::v1::server_event::Event as Se;
 
-use super::Core;
 use super::hub::{Outbound, Registration, Subscription};
+use super::{Core, Revoked};
 use crate::auth::Principal;
 use crate::error::{CoreError, CoreResult};
 
-/// Messages read from the store per replay page.
-const REPLAY_PAGE: u32 = 500;
+/// Messages read from the store per replay page. One page is read at a time, when the client
+/// has taken everything before it, so a stalled reader pins at most one page (4 KiB texts:
+/// 400 KiB), however large the backlog (security review F6).
+const REPLAY_PAGE: u32 = 100;
+/// Cursors one stream may carry.
+pub const MAX_CURSORS: usize = 200;
+/// How often staff streams re-read their token from the store (a revocation on a node whose
+/// bus message was lost still ends them within this time).
+const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// A boxed stream of server events.
-pub type EventStream = Pin<Box<dyn Stream<Item = v1::ServerEvent> + Send>>;
+/// A boxed stream of server events; an error ends it (revoked token).
+pub type EventStream = Pin<Box<dyn Stream<Item = CoreResult<v1::ServerEvent>> + Send>>;
+
+/// One open-stream slot, counted per token and per address until dropped.
+pub struct StreamPermit {
+    core: Arc<Core>,
+    keys: Vec<String>,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        for key in &self.keys {
+            self.core.streams.release(key);
+        }
+    }
+}
+
+/// A conversation's replay, possibly part done.
+struct Replay {
+    cursor: v1::ConversationCursor,
+    /// Seqs already sent live on a wide stream before the replay began (skipped).
+    sent: Option<std::ops::RangeInclusive<u64>>,
+    started: bool,
+}
 
 struct State {
     core: Arc<Core>,
     principal: Principal,
+    /// The bearer token, re-checked on revocations.
+    token: String,
+    revocations: broadcast::Receiver<Revoked>,
+    /// Re-reads a staff token from the store now and then (None for visitors).
+    recheck: Option<Interval>,
+    /// When the token expires (agent sessions).
+    expires: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The error that ends the stream, sent after what is pending.
+    error: Option<CoreError>,
     sub: Subscription,
     /// Events ready to send, in order.
     pending: VecDeque<v1::ServerEvent>,
-    /// Conversations still to replay.
-    to_replay: Vec<v1::ConversationCursor>,
+    /// Conversations still to replay (the last one first).
+    to_replay: Vec<Replay>,
     /// Highest seq sent per conversation (dedupe of replay vs live).
     last_seq: HashMap<String, u64>,
     /// First live seq sent per conversation on a wide stream before any replay of it: from
@@ -53,8 +91,8 @@ struct State {
     heartbeat: Interval,
     /// Acks of a Chat stream's own events.
     acks: Option<mpsc::Receiver<v1::ServerEvent>>,
-    /// The key counted in the per-token stream limit.
-    counted_as: String,
+    /// The stream's slot in the per-token and per-address limits.
+    _permit: StreamPermit,
     /// The stream ended (queue closed or resync sent).
     done: bool,
 }
@@ -62,7 +100,6 @@ struct State {
 impl Drop for State {
     fn drop(&mut self) {
         self.core.metrics.streams.dec();
-        self.core.streams.release(&self.counted_as);
         if let Principal::Agent { agent } = &self.principal {
             if let Some(status) = self.core.presence.stream_closed(&agent.id) {
                 let core = self.core.clone();
@@ -76,14 +113,14 @@ impl Drop for State {
 }
 
 impl Core {
-    /// Opens a stream for `principal`. `acks` carries a Chat stream's answers to its own events.
-    /// Returns the stream and its hub id (for `watch`).
-    pub async fn open_stream(
+    /// Takes a stream slot for `principal` from `ip`: at most `streams_per_token` per token and
+    /// `streams_per_ip` per address. Held from before a Chat call's first request, so calls that
+    /// never send one count too.
+    pub fn reserve_stream(
         self: &Arc<Self>,
-        principal: Principal,
-        subscription: v1::Subscription,
-        acks: Option<mpsc::Receiver<v1::ServerEvent>>,
-    ) -> CoreResult<(EventStream, u64)> {
+        principal: &Principal,
+        ip: Option<std::net::IpAddr>,
+    ) -> CoreResult<StreamPermit> {
         let key = principal.author_key();
         if !self.streams.acquire(&key) {
             return Err(CoreError::ResourceExhausted(format!(
@@ -91,26 +128,57 @@ impl Core {
                 self.config.streams_per_token
             )));
         }
+        let mut permit = StreamPermit {
+            core: self.clone(),
+            keys: vec![key],
+        };
+        if let Some(ip) = ip {
+            let key = format!("ip:{}", super::limits::ip_key(ip));
+            if !self.streams.acquire_max(&key, self.config.streams_per_ip) {
+                return Err(CoreError::ResourceExhausted(format!(
+                    "too many open streams from this address (at most {})",
+                    self.config.streams_per_ip
+                )));
+            }
+            permit.keys.push(key);
+        }
+        Ok(permit)
+    }
+
+    /// Opens a stream for `principal` (authenticated by `token`, re-checked on revocations).
+    /// `acks` carries a Chat stream's answers to its own events. Returns the stream and its hub
+    /// id (for `watch`).
+    pub async fn open_stream(
+        self: &Arc<Self>,
+        permit: StreamPermit,
+        principal: Principal,
+        token: String,
+        subscription: v1::Subscription,
+        acks: Option<mpsc::Receiver<v1::ServerEvent>>,
+    ) -> CoreResult<(EventStream, u64)> {
         let (visitor_view, visitor_id, inbox) = match &principal {
             Principal::Visitor { visitor_id, .. } => (true, Some(visitor_id.clone()), false),
             p if p.is_staff() => (false, None, subscription.inbox),
             _ => {
-                self.streams.release(&key);
                 return Err(CoreError::PermissionDenied(
                     "this API key has no chat scope".into(),
                 ));
             }
         };
+        if subscription.cursors.len() > MAX_CURSORS {
+            return Err(CoreError::InvalidArgument(format!(
+                "{} cursors; a stream takes at most {MAX_CURSORS}",
+                subscription.cursors.len()
+            )));
+        }
+        // Subscribing after an expiry or revocation of the token is refused.
+        let revocations = self.revocations.subscribe();
+        let (_, expires_at) = self.auth.resolve_full(self.store.as_ref(), &token).await?;
         let mut cursors = Vec::new();
         for c in subscription.cursors {
             // Only conversations the caller may see; others are refused, not ignored.
-            if let Err(e) = self
-                .visible_conversation(&principal, &c.conversation_id)
-                .await
-            {
-                self.streams.release(&key);
-                return Err(e);
-            }
+            self.visible_conversation(&principal, &c.conversation_id)
+                .await?;
             cursors.push(c);
         }
         let reg = Registration {
@@ -120,7 +188,6 @@ impl Core {
             conversations: cursors.iter().map(|c| c.conversation_id.clone()).collect(),
         };
         let Some(sub) = self.hub.register(reg) else {
-            self.streams.release(&key);
             return Err(CoreError::Unavailable("server is shutting down".into()));
         };
         self.metrics.streams.inc();
@@ -130,11 +197,27 @@ impl Core {
             self.config.heartbeat,
         );
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let recheck = (!visitor_view).then(|| {
+            let mut i = tokio::time::interval_at(Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+            i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            i
+        });
+        let expires = (expires_at != i64::MAX).then(|| {
+            let left = (expires_at - crate::util::now_ms()).max(0) as u64;
+            Box::pin(tokio::time::sleep(std::time::Duration::from_millis(left)))
+        });
         let state = State {
             core: self.clone(),
             pending: VecDeque::from([self.ready_event(id)]),
             waiting: cursors.iter().map(|c| c.conversation_id.clone()).collect(),
-            to_replay: cursors,
+            to_replay: cursors
+                .into_iter()
+                .map(|cursor| Replay {
+                    cursor,
+                    sent: None,
+                    started: false,
+                })
+                .collect(),
             last_seq: HashMap::new(),
             first_live: HashMap::new(),
             replayed: HashSet::new(),
@@ -142,10 +225,15 @@ impl Core {
             visitor_view,
             heartbeat,
             acks,
-            counted_as: key,
+            _permit: permit,
             done: false,
             sub,
             principal: principal.clone(),
+            token,
+            revocations,
+            recheck,
+            expires,
+            error: None,
         };
         if let Principal::Agent { agent } = &principal {
             if let Some(status) = self.presence.stream_opened(agent) {
@@ -161,14 +249,18 @@ impl Core {
 }
 
 impl State {
-    async fn next_event(&mut self) -> Option<v1::ServerEvent> {
+    async fn next_event(&mut self) -> Option<CoreResult<v1::ServerEvent>> {
         loop {
             if let Some(ev) = self.pending.pop_front() {
                 self.heartbeat.reset();
                 if matches!(ev.event, Some(Se::Message(_))) {
                     self.core.metrics.messages_out.inc();
                 }
-                return Some(ev);
+                return Some(Ok(ev));
+            }
+            if let Some(error) = self.error.take() {
+                self.done = true;
+                return Some(Err(error));
             }
             if self.done {
                 return None;
@@ -183,8 +275,8 @@ impl State {
                 });
                 continue;
             }
-            if let Some(cursor) = self.to_replay.pop() {
-                if let Err(error) = self.replay(cursor).await {
+            if let Some(job) = self.to_replay.pop() {
+                if let Err(error) = self.replay(job).await {
                     tracing::warn!(%error, "Replay failed; asking the client to resync");
                     self.sub.flags.lagged.store(true, Ordering::Relaxed);
                 }
@@ -195,9 +287,11 @@ impl State {
                 out = self.sub.rx.recv() => match out {
                     Some(Outbound::Event(ev)) => self.accept(&ev),
                     Some(Outbound::Watch(cursor)) => {
-                        if !self.replayed.contains(&cursor.conversation_id) {
+                        if !self.replayed.contains(&cursor.conversation_id)
+                            && !self.waiting.contains(&cursor.conversation_id)
+                        {
                             self.waiting.insert(cursor.conversation_id.clone());
-                            self.to_replay.push(*cursor);
+                            self.to_replay.push(Replay { cursor: *cursor, sent: None, started: false });
                         }
                     }
                     // Dropped by the hub: lagged (handled above) or shutdown (end cleanly).
@@ -211,9 +305,60 @@ impl State {
                     Some(ev) => self.pending.push_back(ev),
                     None => self.acks = None,
                 },
-                _ = self.heartbeat.tick() => return Some(Core::heartbeat_event()),
+                _ = self.heartbeat.tick() => return Some(Ok(Core::heartbeat_event())),
+                revoked = self.revocations.recv() => {
+                    let concerns_me = match &revoked {
+                        Ok(Revoked::Staff) => !self.visitor_view,
+                        Ok(Revoked::Visitor(id)) => matches!(
+                            &self.principal,
+                            Principal::Visitor { visitor_id, .. } if visitor_id == id
+                        ),
+                        // Missed some: re-check to be sure.
+                        Err(broadcast::error::RecvError::Lagged(_)) => true,
+                        Err(broadcast::error::RecvError::Closed) => false,
+                    };
+                    if concerns_me {
+                        self.recheck_token().await;
+                    }
+                }
+                _ = async { self.recheck.as_mut()?.tick().await; Some(()) }, if self.recheck.is_some() => {
+                    self.core.auth.forget(&self.token);
+                    self.recheck_token().await;
+                }
+                _ = async { self.expires.as_mut()?.as_mut().await; Some(()) }, if self.expires.is_some() => {
+                    self.expires = None;
+                    self.end_with(CoreError::Unauthenticated("the session expired; log in again".into()));
+                }
             }
         }
+    }
+
+    /// Resolves the stream's token again: a revoked or expired token, or one that lost the
+    /// rights this stream needs, ends the stream. A store that cannot answer keeps it open.
+    async fn recheck_token(&mut self) {
+        match self
+            .core
+            .auth
+            .resolve(self.core.store.as_ref(), &self.token)
+            .await
+        {
+            Ok(p) if self.visitor_view || p.is_staff() => self.principal = p,
+            Ok(_) => self.end_with(CoreError::PermissionDenied(
+                "this token lost its chat scope".into(),
+            )),
+            Err(CoreError::Unauthenticated(_)) => self.end_with(CoreError::Unauthenticated(
+                "this token was revoked or has expired".into(),
+            )),
+            Err(error) => tracing::warn!(%error, "Could not re-check a stream's token"),
+        }
+    }
+
+    /// Ends the stream with `error`, dropping what it had not sent yet.
+    fn end_with(&mut self, error: CoreError) {
+        self.pending.clear();
+        self.to_replay.clear();
+        self.error = Some(error);
+        self.done = true;
     }
 
     /// Filters a live event for this stream.
@@ -257,39 +402,42 @@ impl State {
             && (self.wide || self.replayed.contains(conversation_id))
     }
 
-    /// Replays a conversation after its cursor, page by page. On a wide stream that already
-    /// sent live messages of it (seqs `first_live..=last_seq`, gapless since the stream opened),
-    /// only the messages before those are sent: they follow the newer live ones, so a client of
-    /// such a watch orders by seq.
-    async fn replay(&mut self, cursor: v1::ConversationCursor) -> CoreResult<()> {
-        let id = cursor.conversation_id;
+    /// Replays one page of a conversation after its cursor; a full page puts the rest back in
+    /// line, read when the client has taken this one. On a wide stream that already sent live
+    /// messages of it (seqs `first_live..=last_seq`, gapless since the stream opened), only the
+    /// messages before those are sent: they follow the newer live ones, so a client of such a
+    /// watch orders by seq.
+    async fn replay(&mut self, mut job: Replay) -> CoreResult<()> {
+        let id = job.cursor.conversation_id.clone();
         let last = self.last_seq.get(&id).copied().unwrap_or(0);
-        let sent = self.first_live.remove(&id).map(|first| first..=last);
-        let mut after = match &sent {
-            Some(_) => cursor.after_seq,
-            None => cursor.after_seq.max(last),
-        };
-        loop {
-            let page = self
-                .core
-                .store
-                .messages_after(&id, after, REPLAY_PAGE, !self.visitor_view)
-                .await?;
-            let full = page.len() == REPLAY_PAGE as usize;
-            for m in page {
-                after = m.seq;
-                if sent.as_ref().is_some_and(|s| s.contains(&m.seq)) {
-                    continue;
-                }
-                self.pending.push_back(v1::ServerEvent {
-                    event: Some(Se::Message(m)),
-                });
-            }
-            if !full {
-                break;
+        if !job.started {
+            job.started = true;
+            job.sent = self.first_live.remove(&id).map(|first| first..=last);
+            if job.sent.is_none() {
+                job.cursor.after_seq = job.cursor.after_seq.max(last);
             }
         }
-        self.last_seq.insert(id.clone(), after.max(last));
+        let page = self
+            .core
+            .store
+            .messages_after(&id, job.cursor.after_seq, REPLAY_PAGE, !self.visitor_view)
+            .await?;
+        let full = page.len() == REPLAY_PAGE as usize;
+        for m in page {
+            job.cursor.after_seq = m.seq;
+            if job.sent.as_ref().is_some_and(|s| s.contains(&m.seq)) {
+                continue;
+            }
+            self.pending.push_back(v1::ServerEvent {
+                event: Some(Se::Message(m)),
+            });
+        }
+        if full {
+            self.to_replay.push(job);
+            return Ok(());
+        }
+        self.last_seq
+            .insert(id.clone(), job.cursor.after_seq.max(last));
         self.waiting.remove(&id);
         self.replayed.insert(id);
         Ok(())

@@ -9,7 +9,7 @@ use wsmschat::v1::admin_service_server::AdminService;
 
 use super::caller;
 use crate::auth;
-use crate::core::{Core, DEFAULT_TOPICS};
+use crate::core::{Core, DEFAULT_TOPICS, Revoked};
 use crate::util::{new_id, new_token, now_ms, random_bytes};
 
 /// The AdminService handlers.
@@ -81,7 +81,7 @@ pub fn normalize_site(mut s: v1::Site) -> Result<v1::Site, Status> {
 /// Checks and normalises an agent; fills defaults.
 pub fn normalize_agent(mut a: v1::Agent) -> Result<v1::Agent, Status> {
     a.email = a.email.trim().to_lowercase();
-    a.name = a.name.trim().to_owned();
+    a.name = super::session::display_name(&a.name);
     if !a.email.contains('@') {
         return Err(Status::invalid_argument("a valid email is required"));
     }
@@ -155,7 +155,7 @@ impl AdminService for AdminApi {
         site.site_key = new_id("pk_");
         site.identity_secret = hex::encode(random_bytes::<32>());
         let site = self.core.store.create_site(site).await?;
-        self.core.reload_sites().await?;
+        self.core.sites_changed().await?;
         Ok(Response::new(v1::CreateSiteResponse { site: Some(site) }))
     }
 
@@ -174,7 +174,7 @@ impl AdminService for AdminApi {
             site.identity_secret = current.identity_secret;
         }
         let site = self.core.store.update_site(site).await?;
-        self.core.reload_sites().await?;
+        self.core.sites_changed().await?;
         Ok(Response::new(v1::UpdateSiteResponse { site: Some(site) }))
     }
 
@@ -197,7 +197,7 @@ impl AdminService for AdminApi {
         check_password(&r.password)?;
         agent.id = new_id("ag_");
         agent.active = true;
-        let hash = hash_blocking(r.password).await?;
+        let hash = hash_blocking(&self.core, r.password).await?;
         let agent = self.core.store.create_agent(agent, hash).await?;
         Ok(Response::new(v1::CreateAgentResponse {
             agent: Some(agent),
@@ -218,12 +218,13 @@ impl AdminService for AdminApi {
             None
         } else {
             check_password(&r.password)?;
-            Some(hash_blocking(r.password).await?)
+            Some(hash_blocking(&self.core, r.password).await?)
         };
         let agent = self.core.store.update_agent(agent, hash).await?;
         self.core.presence.refresh(&agent);
-        // Role or active may have changed: cached sessions must be read again.
-        self.core.auth.clear();
+        // Role, active or password may have changed: cached sessions are read again and open
+        // streams re-check their tokens, on every node.
+        self.core.revoke(Revoked::Staff);
         Ok(Response::new(v1::UpdateAgentResponse {
             agent: Some(agent),
         }))
@@ -295,7 +296,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<v1::RevokeApiKeyResponse>, Status> {
         self.admin(&req).await?;
         self.core.store.revoke_api_key(req.into_inner().id).await?;
-        self.core.auth.clear();
+        self.core.revoke(Revoked::Staff);
         Ok(Response::new(v1::RevokeApiKeyResponse {}))
     }
 
@@ -396,10 +397,10 @@ impl AdminService for AdminApi {
     }
 }
 
-async fn hash_blocking(password: String) -> Result<String, Status> {
-    tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|e| Status::internal(e.to_string()))
+async fn hash_blocking(core: &Core, password: String) -> Result<String, Status> {
+    Ok(core
+        .with_hash_slot(move || auth::hash_password(&password))
+        .await?)
 }
 
 #[cfg(test)]

@@ -51,16 +51,27 @@ impl ChatService for ChatApi {
         req: Request<Streaming<v1::ChatRequest>>,
     ) -> Result<Response<Self::ChatStream>, Status> {
         let who = caller(&self.core, &req).await?;
+        self.core.charge(&who.principal.author_key(), who.ip)?;
+        // The slot is taken before the first request arrives: a call that never sends one
+        // still counts, and is ended after `first_request_timeout`.
+        let permit = self.core.reserve_stream(&who.principal, who.ip)?;
         let mut inbound = req.into_inner();
         // The first request subscribes (and may already carry an event).
-        let first = inbound.message().await?.ok_or_else(|| {
-            Status::invalid_argument("the Chat stream closed before its first request")
-        })?;
+        let first = tokio::time::timeout(self.core.config.first_request_timeout, inbound.message())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded("the Chat stream sent no first request in time")
+            })??
+            .ok_or_else(|| {
+                Status::invalid_argument("the Chat stream closed before its first request")
+            })?;
         let (ack_tx, ack_rx) = mpsc::channel::<v1::ServerEvent>(64);
         let (events, stream_id) = self
             .core
             .open_stream(
+                permit,
                 who.principal.clone(),
+                who.token.clone(),
                 first.subscribe.unwrap_or_default(),
                 Some(ack_rx),
             )
@@ -70,8 +81,14 @@ impl ChatService for ChatApi {
             let mut next = first.event;
             loop {
                 if let Some(ev) = next.take() {
-                    let answer =
-                        handle_chat_event(&core, &who.principal, who.ip, stream_id, ev).await;
+                    // Each event is authorised with the token's current rights (a revoked
+                    // token's events are refused while its stream winds down).
+                    let answer = match core.authenticate(&who.token).await {
+                        Ok(principal) => {
+                            handle_chat_event(&core, &principal, who.ip, stream_id, ev).await
+                        }
+                        Err(e) => event_error(&ev, e),
+                    };
                     if ack_tx.send(answer).await.is_err() {
                         break;
                     }
@@ -86,7 +103,10 @@ impl ChatService for ChatApi {
                 }
             }
         });
-        let out = events.map(|e| Ok(v1::ChatResponse { event: Some(e) }));
+        let out = events.map(|e| {
+            e.map(|e| v1::ChatResponse { event: Some(e) })
+                .map_err(Status::from)
+        });
         Ok(Response::new(Box::pin(out)))
     }
 
@@ -95,9 +115,17 @@ impl ChatService for ChatApi {
         req: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let who = caller(&self.core, &req).await?;
+        self.core.charge(&who.principal.author_key(), who.ip)?;
+        let permit = self.core.reserve_stream(&who.principal, who.ip)?;
         let sub = req.into_inner().subscription.unwrap_or_default();
-        let (events, _) = self.core.open_stream(who.principal, sub, None).await?;
-        let out = events.map(|e| Ok(v1::SubscribeResponse { event: Some(e) }));
+        let (events, _) = self
+            .core
+            .open_stream(permit, who.principal, who.token, sub, None)
+            .await?;
+        let out = events.map(|e| {
+            e.map(|e| v1::SubscribeResponse { event: Some(e) })
+                .map_err(Status::from)
+        });
         Ok(Response::new(Box::pin(out)))
     }
 
@@ -119,6 +147,7 @@ impl ChatService for ChatApi {
         req: Request<v1::ListConversationsRequest>,
     ) -> Result<Response<v1::ListConversationsResponse>, Status> {
         let who = caller(&self.core, &req).await?;
+        self.core.charge(&who.principal.author_key(), who.ip)?;
         let r = req.into_inner();
         let page_size = match r.page_size {
             0 => 50,
@@ -147,6 +176,11 @@ impl ChatService for ChatApi {
             }
             _ => {}
         }
+        // A search is bounded (query length) and takes a search slot while it runs.
+        let _slot = match &filter.query {
+            Some(q) => Some(self.core.search_slot(q).await?),
+            None => None,
+        };
         let (rows, total) = self.core.store.list_conversations(filter).await?;
         let next_page_token = if rows.len() == page_size as usize {
             rows.last().map(page_token).unwrap_or_default()
@@ -165,6 +199,7 @@ impl ChatService for ChatApi {
         req: Request<v1::GetConversationRequest>,
     ) -> Result<Response<v1::GetConversationResponse>, Status> {
         let who = caller(&self.core, &req).await?;
+        self.core.charge(&who.principal.author_key(), who.ip)?;
         let c = self
             .core
             .visible_conversation(&who.principal, &req.into_inner().conversation_id)
@@ -179,6 +214,7 @@ impl ChatService for ChatApi {
         req: Request<v1::GetHistoryRequest>,
     ) -> Result<Response<v1::GetHistoryResponse>, Status> {
         let who = caller(&self.core, &req).await?;
+        self.core.charge(&who.principal.author_key(), who.ip)?;
         let r = req.into_inner();
         let c = self
             .core
@@ -201,6 +237,7 @@ impl ChatService for ChatApi {
         req: Request<v1::GetVisitorRequest>,
     ) -> Result<Response<v1::GetVisitorResponse>, Status> {
         let who = caller(&self.core, &req).await?;
+        self.core.charge(&who.principal.author_key(), who.ip)?;
         let visitor_id = req.into_inner().visitor_id;
         match &who.principal {
             Principal::Visitor { visitor_id: me, .. } if *me == visitor_id => {}
@@ -232,6 +269,7 @@ impl ChatService for ChatApi {
         req: Request<v1::ListCannedRepliesRequest>,
     ) -> Result<Response<v1::ListCannedRepliesResponse>, Status> {
         let who = caller(&self.core, &req).await?;
+        self.core.charge(&who.principal.author_key(), who.ip)?;
         if !who.principal.is_staff() {
             return Err(Status::permission_denied(
                 "only agents may list canned replies",
@@ -253,6 +291,7 @@ impl ChatService for ChatApi {
         req: Request<v1::ListAgentPresenceRequest>,
     ) -> Result<Response<v1::ListAgentPresenceResponse>, Status> {
         let who = caller(&self.core, &req).await?;
+        self.core.charge(&who.principal.author_key(), who.ip)?;
         if !who.principal.is_staff() {
             return Err(Status::permission_denied("only agents may list agents"));
         }
@@ -289,9 +328,15 @@ async fn handle_chat_event(
     ev: v1::ClientEvent,
 ) -> v1::ServerEvent {
     let request_id = ev.request_id.clone();
-    let client_msg_id = match &ev.event {
-        Some(Ce::SendMessage(m)) => m.client_msg_id.clone(),
-        _ => String::new(),
+    let error_for = v1::ClientEvent {
+        request_id: request_id.clone(),
+        event: match &ev.event {
+            Some(Ce::SendMessage(m)) => Some(Ce::SendMessage(v1::SendMessage {
+                client_msg_id: m.client_msg_id.clone(),
+                ..Default::default()
+            })),
+            _ => None,
+        },
     };
     let result = match ev.event {
         Some(Ce::Watch(w)) => watch(core, principal, stream_id, w).await.map(|_| v1::Ack {
@@ -300,21 +345,30 @@ async fn handle_chat_event(
         }),
         _ => core.publish(principal, ip, ev, Some(stream_id)).await,
     };
+    match result {
+        Ok(ack) => v1::ServerEvent {
+            event: Some(Se::Ack(ack)),
+        },
+        Err(e) => event_error(&error_for, e),
+    }
+}
+
+/// The EventError answering `ev`.
+fn event_error(ev: &v1::ClientEvent, e: CoreError) -> v1::ServerEvent {
+    if let CoreError::Internal(cause) = &e {
+        tracing::error!(error = %cause, "Internal error in a Chat event");
+    }
+    let client_msg_id = match &ev.event {
+        Some(Ce::SendMessage(m)) => m.client_msg_id.clone(),
+        _ => String::new(),
+    };
     v1::ServerEvent {
-        event: Some(match result {
-            Ok(ack) => Se::Ack(ack),
-            Err(e) => {
-                if let CoreError::Internal(cause) = &e {
-                    tracing::error!(error = %cause, "Internal error in a Chat event");
-                }
-                Se::Error(v1::EventError {
-                    request_id,
-                    code: e.code() as i32,
-                    message: e.to_string(),
-                    client_msg_id,
-                })
-            }
-        }),
+        event: Some(Se::Error(v1::EventError {
+            request_id: ev.request_id.clone(),
+            code: e.code() as i32,
+            message: e.to_string(),
+            client_msg_id,
+        })),
     }
 }
 

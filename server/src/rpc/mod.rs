@@ -63,12 +63,18 @@ pub fn origin<T>(req: &Request<T>) -> Option<String> {
 /// Authenticates a request and checks a visitor's origin.
 pub async fn caller<T>(core: &Arc<Core>, req: &Request<T>) -> Result<Caller, Status> {
     let token = bearer(req)?;
+    let ip = peer_ip(req);
+    // A token not in the cache costs a store read: charged to the address, so a flood of
+    // made-up tokens is refused before it reaches the store.
+    if !core.auth.is_cached(&token) {
+        core.charge_ip(ip)?;
+    }
     let principal = core.authenticate(&token).await?;
     core.check_origin(&principal, origin(req).as_deref())
         .await?;
     Ok(Caller {
         principal,
-        ip: peer_ip(req),
+        ip,
         token,
     })
 }

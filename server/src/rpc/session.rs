@@ -10,7 +10,7 @@ use wsmschat::v1::session_service_server::SessionService;
 
 use super::{bearer, origin, peer_ip};
 use crate::auth::{self, Principal};
-use crate::core::Core;
+use crate::core::{Core, Revoked};
 use crate::error::CoreError;
 use crate::store::{ConversationFilter, StoreError, VisitorUpsert};
 use crate::util::{new_id, new_token, now_ms};
@@ -20,8 +20,31 @@ pub struct SessionApi {
     pub core: Arc<Core>,
 }
 
-/// Truncates an optional profile field to the field limit (on a char boundary).
+/// A display name as shown to agents: one line, no control or bidi-override characters
+/// (a name cannot fake line breaks or reverse the text around it), spaces collapsed, at most
+/// the field limit.
+pub fn display_name(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .filter(|c| !is_format_override(*c))
+        .collect();
+    field(cleaned.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Bidi embeddings, overrides and isolates, and zero-width marks that reorder or hide text.
+fn is_format_override(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}')
+}
+
+/// Truncates an optional profile field to the field limit (on a char boundary); NULs (which
+/// PostgreSQL cannot store) are dropped.
 fn field(s: String) -> String {
+    let s = if s.contains('\0') {
+        s.replace('\0', "")
+    } else {
+        s
+    };
     if s.len() <= MAX_FIELD_BYTES {
         return s;
     }
@@ -105,7 +128,7 @@ impl SessionService for SessionApi {
                 site_id: site.id.clone(),
                 token_hash: reuse.then(|| auth::token_hash(&r.visitor_token)),
                 verified_user_id: verified.clone(),
-                name: field(r.name),
+                name: display_name(&r.name),
                 email: field(r.email),
                 page_url: field(r.page_url),
                 user_agent: field(if r.user_agent.is_empty() {
@@ -164,9 +187,16 @@ impl SessionService for SessionApi {
         req: Request<v1::LoginRequest>,
     ) -> Result<Response<v1::LoginResponse>, Status> {
         let core = &self.core;
-        core.charge_ip(peer_ip(&req))?;
+        let ip = peer_ip(&req);
+        core.charge_ip(ip)?;
         let r = req.into_inner();
-        let record = core.store.agent_by_email(r.email.trim()).await;
+        let email = r.email.trim().to_owned();
+        if email.len() > MAX_FIELD_BYTES || r.password.len() > 1024 {
+            return Err(Status::invalid_argument("email or password too long"));
+        }
+        // Locked accounts and addresses are refused before any hashing.
+        core.login_allowed(&email, ip)?;
+        let record = core.store.agent_by_email(&email).await;
         let wrong = || Status::unauthenticated("wrong email or password");
         let (agent, hash) = match record {
             Ok(rec) => (Some(rec.agent), rec.password_hash),
@@ -175,19 +205,25 @@ impl SessionService for SessionApi {
         };
         // Verify even for an unknown email, so timing does not reveal which emails exist.
         let password = r.password;
-        let ok = tokio::task::spawn_blocking(move || {
-            if hash.is_empty() {
-                let _ = auth::verify_password(&password, &DUMMY_HASH);
-                false
-            } else {
-                auth::verify_password(&password, &hash)
-            }
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
+        let ok = core
+            .with_hash_slot(move || {
+                if hash.is_empty() {
+                    let _ = auth::verify_password(&password, &DUMMY_HASH);
+                    false
+                } else {
+                    auth::verify_password(&password, &hash)
+                }
+            })
+            .await?;
         let agent = match agent {
-            Some(a) if ok && a.active => a,
-            _ => return Err(wrong()),
+            Some(a) if ok && a.active => {
+                core.login_result(&email, ip, true);
+                a
+            }
+            _ => {
+                core.login_result(&email, ip, false);
+                return Err(wrong());
+            }
         };
         let token = new_token(AGENT_TOKEN_PREFIX);
         let expires_at_ms = now_ms() + core.config.agent_session_ttl.as_millis() as i64;
@@ -210,6 +246,11 @@ impl SessionService for SessionApi {
         let token = bearer(&req)?;
         let principal = core.authenticate(&token).await?;
         let hash = auth::token_hash(&token);
+        let revoked = match &principal {
+            Principal::Agent { .. } => Revoked::Staff,
+            Principal::Visitor { visitor_id, .. } => Revoked::Visitor(visitor_id.clone()),
+            Principal::Service { .. } => Revoked::Staff,
+        };
         match principal {
             Principal::Agent { .. } => core.store.delete_agent_session(hash).await,
             Principal::Visitor { .. } => core.store.delete_visitor_token(hash).await,
@@ -220,6 +261,8 @@ impl SessionService for SessionApi {
             }
         }?;
         core.auth.forget(&token);
+        // Open streams of this token end (here and on every node).
+        core.revoke(revoked);
         Ok(Response::new(v1::LogoutResponse {}))
     }
 }
@@ -227,3 +270,19 @@ impl SessionService for SessionApi {
 /// An argon2id hash of a random password, verified when the email is unknown.
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| auth::hash_password(&new_token("")));
+
+#[cfg(test)]
+mod tests {
+    use super::display_name;
+
+    #[test]
+    fn display_names_are_one_plain_line() {
+        assert_eq!(
+            display_name("Support Team (official)\n\u{202e}evil"),
+            "Support Team (official) evil"
+        );
+        assert_eq!(display_name("  Ana\t\u{2066}B\u{2069}  "), "Ana B");
+        assert_eq!(display_name("Zoë 李"), "Zoë 李");
+        assert_eq!(display_name("a\0b"), "a b");
+    }
+}

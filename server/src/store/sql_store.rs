@@ -767,6 +767,12 @@ async fn rate_in_tx(
             "only a resolved conversation can be rated".into(),
         ));
     }
+    // Once: a rating is the customer's verdict, not a counter (security review F16).
+    if before.rating != 0 {
+        return Err(StoreError::Precondition(
+            "this conversation is already rated".into(),
+        ));
+    }
     ctx.db
         .exec(
             "UPDATE conversations SET rating = $2, rating_comment = $3, updated_at = $4 WHERE id = $1",
@@ -1124,12 +1130,13 @@ impl<E: Engine> Store for SqlStore<E> {
                 if n == 0 {
                     return Err(StoreError::NotFound("agent"));
                 }
-                if let Some(hash) = password_hash {
+                if let Some(hash) = &password_hash {
                     ctx.db
                         .exec("UPDATE agents SET password_hash = $2 WHERE id = $1", args![&agent.id, hash])
                         .await?;
                 }
-                if !agent.active {
+                // Deactivation and a password reset end every session of the agent.
+                if !agent.active || password_hash.is_some() {
                     ctx.db
                         .exec("DELETE FROM agent_sessions WHERE agent_id = $1", args![&agent.id])
                         .await?;

@@ -47,18 +47,28 @@ impl TestServer {
     }
 
     pub async fn start_with(core: CoreConfig) -> Self {
+        Self::start_full(core, Default::default(), Default::default()).await
+    }
+
+    /// A server with its own core limits, network limits and static directories.
+    pub async fn start_full(
+        core: CoreConfig,
+        net: wsmschat_server::server::NetConfig,
+        static_dirs: wsmschat_server::http::StaticDirs,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             database: test_database(&dir).await,
             core,
-            static_dirs: Default::default(),
+            static_dirs,
             demo: Some(DemoOptions {
                 admin_password: Some(ADMIN_PASSWORD.into()),
                 ..Default::default()
             }),
             redis_url: None,
             redis_namespace: String::new(),
+            net,
         };
         let running = wsmschat_server::start(config.clone()).await.unwrap();
         let url = format!("http://{}", running.addr);
