@@ -70,6 +70,11 @@ const CONTROL_REVOKED_STAFF: u32 = 1;
 const CONTROL_REVOKED_VISITOR: u32 = 2;
 /// Sites changed: reload the site cache (CORS, origins, topics).
 const CONTROL_SITES: u32 = 3;
+/// The sending node lost some of its publishes (Redis away, queue full): every other node
+/// tells its streams to resync, which replays the gap from the store at once.
+const CONTROL_RESYNC: u32 = 4;
+/// Envelopes queued for Redis at most; past that they are dropped (and a resync announced).
+const PUBLISH_QUEUE: usize = 10_000;
 
 /// The bus handle: publishes, and knows this node's id.
 pub struct RedisBus {
@@ -78,7 +83,9 @@ pub struct RedisBus {
     channel: String,
     client: redis::Client,
     /// Encoded envelopes for the publisher task (one task keeps this node's order).
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: mpsc::Sender<Vec<u8>>,
+    /// Some envelopes never reached Redis since the last announced resync.
+    lost: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RedisBus {
@@ -94,16 +101,19 @@ impl RedisBus {
         // Fail fast on a wrong URL: the first connection must work.
         let mut conn = client.get_multiplexed_async_connection().await?;
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
-        let (out, rx) = mpsc::unbounded_channel();
+        let (out, rx) = mpsc::channel(PUBLISH_QUEUE);
         let bus = Arc::new(Self {
             node: new_id("n_"),
             channel: format!("{namespace}:events"),
             client: client.clone(),
             out,
+            lost: Arc::default(),
         });
         tokio::spawn(publisher(
             client.clone(),
             bus.channel.clone(),
+            bus.node.clone(),
+            bus.lost.clone(),
             rx,
             shutdown.clone(),
         ));
@@ -126,7 +136,10 @@ impl RedisBus {
     }
 
     fn send(&self, env: Envelope) {
-        let _ = self.out.send(env.encode_to_vec());
+        if self.out.try_send(env.encode_to_vec()).is_err() {
+            // Redis is slow or away: memory stays bounded, and the other nodes resync.
+            self.lost.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Tells the other nodes that tokens lost their rights.
@@ -201,20 +214,40 @@ impl Remote for RedisBus {
     }
 }
 
-/// Publishes this node's envelopes in order; reconnects after errors (what is sent while
-/// Redis is away is lost: the subscribers resync).
+/// Publishes this node's envelopes in order; reconnects after errors. What cannot be sent
+/// while Redis is away is dropped, not hoarded (a stale backlog is worth nothing), and the
+/// first pipeline after the loss tells the other nodes to resync, so they recover the gap at
+/// once instead of at that conversation's next message.
 async fn publisher(
     client: redis::Client,
     channel: String,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    node: String,
+    lost: Arc<std::sync::atomic::AtomicBool>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    use std::sync::atomic::Ordering;
     let mut conn = None;
     let mut backoff = Duration::from_millis(100);
+    let resync = Envelope {
+        node,
+        control: CONTROL_RESYNC,
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let drop_queued = |rx: &mut mpsc::Receiver<Vec<u8>>| {
+        while rx.try_recv().is_ok() {}
+        lost.store(true, Ordering::Relaxed);
+    };
     loop {
-        let payload = tokio::select! {
-            p = rx.recv() => match p { Some(p) => p, None => return },
-            _ = shutdown.changed() => return,
+        // After a loss the resync notice goes out at once, not with the next event.
+        let payload = if lost.load(Ordering::Relaxed) {
+            None
+        } else {
+            tokio::select! {
+                p = rx.recv() => match p { Some(p) => Some(p), None => return },
+                _ = shutdown.changed() => return,
+            }
         };
         if conn.is_none() {
             match client.get_multiplexed_async_connection().await {
@@ -223,16 +256,26 @@ async fn publisher(
                     backoff = Duration::from_millis(100);
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "Redis publish connection failed; dropping an event");
-                    tokio::time::sleep(backoff).await;
+                    tracing::warn!(%error, "Redis publish connection failed; dropping events");
+                    drop_queued(&mut rx);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return,
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
                 }
             }
         }
-        // Send everything queued in one pipeline.
+        // Send everything queued in one pipeline, after a resync notice if events were lost.
         let mut pipe = redis::pipe();
-        pipe.cmd("PUBLISH").arg(&channel).arg(payload).ignore();
+        let announced = lost.swap(false, Ordering::Relaxed);
+        if announced {
+            pipe.cmd("PUBLISH").arg(&channel).arg(&resync).ignore();
+        }
+        if let Some(payload) = payload {
+            pipe.cmd("PUBLISH").arg(&channel).arg(payload).ignore();
+        }
         while let Ok(more) = rx.try_recv() {
             pipe.cmd("PUBLISH").arg(&channel).arg(more).ignore();
         }
@@ -240,6 +283,12 @@ async fn publisher(
         if let Err(error) = pipe.query_async::<()>(c).await {
             tracing::warn!(%error, "Redis publish failed; reconnecting");
             conn = None;
+            drop_queued(&mut rx);
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
 }
@@ -327,6 +376,10 @@ impl Sequencer {
                     CONTROL_REVOKED_STAFF => core.revoke_local(crate::core::Revoked::Staff),
                     CONTROL_REVOKED_VISITOR => {
                         core.revoke_local(crate::core::Revoked::Visitor(env.subject))
+                    }
+                    CONTROL_RESYNC => {
+                        tracing::warn!(node = %env.node, "A node lost bus publishes; resyncing streams");
+                        core.hub.resync_all();
                     }
                     CONTROL_SITES => {
                         if let Err(error) = core.reload_sites().await {

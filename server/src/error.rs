@@ -40,6 +40,7 @@ impl From<StoreError> for CoreError {
             StoreError::NotFound(what) => CoreError::NotFound(format!("{what} not found")),
             StoreError::Conflict(msg) => CoreError::AlreadyExists(msg),
             StoreError::Precondition(msg) => CoreError::FailedPrecondition(msg),
+            StoreError::Exhausted(msg) => CoreError::ResourceExhausted(msg),
             StoreError::Busy(msg) => CoreError::Unavailable(format!("database busy, retry: {msg}")),
             StoreError::Internal(msg) => CoreError::Internal(msg),
         }

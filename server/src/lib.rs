@@ -128,6 +128,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     core.reload_sites().await?;
     core.spawn_site_refresher();
+    core.spawn_visitor_cleanup();
     if let Some(url) = &config.redis_url {
         let bus = bus::RedisBus::start(
             url,

@@ -134,6 +134,26 @@ struct ServeArgs {
     /// Open streams per client address, all tokens together (0: unlimited).
     #[arg(long, env = "WSMSCHAT_STREAMS_PER_IP", default_value_t = 1024)]
     streams_per_ip: usize,
+    /// New visitors per minute per client address.
+    #[arg(long, env = "WSMSCHAT_NEW_VISITORS_PER_MINUTE", default_value_t = 120)]
+    new_visitors_per_minute: u32,
+    /// New conversations per minute per client address.
+    #[arg(
+        long,
+        env = "WSMSCHAT_NEW_CONVERSATIONS_PER_MINUTE",
+        default_value_t = 60
+    )]
+    new_conversations_per_minute: u32,
+    /// Unresolved conversations one visitor may have at once (0: no cap).
+    #[arg(
+        long,
+        env = "WSMSCHAT_OPEN_CONVERSATIONS_PER_VISITOR",
+        default_value_t = 5
+    )]
+    open_conversations_per_visitor: u32,
+    /// Days after which anonymous visitors who never chatted are deleted (0: keep them).
+    #[arg(long, env = "WSMSCHAT_IDLE_VISITOR_DAYS", default_value_t = 30)]
+    idle_visitor_days: u64,
     /// Open connections at most (0: the file limit less a reserve).
     #[arg(long, env = "WSMSCHAT_MAX_CONNECTIONS", default_value_t = 0)]
     max_connections: usize,
@@ -269,6 +289,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             agent_session_ttl: Duration::from_secs(args.agent_session_hours.max(1) * 3600),
             extra_origins: args.allow_origin,
             streams_per_ip: args.streams_per_ip,
+            new_visitors_per_minute: args.new_visitors_per_minute,
+            new_conversations_per_minute: args.new_conversations_per_minute,
+            open_conversations_per_visitor: args.open_conversations_per_visitor,
+            idle_visitor_retention: (args.idle_visitor_days > 0)
+                .then(|| Duration::from_secs(args.idle_visitor_days * 86_400)),
             ..CoreConfig::default()
         },
         net: wsmschat_server::server::NetConfig {

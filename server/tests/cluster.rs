@@ -518,3 +518,67 @@ async fn a_redis_restart_loses_nothing() {
     drop(sub);
     c.finish().await;
 }
+
+#[tokio::test]
+async fn a_lost_publish_is_recovered_without_a_next_message() {
+    let c = cluster(2).await;
+    let visitor = c.visitor(0).await;
+    let mut chat0 = c.chat(0).await;
+    let mut chat1 = c.chat(1).await;
+    let (conv, first) = start_conversation(&mut chat0, &visitor, "Product", "hi").await;
+    let admin = c.login(1, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut sub = Sub::open(&mut chat0, &visitor, vec![(conv.clone(), first.seq)], false)
+        .await
+        .unwrap();
+    // Kill the nodes' plain (publishing) Redis connections; subscriptions stay up, so node 0
+    // never sees a disconnect of its own.
+    let mut redis = redis_cli(c.redis.port);
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query(&mut redis)
+        .unwrap();
+    assert!(killed >= 1, "killed {killed} publisher connections");
+    let lost = publish(
+        &mut chat1,
+        &admin,
+        send(&conv, "", "lost-1", "into the void"),
+    )
+    .await
+    .unwrap();
+    // No further message: node 0 must still deliver it (by a resync from the store).
+    let mut last = first.seq;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lost publish was never recovered"
+        );
+        match tokio::time::timeout(WAIT, sub.stream.message()).await {
+            Ok(Ok(Some(r))) => match r.event.and_then(|e| e.event) {
+                Some(Se::Message(m)) => {
+                    assert!(m.seq > last);
+                    last = m.seq;
+                    if m.seq == lost.seq {
+                        break;
+                    }
+                }
+                _ => {}
+            },
+            _ => {
+                sub = Sub::open(&mut chat0, &visitor, vec![(conv.clone(), last)], false)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    c.finish().await;
+}
+
+fn redis_cli(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}

@@ -807,3 +807,76 @@ async fn pages_carry_security_headers_and_metrics_can_need_a_token() {
     assert!(ready.ends_with("\r\n\r\nready\n"), "{ready}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn visitor_and_conversation_floods_are_capped_and_idle_visitors_cleaned_up() {
+    let s = TestServer::start_with(CoreConfig {
+        new_visitors_per_minute: 10,
+        open_conversations_per_visitor: 2,
+        ..test_core_config()
+    })
+    .await;
+    let mut sessions = s.sessions().await;
+    let fresh = || v1::StartVisitorSessionRequest {
+        site_key: "demo".into(),
+        ..Default::default()
+    };
+    let mut tokens = Vec::new();
+    let mut refused = 0;
+    for _ in 0..15 {
+        match sessions.start_visitor_session(fresh()).await {
+            Ok(r) => tokens.push(r.into_inner().visitor_token),
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((tokens.len(), refused), (10, 5));
+    // A returning visitor (its token) is not a new one.
+    let again = sessions
+        .start_visitor_session(v1::StartVisitorSessionRequest {
+            visitor_token: tokens[0].clone(),
+            ..fresh()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.visitor_token, tokens[0]);
+
+    // Open conversations per visitor; a retried first send still finds its conversation.
+    let mut chat = s.chat().await;
+    let v = &tokens[1];
+    publish(&mut chat, v, send("", "Order", &uuid(), "one"))
+        .await
+        .unwrap();
+    let second = uuid();
+    let first_ack = publish(&mut chat, v, send("", "Order", &second, "two"))
+        .await
+        .unwrap();
+    let e = publish(&mut chat, v, send("", "Order", &uuid(), "three"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    let retry = publish(&mut chat, v, send("", "Order", &second, "two"))
+        .await
+        .unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(retry.conversation_id, first_ack.conversation_id);
+
+    // Cleanup: anonymous visitors who never chatted go (their tokens stop working); the one
+    // with conversations stays.
+    let core = &s.running.as_ref().unwrap().core;
+    let purged = core.purge_idle_visitors(Duration::ZERO).await.unwrap();
+    assert_eq!(purged, 9, "10 fresh visitors, one of them chatted");
+    core.auth.clear();
+    let gone = chat
+        .list_conversations(authed(&tokens[2], v1::ListConversationsRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::Unauthenticated);
+    chat.list_conversations(authed(v, v1::ListConversationsRequest::default()))
+        .await
+        .unwrap();
+    s.stop().await;
+}

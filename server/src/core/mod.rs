@@ -60,6 +60,15 @@ pub struct CoreConfig {
     pub hash_concurrency: usize,
     /// How often the site cache (CORS, origins, topics) is re-read from the store.
     pub site_refresh: Duration,
+    /// New visitors per minute per client address (burst the same).
+    pub new_visitors_per_minute: u32,
+    /// New conversations per minute per client address (burst the same).
+    pub new_conversations_per_minute: u32,
+    /// Unresolved conversations one visitor may have at once (0: no cap).
+    pub open_conversations_per_visitor: u32,
+    /// Anonymous visitors without conversations are deleted (with their tokens) after this
+    /// long unseen; None: kept.
+    pub idle_visitor_retention: Option<Duration>,
 }
 
 impl Default for CoreConfig {
@@ -81,6 +90,10 @@ impl Default for CoreConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             site_refresh: Duration::from_secs(5),
+            new_visitors_per_minute: 120,
+            new_conversations_per_minute: 60,
+            open_conversations_per_visitor: 5,
+            idle_visitor_retention: Some(Duration::from_secs(30 * 86_400)),
         }
     }
 }
@@ -92,6 +105,11 @@ pub enum Revoked {
     Staff,
     /// One visitor's token (their logout): that visitor's streams re-check.
     Visitor(String),
+}
+
+/// A bucket of `n` per minute with a burst of `n`.
+fn per_minute(n: u32) -> RateLimiter {
+    RateLimiter::per_minute(n)
 }
 
 /// The longest search query, bytes (a `LIKE '%q%'` costs query length x text length per row).
@@ -132,6 +150,9 @@ pub struct Core {
     login_by_ip: limits::FailureThrottle,
     /// Search slots.
     search_permits: tokio::sync::Semaphore,
+    /// New visitors and new conversations per client address.
+    new_visitor_limiter: RateLimiter,
+    new_conversation_limiter: RateLimiter,
 }
 
 /// How long the site cache is trusted (other nodes may change sites).
@@ -160,6 +181,8 @@ impl Core {
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         let hash_slots = config.hash_concurrency.max(1);
+        let new_visitor_limiter = per_minute(config.new_visitors_per_minute);
+        let new_conversation_limiter = per_minute(config.new_conversations_per_minute);
         Arc::new(Self {
             token_limiter: RateLimiter::new(config.events_per_second, config.events_burst),
             ip_limiter: RateLimiter::new(config.ip_events_per_second, config.ip_events_burst),
@@ -180,6 +203,8 @@ impl Core {
             login_by_account: limits::FailureThrottle::new(5, Duration::from_secs(15 * 60)),
             login_by_ip: limits::FailureThrottle::new(30, Duration::from_secs(15 * 60)),
             search_permits: tokio::sync::Semaphore::new(SEARCH_CONCURRENCY),
+            new_visitor_limiter,
+            new_conversation_limiter,
         })
     }
 
@@ -395,6 +420,57 @@ impl Core {
         Ok(())
     }
 
+    /// A new visitor from `ip` (flood of fresh visitor tokens).
+    pub fn charge_new_visitor(&self, ip: Option<std::net::IpAddr>) -> CoreResult<()> {
+        match ip {
+            Some(ip) if !self.new_visitor_limiter.check(&limits::ip_key(ip)) => {
+                Err(CoreError::ResourceExhausted(format!(
+                    "too many new visitors from {ip}: at most {}/min",
+                    self.config.new_visitors_per_minute
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes idle anonymous visitors in batches, once an hour, until shutdown.
+    pub fn spawn_visitor_cleanup(self: &Arc<Self>) {
+        let Some(retention) = self.config.idle_visitor_retention else {
+            return;
+        };
+        let core = Arc::downgrade(self);
+        let mut stopping = self.stopping.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+                let Some(core) = core.upgrade() else { return };
+                let _ = core.purge_idle_visitors(retention).await;
+            }
+        });
+    }
+
+    /// One cleanup pass: every idle anonymous visitor older than `retention`, 1,000 a batch.
+    pub async fn purge_idle_visitors(&self, retention: Duration) -> CoreResult<u64> {
+        let before = now_ms() - retention.as_millis() as i64;
+        let mut total = 0;
+        loop {
+            let n = self.store.purge_idle_visitors(before, 1000).await?;
+            total += n;
+            if n < 1000 {
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::info!(visitors = total, "Deleted idle anonymous visitors");
+        }
+        Ok(total)
+    }
+
     /// Charges the IP limiter alone (session starts, logins).
     pub fn charge_ip(&self, ip: Option<std::net::IpAddr>) -> CoreResult<()> {
         match ip {
@@ -514,7 +590,7 @@ impl Core {
         match body {
             Ce::SendMessage(m) => {
                 let (stored, duplicate, created_at) =
-                    self.send_message(principal, m, origin).await?;
+                    self.send_message(principal, ip, m, origin).await?;
                 ack.conversation_id = stored.conversation_id;
                 ack.seq = stored.seq;
                 ack.client_msg_id = stored.client_msg_id;
@@ -678,6 +754,7 @@ impl Core {
     async fn send_message(
         self: &Arc<Self>,
         principal: &Principal,
+        ip: Option<std::net::IpAddr>,
         m: v1::SendMessage,
         origin: Option<u64>,
     ) -> CoreResult<(v1::Message, bool, i64)> {
@@ -736,11 +813,20 @@ impl Core {
                                 site.topics.join(", ")
                             ))
                         })?;
+                    if let Some(ip) = ip {
+                        if !self.new_conversation_limiter.check(&limits::ip_key(ip)) {
+                            return Err(CoreError::ResourceExhausted(format!(
+                                "too many new conversations from {ip}: at most {}/min",
+                                self.config.new_conversations_per_minute
+                            )));
+                        }
+                    }
                     new.new_conversation = Some(NewConversation {
                         id: new_id("c_"),
                         site_id: site_id.clone(),
                         visitor_id: visitor_id.clone(),
                         topic,
+                        max_open: self.config.open_conversations_per_visitor,
                     });
                 } else {
                     new.conversation_id = Some(m.conversation_id);

@@ -62,7 +62,8 @@ impl SessionService for SessionApi {
         req: Request<v1::StartVisitorSessionRequest>,
     ) -> Result<Response<v1::StartVisitorSessionResponse>, Status> {
         let core = &self.core;
-        core.charge_ip(peer_ip(&req))?;
+        let ip = peer_ip(&req);
+        core.charge_ip(ip)?;
         let origin = origin(&req);
         let header_ua = req
             .metadata()
@@ -120,6 +121,7 @@ impl SessionService for SessionApi {
         let token = if reuse {
             r.visitor_token.clone()
         } else {
+            core.charge_new_visitor(ip)?;
             new_token(VISITOR_TOKEN_PREFIX)
         };
         let visitor = core

@@ -26,6 +26,9 @@ pub enum StoreError {
     /// The operation does not fit the record's state (e.g. rating an open conversation).
     #[error("{0}")]
     Precondition(String),
+    /// A limit on stored records was reached (e.g. open conversations per visitor).
+    #[error("{0}")]
+    Exhausted(String),
     /// A transient conflict (deadlock, serialization failure, busy): retry.
     #[error("database busy: {0}")]
     Busy(String),
@@ -93,6 +96,10 @@ pub struct NewConversation {
     pub visitor_id: String,
     /// One of the site's topics.
     pub topic: String,
+    /// Refused (RESOURCE_EXHAUSTED) when the visitor already has this many unresolved
+    /// conversations; 0: no cap. Checked after the retry lookup, so a retried first send
+    /// still finds the conversation it created.
+    pub max_open: u32,
 }
 
 /// What an append did.
@@ -260,6 +267,9 @@ pub trait Store: Send + Sync + 'static {
     async fn visitor_by_token(&self, token_hash: &str) -> StoreResult<v1::Visitor>;
     async fn visitor_by_id(&self, id: &str) -> StoreResult<v1::Visitor>;
     async fn delete_visitor_token(&self, token_hash: String) -> StoreResult<()>;
+    /// Deletes up to `limit` anonymous visitors without conversations last seen before
+    /// `seen_before_ms`, with their tokens; returns how many.
+    async fn purge_idle_visitors(&self, seen_before_ms: i64, limit: u32) -> StoreResult<u64>;
 
     // --- conversations and messages
     /// Appends a message durably (group-committed), assigning the next seq; idempotent on

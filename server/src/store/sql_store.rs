@@ -504,6 +504,23 @@ async fn append_in_tx(ctx: &mut WriteCtx<'_>, m: NewMessage) -> StoreResult<Appe
             if let Some(found) = existing_send(ctx.db, &m).await? {
                 return Ok(found);
             }
+            if new.max_open > 0 {
+                let open = ctx
+                    .db
+                    .query_one(
+                        "SELECT COUNT(*) FROM conversations WHERE visitor_id = $1 AND status <> $2",
+                        args![&new.visitor_id, v1::ConversationStatus::Resolved as i32],
+                        "count",
+                    )
+                    .await?
+                    .int(0);
+                if open >= new.max_open as i64 {
+                    return Err(StoreError::Exhausted(format!(
+                        "this visitor already has {open} open conversations (at most {})",
+                        new.max_open
+                    )));
+                }
+            }
             ctx.db
                 .exec(
                     "INSERT INTO conversations (id, site_id, visitor_id, topic, status, created_at, updated_at, queued_at) \
@@ -1309,6 +1326,31 @@ impl<E: Engine> Store for SqlStore<E> {
             "visitor",
             visitor_from_row,
         )
+        .await
+    }
+
+    async fn purge_idle_visitors(&self, seen_before_ms: i64, limit: u32) -> StoreResult<u64> {
+        self.write(move |ctx| {
+            Box::pin(async move {
+                // Anonymous visitors who never started a conversation and have not been seen
+                // since the cut-off: their tokens, then themselves (a bounded batch per job).
+                const IDLE: &str = "SELECT id FROM visitors WHERE user_id IS NULL AND last_seen < $1 \
+                     AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.visitor_id = visitors.id) \
+                     ORDER BY last_seen LIMIT $2";
+                ctx.db
+                    .exec(
+                        &format!("DELETE FROM visitor_tokens WHERE visitor_id IN ({IDLE})"),
+                        args![seen_before_ms, limit as i64],
+                    )
+                    .await?;
+                ctx.db
+                    .exec(
+                        &format!("DELETE FROM visitors WHERE id IN ({IDLE})"),
+                        args![seen_before_ms, limit as i64],
+                    )
+                    .await
+            })
+        })
         .await
     }
 

@@ -37,6 +37,9 @@ pub fn test_core_config() -> CoreConfig {
         events_burst: 10_000,
         ip_events_per_second: 100_000,
         ip_events_burst: 100_000,
+        new_visitors_per_minute: 1_000_000,
+        new_conversations_per_minute: 1_000_000,
+        open_conversations_per_visitor: 0,
         ..CoreConfig::default()
     }
 }
@@ -482,6 +485,9 @@ pub fn spawn(database: &Database, extra: &[&str]) -> Proc {
         .env("WSMSCHAT_EVENTS_PER_SECOND", "100000")
         .env("WSMSCHAT_EVENTS_BURST", "100000")
         .env("WSMSCHAT_IP_EVENTS_PER_SECOND", "100000")
+        .env("WSMSCHAT_NEW_VISITORS_PER_MINUTE", "1000000")
+        .env("WSMSCHAT_NEW_CONVERSATIONS_PER_MINUTE", "1000000")
+        .env("WSMSCHAT_OPEN_CONVERSATIONS_PER_VISITOR", "0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
