@@ -556,16 +556,15 @@ async fn a_lost_publish_is_recovered_without_a_next_message() {
             "the lost publish was never recovered"
         );
         match tokio::time::timeout(WAIT, sub.stream.message()).await {
-            Ok(Ok(Some(r))) => match r.event.and_then(|e| e.event) {
-                Some(Se::Message(m)) => {
+            Ok(Ok(Some(r))) => {
+                if let Some(Se::Message(m)) = r.event.and_then(|e| e.event) {
                     assert!(m.seq > last);
                     last = m.seq;
                     if m.seq == lost.seq {
                         break;
                     }
                 }
-                _ => {}
-            },
+            }
             _ => {
                 sub = Sub::open(&mut chat0, &visitor, vec![(conv.clone(), last)], false)
                     .await
