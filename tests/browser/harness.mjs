@@ -45,9 +45,12 @@ export async function startServer({ dataDir, port = 0, args = [] } = {}) {
   });
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; if (process.env.SERVER_LOG) process.stderr.write(d); });
+  let demoPort = null;
   const url = await new Promise((res, rej) => {
     const rl = createInterface({ input: proc.stdout });
     rl.on('line', (line) => {
+      const d = line.match(/demo page on http:\/\/localhost:(\d+)/);
+      if (d) demoPort = Number(d[1]);
       const m = line.match(/listening on (http:\/\/\S+)/);
       if (m) res(m[1]);
     });
@@ -58,6 +61,8 @@ export async function startServer({ dataDir, port = 0, args = [] } = {}) {
   return {
     // 127.0.0.1, while the page is on localhost: two different origins.
     url: `http://127.0.0.1:${actualPort}`, port: actualPort, proc, dataDir,
+    // The demo page: its own listener, so its own origin.
+    demoUrl: demoPort ? `http://localhost:${demoPort}` : null,
     kill(signal = 'SIGTERM') {
       return new Promise((res) => {
         if (proc.exitCode !== null || proc.signalCode) return res();
