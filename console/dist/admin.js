@@ -48,6 +48,7 @@ function siteForm(ctx, site) {
   color.addEventListener('input', () => { if (/^#[0-9a-f]{6}$/i.test(color.value)) colorPick.value = color.value; });
   const greeting = h('input', { value: s.greeting });
   const required = h('input', { type: 'checkbox', checked: s.identityRequired });
+  const ownTopics = h('input', { type: 'checkbox', checked: !!s.restrictAgentsToTopics });
   const msg = status();
   const save = h('button', { type: 'submit', class: 'btn primary', text: site ? 'Save site' : 'Create site' });
   const parts = [
@@ -58,6 +59,8 @@ function siteForm(ctx, site) {
     field('site-greeting', 'Greeting', greeting),
     [h('label', { for: 'site-required', text: 'Require verified identity' }),
       h('div', {}, h('label', { class: 'check' }, Object.assign(required, { id: 'site-required' }), 'Refuse visitors without a valid user hash'))],
+    [h('label', { for: 'site-own-topics', text: 'Agents see their topics only' }),
+      h('div', {}, h('label', { class: 'check' }, Object.assign(ownTopics, { id: 'site-own-topics' }), 'Agents (not admins) see only conversations of their own topics on this site'))],
   ];
   if (site) {
     const secret = h('input', { id: 'site-secret', value: site.identitySecret, readOnly: true, class: 'snippet', 'aria-label': 'Identity secret' });
@@ -82,7 +85,7 @@ function siteForm(ctx, site) {
     e.preventDefault();
     if (!name.value.trim()) { msg.textContent = 'A name is needed.'; name.focus(); return; }
     const data = { name: name.value.trim(), allowedOrigins: lines(origins.value), topics: lines(topics.value), color: color.value.trim(),
-      greeting: greeting.value, identityRequired: required.checked };
+      greeting: greeting.value, identityRequired: required.checked, restrictAgentsToTopics: ownTopics.checked };
     save.disabled = true;
     try {
       if (site) {
@@ -102,8 +105,20 @@ function siteForm(ctx, site) {
 
 // ---- agents ---------------------------------------------------------------------------------
 
+/** A multi-select of sites (none selected: every site). */
+function sitePicker(sites, selected, label) {
+  const sel = h('select', { multiple: true, size: String(Math.min(4, Math.max(2, sites.length))), 'aria-label': label });
+  for (const s of sites) {
+    const o = h('option', { value: s.id, text: s.name });
+    o.selected = selected.includes(s.id);
+    sel.append(o);
+  }
+  return sel;
+}
+const picked = (sel) => [...sel.selectedOptions].map((o) => o.value);
+
 async function agents(page, ctx) {
-  const list = await ctx.client.listAgents();
+  const [list, sites] = await Promise.all([ctx.client.listAgents(), ctx.client.listSites()]);
   const msg = status();
   const rows = list.map((a) => {
     const role = h('select', { 'aria-label': `Role of ${a.name}` }, h('option', { value: 'agent', text: 'Agent' }), h('option', { value: 'admin', text: 'Admin' }));
@@ -111,14 +126,15 @@ async function agents(page, ctx) {
     const topics = h('input', { class: 'topics', value: a.topics.join(', '), placeholder: 'All topics', 'aria-label': `Topics of ${a.name}` });
     const cap = h('input', { type: 'number', min: '0', max: '100', value: String(a.capacity), 'aria-label': `Capacity of ${a.name}` });
     const active = h('input', { type: 'checkbox', checked: a.active, 'aria-label': `${a.name} active` });
+    const siteSel = sitePicker(sites, a.siteIds || [], `Sites of ${a.name} (none: all)`);
     const save = h('button', { type: 'button', class: 'btn small', text: 'Save', onclick: async () => {
       try {
-        await ctx.client.updateAgent({ ...a, role: role.value, topics: lines(topics.value), capacity: Number(cap.value) || 0, active: active.checked }, null);
+        await ctx.client.updateAgent({ ...a, role: role.value, topics: lines(topics.value), capacity: Number(cap.value) || 0, active: active.checked, siteIds: picked(siteSel) }, null);
         msg.textContent = `${a.name} saved.`;
       } catch (e) { msg.textContent = `Could not save ${a.name}: ${errText(e)}`; }
     } });
     return h('tr', {}, h('td', {}, h('strong', { text: a.name }), h('div', { class: 'muted small', text: a.email })),
-      h('td', {}, role), h('td', {}, topics), h('td', {}, cap), h('td', {}, active), h('td', {}, save));
+      h('td', {}, role), h('td', {}, topics), h('td', {}, siteSel), h('td', {}, cap), h('td', {}, active), h('td', {}, save));
   });
   const email = h('input', { type: 'email', required: true });
   const name = h('input', { required: true });
@@ -126,22 +142,24 @@ async function agents(page, ctx) {
   const role = h('select', {}, h('option', { value: 'agent', text: 'Agent' }), h('option', { value: 'admin', text: 'Admin' }));
   const topics = h('input', { value: 'Order' });
   const cap = h('input', { type: 'number', min: '0', value: '5' });
+  const newSites = sitePicker(sites, [], 'Sites of the new agent (none: all)');
   const cmsg = status();
   const form = h('form', { class: 'grid-form card', 'aria-label': 'New agent' },
     h('h2', { class: 'full', text: 'Add an agent' }),
     field('na-email', 'Email', email), field('na-name', 'Name', name), field('na-pw', 'Initial password', pw, 'At least 8 characters; share it privately.'),
-    field('na-role', 'Role', role), field('na-topics', 'Topics', topics, 'Comma separated'), field('na-cap', 'Capacity', cap, 'Open conversations at once'),
+    field('na-role', 'Role', role), field('na-topics', 'Topics', topics, 'Comma separated'),
+    field('na-sites', 'Sites', newSites, 'None selected: every site. Admins always see every site.'), field('na-cap', 'Capacity', cap, 'Open conversations at once'),
     h('div', { class: 'full inline' }, h('button', { type: 'submit', class: 'btn primary', text: 'Create agent' }), cmsg));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     try {
-      await ctx.client.createAgent({ email: email.value.trim(), name: name.value.trim(), role: role.value, topics: lines(topics.value), capacity: Number(cap.value) || 0, active: true }, pw.value);
+      await ctx.client.createAgent({ email: email.value.trim(), name: name.value.trim(), role: role.value, topics: lines(topics.value), capacity: Number(cap.value) || 0, active: true, siteIds: picked(newSites) }, pw.value);
       agents(page, ctx);
     } catch (err) { cmsg.textContent = `Could not create: ${errText(err)}`; }
   });
   replace(page, h('div', { class: 'stack' },
     h('h1', { text: 'Agents' }),
-    h('table', { class: 'data' }, h('thead', {}, h('tr', {}, ['Agent', 'Role', 'Topics', 'Capacity', 'Active', ''].map((t) => h('th', { scope: 'col', text: t })))), h('tbody', {}, rows)),
+    h('table', { class: 'data' }, h('thead', {}, h('tr', {}, ['Agent', 'Role', 'Topics', 'Sites', 'Capacity', 'Active', ''].map((t) => h('th', { scope: 'col', text: t })))), h('tbody', {}, rows)),
     msg, form));
 }
 

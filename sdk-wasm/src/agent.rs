@@ -250,6 +250,9 @@ impl ChatClient {
         &self,
         name: String,
         #[wasm_bindgen(unchecked_param_type = "(\"chat\" | \"admin\")[]")] scopes: Vec<String>,
+        #[wasm_bindgen(unchecked_param_type = "string[] | undefined")] site_ids: Option<
+            Vec<String>,
+        >,
     ) -> Promise {
         let sh = self.sh.clone();
         promise(async move {
@@ -258,6 +261,7 @@ impl ChatClient {
                 .create_api_key(sh.req(v1::CreateApiKeyRequest {
                     name,
                     scopes: scopes.iter().map(|s| js::scope_from(s) as i32).collect(),
+                    site_ids: site_ids.unwrap_or_default(),
                 }))
                 .await
                 .map_err(|s| sh.err(&s))?;

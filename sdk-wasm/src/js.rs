@@ -291,6 +291,7 @@ pub fn agent(a: &v1::Agent) -> JsValue {
         .strs("topics", &a.topics)
         .n("capacity", a.capacity as f64)
         .b("active", a.active)
+        .strs("siteIds", &a.site_ids)
         .done()
 }
 
@@ -305,6 +306,7 @@ pub fn site(s: &v1::Site) -> JsValue {
         .s("greeting", &s.greeting)
         .s("identitySecret", &s.identity_secret)
         .b("identityRequired", s.identity_required)
+        .b("restrictAgentsToTopics", s.restrict_agents_to_topics)
         .done()
 }
 
@@ -316,6 +318,7 @@ pub fn api_key(k: &v1::ApiKey) -> JsValue {
         .strs("scopes", &scopes)
         .n("createdAt", k.created_at_ms as f64)
         .b("active", k.active)
+        .strs("siteIds", &k.site_ids)
         .done()
 }
 
@@ -388,6 +391,7 @@ pub fn site_from(o: &JsValue) -> v1::Site {
         greeting: get_str(o, "greeting"),
         identity_secret: get_str(o, "identitySecret"),
         identity_required: get_bool(o, "identityRequired"),
+        restrict_agents_to_topics: get_bool(o, "restrictAgentsToTopics"),
     }
 }
 
@@ -400,6 +404,7 @@ pub fn agent_from(o: &JsValue) -> v1::Agent {
         topics: get_strs(o, "topics"),
         capacity: get_num(o, "capacity") as u32,
         active: get(o, "active").as_bool().unwrap_or(true),
+        site_ids: get_strs(o, "siteIds"),
     }
 }
 

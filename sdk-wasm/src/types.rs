@@ -68,14 +68,18 @@ export interface SiteInfo {
 export interface Agent {
   id: string; email: string; name: string; role: "agent" | "admin"; topics: string[];
   capacity: number; active: boolean;
+  /** The sites this agent works for; empty: every site (admins: always every site). */
+  siteIds: string[];
 }
 
 export interface Site {
   id: string; siteKey: string; name: string; allowedOrigins: string[]; topics: string[];
   color: string; greeting: string; identitySecret: string; identityRequired: boolean;
+  /** Agents (not admins) see only their own topics' conversations on this site. */
+  restrictAgentsToTopics: boolean;
 }
 
-export interface ApiKey { id: string; name: string; scopes: ("chat" | "admin")[]; createdAt: number; active: boolean; }
+export interface ApiKey { id: string; name: string; scopes: ("chat" | "admin")[]; createdAt: number; active: boolean; siteIds: string[]; }
 export interface CannedReply { id: string; siteId: string; shortcut: string; text: string; }
 export interface Visitor {
   id: string; siteId: string; name: string; email: string; userId: string; verified: boolean;

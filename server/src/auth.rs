@@ -41,6 +41,8 @@ pub enum Principal {
         name: String,
         /// Scopes granted.
         scopes: Vec<i32>,
+        /// Sites it may act on; empty: all.
+        site_ids: Vec<String>,
     },
 }
 
@@ -248,6 +250,7 @@ impl Authenticator {
                     key_id: k.id,
                     name: k.name,
                     scopes: k.scopes,
+                    site_ids: k.site_ids,
                 },
                 i64::MAX,
             )

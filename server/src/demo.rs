@@ -55,6 +55,7 @@ pub async fn seed(core: &Arc<Core>, opts: &DemoOptions) -> anyhow::Result<Option
             greeting: "Hi! How can we help you today?".into(),
             identity_secret: hex::encode(random_bytes::<32>()),
             identity_required: false,
+            restrict_agents_to_topics: false,
         })
         .await?;
     let password = opts
@@ -72,6 +73,7 @@ pub async fn seed(core: &Arc<Core>, opts: &DemoOptions) -> anyhow::Result<Option
                 topics: vec![],
                 capacity: 10,
                 active: true,
+                site_ids: vec![],
             },
             hash,
         )

@@ -241,6 +241,9 @@ enum AgentCommand {
         /// Most open conversations at once.
         #[arg(long, default_value_t = 5)]
         capacity: u32,
+        /// A site id this agent works for (repeat); none: every site.
+        #[arg(long = "site")]
+        sites: Vec<String>,
     },
 }
 
@@ -255,6 +258,9 @@ enum ApiKeyCommand {
         /// Scope (repeat): chat, admin.
         #[arg(long = "scope", default_value = "chat")]
         scopes: Vec<String>,
+        /// Limit the key to a site id (repeat); none: every site.
+        #[arg(long = "site")]
+        sites: Vec<String>,
     },
 }
 
@@ -479,6 +485,7 @@ async fn main() -> anyhow::Result<()> {
                 admin,
                 topics,
                 capacity,
+                sites,
             } => {
                 wsmschat_server::rpc::admin::check_password(&password)
                     .map_err(|s| anyhow::anyhow!(s.message().to_owned()))?;
@@ -494,6 +501,7 @@ async fn main() -> anyhow::Result<()> {
                     topics,
                     capacity,
                     active: true,
+                    site_ids: sites,
                 })
                 .map_err(|s| anyhow::anyhow!(s.message().to_owned()))?;
                 let core = open(&data).await?;
@@ -506,7 +514,12 @@ async fn main() -> anyhow::Result<()> {
             }
         },
         Command::ApiKey { command } => match command {
-            ApiKeyCommand::Create { data, name, scopes } => {
+            ApiKeyCommand::Create {
+                data,
+                name,
+                scopes,
+                sites,
+            } => {
                 let scopes = scopes
                     .iter()
                     .map(|s| match s.to_ascii_lowercase().as_str() {
@@ -526,6 +539,7 @@ async fn main() -> anyhow::Result<()> {
                             scopes,
                             created_at_ms: now_ms(),
                             active: true,
+                            site_ids: sites,
                         },
                         auth::token_hash(&secret),
                     )

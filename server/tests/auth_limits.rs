@@ -87,6 +87,7 @@ async fn wrong_password_logout_and_roles() {
             v1::CreateApiKeyRequest {
                 name: "x".into(),
                 scopes: vec![1],
+                site_ids: vec![],
             },
         ))
         .await
@@ -495,6 +496,7 @@ async fn api_keys_are_scoped_and_revocable() {
                     v1::CreateApiKeyRequest {
                         name: "k".into(),
                         scopes,
+                        site_ids: vec![],
                     },
                 ))
                 .await

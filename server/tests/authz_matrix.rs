@@ -103,6 +103,7 @@ async fn key(s: &TestServer, admin: &str, scope: v1::ApiKeyScope) -> (String, St
             v1::CreateApiKeyRequest {
                 name: "matrix".into(),
                 scopes: vec![scope as i32],
+                site_ids: vec![],
             },
         ))
         .await
@@ -557,6 +558,7 @@ impl World {
                     v1::CreateApiKeyRequest {
                         name: "k".into(),
                         scopes: vec![v1::ApiKeyScope::Chat as i32],
+                        site_ids: vec![],
                     },
                 ))
                 .await
@@ -631,8 +633,11 @@ fn render(rows: &[Vec<&'static str>]) -> String {
          `unknown` (well-formed, not issued), visitors A and B of site 1 and one of site 2, \
          `agent` (role agent, topic Delivery), `admin`, API keys with the chat or admin scope, \
          a revoked key, a logged-out agent session, a deactivated agent's session.\n\n\
-         Agents are not yet limited to sites or topics (review finding F10, open): the `agent` \
-         column shows what every agent may do.\n\n",
+         The `agent` and `key chat` columns have no site limit. An agent or chat key limited to \
+         sites (`site_ids`), and agents on a site that restricts them to their topics, get \
+         `not found` for everything outside (conversations, history, visitors, sends, streams' \
+         live events) and are never auto-assigned there: `server/tests/security.rs`, \
+         `agents_and_keys_see_only_their_sites_and_restricted_topics`.\n\n",
     );
     out.push_str("| operation | ");
     out.push_str(&CALLERS.join(" | "));

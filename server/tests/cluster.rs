@@ -441,6 +441,7 @@ async fn a_redis_restart_loses_nothing() {
             v1::CreateApiKeyRequest {
                 name: "bot".into(),
                 scopes: vec![1],
+                site_ids: vec![],
             },
         ))
         .await

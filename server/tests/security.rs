@@ -137,6 +137,7 @@ async fn logout_revoked_keys_and_password_resets_end_streams() {
             v1::CreateApiKeyRequest {
                 name: "bot".into(),
                 scopes: vec![v1::ApiKeyScope::Chat as i32],
+                site_ids: vec![],
             },
         ))
         .await
@@ -878,5 +879,189 @@ async fn visitor_and_conversation_floods_are_capped_and_idle_visitors_cleaned_up
     chat.list_conversations(authed(v, v1::ListConversationsRequest::default()))
         .await
         .unwrap();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn agents_and_keys_see_only_their_sites_and_restricted_topics() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let mut adm = s.admin_client().await;
+    let site1 = adm
+        .list_sites(authed(&admin, v1::ListSitesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .sites
+        .remove(0);
+    let site2 = adm
+        .create_site(authed(
+            &admin,
+            v1::CreateSiteRequest {
+                site: Some(v1::Site {
+                    name: "Second".into(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .site
+        .unwrap();
+    // An agent of site 1 only (topic Order), online on an inbox stream.
+    let email = "site1@example.com";
+    let agent = adm
+        .create_agent(authed(
+            &admin,
+            v1::CreateAgentRequest {
+                agent: Some(v1::Agent {
+                    email: email.into(),
+                    name: "One".into(),
+                    role: v1::AgentRole::Agent as i32,
+                    topics: vec!["Order".into()],
+                    capacity: 5,
+                    site_ids: vec![site1.id.clone()],
+                    ..Default::default()
+                }),
+                password: "agent-password".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .agent
+        .unwrap();
+    assert_eq!(agent.site_ids, vec![site1.id.clone()]);
+    let token = s.login(email, "agent-password").await;
+    let mut chat = s.chat().await;
+    let mut inbox = Sub::open(&mut chat, &token, vec![], true).await.unwrap();
+
+    // A site-2 visitor's Order conversation: invisible to the agent, never assigned to it.
+    let v2 = s
+        .sessions()
+        .await
+        .start_visitor_session(v1::StartVisitorSessionRequest {
+            site_key: site2.site_key.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (c2, _) = start_conversation(&mut chat, &v2.visitor_token, "Order", "site two").await;
+    let (_, v1_token) = s.visitor("Site one").await;
+    let (c1, _) = start_conversation(&mut chat, &v1_token, "Order", "site one").await;
+    // The inbox shows site 1's message, not site 2's.
+    let first = inbox.next_message().await;
+    assert_eq!(
+        first.conversation_id, c1,
+        "site 2's message reached a site-1 agent"
+    );
+    let e = chat
+        .get_conversation(authed(
+            &token,
+            v1::GetConversationRequest {
+                conversation_id: c2.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = publish(&mut chat, &token, send(&c2, "", &uuid(), "hi"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = chat
+        .get_visitor(authed(
+            &token,
+            v1::GetVisitorRequest {
+                visitor_id: v2.visitor_id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let listed: Vec<String> = chat
+        .list_conversations(authed(&token, v1::ListConversationsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .conversations
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(listed, vec![c1.clone()]);
+    let c2_now = conversation(&mut chat, &admin, &c2).await;
+    assert_eq!(
+        c2_now.status,
+        v1::ConversationStatus::Queued as i32,
+        "not assigned across sites"
+    );
+    assert_eq!(
+        conversation(&mut chat, &admin, &c1).await.assignee_id,
+        agent.id,
+        "assigned on its own site"
+    );
+
+    // A chat key limited to site 2.
+    let key = adm
+        .create_api_key(authed(
+            &admin,
+            v1::CreateApiKeyRequest {
+                name: "site2-bot".into(),
+                scopes: vec![v1::ApiKeyScope::Chat as i32],
+                site_ids: vec![site2.id.clone()],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    history(&mut chat, &key, &c2).await;
+    let e = chat
+        .get_history(authed(
+            &key,
+            v1::GetHistoryRequest {
+                conversation_id: c1.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+
+    // Site 1 restricts agents to their topics: a Delivery conversation disappears for the
+    // Order agent, at once, also on its open stream.
+    let mut restricted = site1.clone();
+    restricted.restrict_agents_to_topics = true;
+    adm.update_site(authed(
+        &admin,
+        v1::UpdateSiteRequest {
+            site: Some(restricted),
+            rotate_identity_secret: false,
+        },
+    ))
+    .await
+    .unwrap();
+    let (cd, _) = start_conversation(&mut chat, &v1_token, "Delivery", "where is it").await;
+    let e = chat
+        .get_history(authed(
+            &token,
+            v1::GetHistoryRequest {
+                conversation_id: cd.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    publish(&mut chat, &v1_token, send(&c1, "", &uuid(), "still order"))
+        .await
+        .unwrap();
+    let next = inbox.next_message().await;
+    assert_eq!(
+        next.conversation_id, c1,
+        "the Delivery conversation reached an Order agent"
+    );
     s.stop().await;
 }

@@ -483,6 +483,85 @@ impl Core {
 
     // ------------------------------------------------------------ access
 
+    /// May a staff member see conversations of `site_id` under `topic`? Admins see all; agents
+    /// their sites (all when they list none), and on a site that restricts agents to their
+    /// topics only those (agents without topics: all); chat keys their sites.
+    pub fn may_see(&self, principal: &Principal, site_id: &str, topic: &str) -> bool {
+        match principal {
+            Principal::Visitor { .. } => true,
+            p if p.is_admin() && matches!(p, Principal::Agent { .. }) => true,
+            Principal::Agent { agent } => {
+                if !agent.site_ids.is_empty() && !agent.site_ids.iter().any(|s| s == site_id) {
+                    return false;
+                }
+                let restricted = self
+                    .sites
+                    .read()
+                    .unwrap()
+                    .0
+                    .get(site_id)
+                    .is_some_and(|s| s.restrict_agents_to_topics);
+                !restricted
+                    || agent.topics.is_empty()
+                    || agent.topics.iter().any(|t| t.eq_ignore_ascii_case(topic))
+            }
+            Principal::Service { site_ids, .. } => {
+                site_ids.is_empty() || site_ids.iter().any(|s| s == site_id)
+            }
+        }
+    }
+
+    /// May a staff member see a site's visitors at all?
+    pub fn may_see_site(&self, principal: &Principal, site_id: &str) -> bool {
+        match principal {
+            Principal::Agent { agent } if !principal.is_admin() => {
+                agent.site_ids.is_empty() || agent.site_ids.iter().any(|s| s == site_id)
+            }
+            Principal::Service { site_ids, .. } => {
+                site_ids.is_empty() || site_ids.iter().any(|s| s == site_id)
+            }
+            _ => true,
+        }
+    }
+
+    /// Where a staff member may look, for list queries; None: everywhere.
+    pub fn staff_scope(&self, principal: &Principal) -> Option<Vec<crate::store::SiteScope>> {
+        use crate::store::SiteScope;
+        match principal {
+            Principal::Agent { agent } if !principal.is_admin() => {
+                let sites = self.sites.read().unwrap();
+                let restricts =
+                    |s: &v1::Site| s.restrict_agents_to_topics && !agent.topics.is_empty();
+                let mine: Vec<&v1::Site> = sites
+                    .0
+                    .values()
+                    .filter(|s| agent.site_ids.is_empty() || agent.site_ids.contains(&s.id))
+                    .collect();
+                if agent.site_ids.is_empty() && !mine.iter().any(|s| restricts(s)) {
+                    return None;
+                }
+                Some(
+                    mine.into_iter()
+                        .map(|s| SiteScope {
+                            site_id: s.id.clone(),
+                            topics: restricts(s).then(|| agent.topics.clone()),
+                        })
+                        .collect(),
+                )
+            }
+            Principal::Service { site_ids, .. } if !site_ids.is_empty() => Some(
+                site_ids
+                    .iter()
+                    .map(|id| SiteScope {
+                        site_id: id.clone(),
+                        topics: None,
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
     /// The conversation, if the caller may see it (NOT_FOUND otherwise: ids leak nothing).
     pub async fn visible_conversation(
         &self,
@@ -497,6 +576,9 @@ impl Core {
             p if !p.is_staff() && !matches!(p, Principal::Visitor { .. }) => Err(
                 CoreError::PermissionDenied("this API key has no chat scope".into()),
             ),
+            p if !self.may_see(p, &c.site_id, &c.topic) => {
+                Err(CoreError::NotFound("conversation not found".into()))
+            }
             _ => Ok(self.decorate(c)),
         }
     }
@@ -839,14 +921,22 @@ impl Core {
                         "conversation_id is required (only visitors start conversations)".into(),
                     ));
                 }
-                // An agent answering a queued conversation takes it (as Chatwoot does).
-                if let Principal::Agent { agent } = principal {
-                    let c = self.store.conversation(&m.conversation_id).await?;
-                    if kind == v1::MessageKind::Text
-                        && c.status == v1::ConversationStatus::Queued as i32
-                    {
-                        self.assign_to(&c, &agent.id, v1::SystemEventKind::Joined)
-                            .await?;
+                // Only into conversations the caller may see; an agent answering a queued
+                // conversation takes it (as Chatwoot does).
+                // (An unscoped service key may write anywhere: no read on its hot path.)
+                let unscoped_key =
+                    matches!(principal, Principal::Service { site_ids, .. } if site_ids.is_empty());
+                if !unscoped_key {
+                    let c = self
+                        .visible_conversation(principal, &m.conversation_id)
+                        .await?;
+                    if let Principal::Agent { agent } = principal {
+                        if kind == v1::MessageKind::Text
+                            && c.status == v1::ConversationStatus::Queued as i32
+                        {
+                            self.assign_to(&c, &agent.id, v1::SystemEventKind::Joined)
+                                .await?;
+                        }
                     }
                 }
                 new.conversation_id = Some(m.conversation_id);

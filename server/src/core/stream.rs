@@ -69,6 +69,9 @@ struct State {
     expires: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The error that ends the stream, sent after what is pending.
     error: Option<CoreError>,
+    /// For staff limited to some sites or topics: which conversations they may see (cached
+    /// per conversation). None: the principal sees everything.
+    scope: Option<HashMap<String, bool>>,
     sub: Subscription,
     /// Events ready to send, in order.
     pending: VecDeque<v1::ServerEvent>,
@@ -234,6 +237,7 @@ impl Core {
             recheck,
             expires,
             error: None,
+            scope: (!visitor_view && self.staff_scope(&principal).is_some()).then(HashMap::new),
         };
         if let Principal::Agent { agent } = &principal {
             if let Some(status) = self.presence.stream_opened(agent) {
@@ -285,7 +289,11 @@ impl State {
             tokio::select! {
                 biased;
                 out = self.sub.rx.recv() => match out {
-                    Some(Outbound::Event(ev)) => self.accept(&ev),
+                    Some(Outbound::Event(ev)) => {
+                        if self.in_scope(&ev).await {
+                            self.accept(&ev);
+                        }
+                    }
                     Some(Outbound::Watch(cursor)) => {
                         if !self.replayed.contains(&cursor.conversation_id)
                             && !self.waiting.contains(&cursor.conversation_id)
@@ -342,7 +350,12 @@ impl State {
             .resolve(self.core.store.as_ref(), &self.token)
             .await
         {
-            Ok(p) if self.visitor_view || p.is_staff() => self.principal = p,
+            Ok(p) if self.visitor_view || p.is_staff() => {
+                // Its sites or topics may have changed.
+                self.scope =
+                    (!self.visitor_view && self.core.staff_scope(&p).is_some()).then(HashMap::new);
+                self.principal = p;
+            }
             Ok(_) => self.end_with(CoreError::PermissionDenied(
                 "this token lost its chat scope".into(),
             )),
@@ -351,6 +364,38 @@ impl State {
             )),
             Err(error) => tracing::warn!(%error, "Could not re-check a stream's token"),
         }
+    }
+
+    /// Is this live event about a conversation the (scoped) principal may see?
+    async fn in_scope(&mut self, ev: &v1::ServerEvent) -> bool {
+        if self.scope.is_none() {
+            return true;
+        }
+        let (id, known) = match &ev.event {
+            Some(Se::Message(m)) => (&m.conversation_id, None),
+            Some(Se::Typing(t)) => (&t.conversation_id, None),
+            Some(Se::Read(r)) => (&r.conversation_id, None),
+            Some(Se::Conversation(c)) => (&c.id, Some((c.site_id.clone(), c.topic.clone()))),
+            _ => return true,
+        };
+        if let Some(&ok) = self.scope.as_ref().and_then(|s| s.get(id)) {
+            return ok;
+        }
+        let (site, topic) = match known {
+            Some(k) => k,
+            None => match self.core.store.conversation(id).await {
+                Ok(c) => (c.site_id, c.topic),
+                Err(_) => return false,
+            },
+        };
+        let ok = self.core.may_see(&self.principal, &site, &topic);
+        if let Some(cache) = self.scope.as_mut() {
+            if cache.len() >= 10_000 {
+                cache.clear();
+            }
+            cache.insert(id.clone(), ok);
+        }
+        ok
     }
 
     /// Ends the stream with `error`, dropping what it had not sent yet.

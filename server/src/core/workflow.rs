@@ -75,7 +75,11 @@ impl Core {
         let _serial = self.drain_lock.lock().await;
         for topic in topics {
             let mut assigned_any = false;
+            // Sites whose oldest queued conversation found no agent (none serving the site
+            // has room): their later conversations wait too, other sites' go on.
+            let mut blocked: std::collections::HashSet<String> = Default::default();
             'topic: loop {
+                let mut progress = false;
                 let queued = match self.store.queued(vec![topic.clone()], DRAIN_PAGE).await {
                     Ok(q) => q,
                     Err(error) => {
@@ -87,6 +91,9 @@ impl Core {
                     break;
                 }
                 for c in queued {
+                    if blocked.contains(&c.site_id) {
+                        continue;
+                    }
                     let candidates = self.presence.online_for(&topic);
                     if candidates.is_empty() {
                         break 'topic;
@@ -98,14 +105,20 @@ impl Core {
                     {
                         Ok(Some(changed)) => {
                             assigned_any = true;
+                            progress = true;
                             self.announce(changed.conversation);
                         }
-                        Ok(None) => break 'topic,
+                        Ok(None) => {
+                            blocked.insert(c.site_id.clone());
+                        }
                         Err(error) => {
                             tracing::error!(%error, conversation = c.id, "Assignment failed");
                             break 'topic;
                         }
                     }
+                }
+                if !progress {
+                    break;
                 }
             }
             if assigned_any {

@@ -18,6 +18,16 @@ pub struct AdminApi {
 }
 
 impl AdminApi {
+    /// Every id names an existing site.
+    async fn check_sites(&self, ids: &[String]) -> Result<(), Status> {
+        for id in ids {
+            if self.core.site(id).await.is_err() {
+                return Err(Status::invalid_argument(format!("no site {id:?}")));
+            }
+        }
+        Ok(())
+    }
+
     async fn admin<T>(&self, req: &Request<T>) -> Result<(), Status> {
         let who = caller(&self.core, req).await?;
         if who.principal.is_admin() {
@@ -100,6 +110,14 @@ pub fn normalize_agent(mut a: v1::Agent) -> Result<v1::Agent, Status> {
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty())
         .collect();
+    a.site_ids = a
+        .site_ids
+        .into_iter()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect();
+    a.site_ids.sort();
+    a.site_ids.dedup();
     Ok(a)
 }
 
@@ -194,6 +212,7 @@ impl AdminService for AdminApi {
         self.admin(&req).await?;
         let r = req.into_inner();
         let mut agent = normalize_agent(r.agent.unwrap_or_default())?;
+        self.check_sites(&agent.site_ids).await?;
         check_password(&r.password)?;
         agent.id = new_id("ag_");
         agent.active = true;
@@ -214,6 +233,7 @@ impl AdminService for AdminApi {
         let current = self.core.store.agent_by_id(&agent.id).await?;
         agent.email = current.email;
         let agent = normalize_agent(agent)?;
+        self.check_sites(&agent.site_ids).await?;
         let hash = if r.password.is_empty() {
             None
         } else {
@@ -263,7 +283,9 @@ impl AdminService for AdminApi {
             ));
         }
         let secret = new_token(API_KEY_PREFIX);
+        self.check_sites(&r.site_ids).await?;
         let key = v1::ApiKey {
+            site_ids: r.site_ids.clone(),
             id: new_id("key_"),
             name: r.name.trim().to_owned(),
             scopes,

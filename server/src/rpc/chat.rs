@@ -24,11 +24,11 @@ pub struct ChatApi {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-fn page_token(c: &v1::Conversation) -> String {
+pub fn page_token(c: &v1::Conversation) -> String {
     format!("{}:{}", c.updated_at_ms, c.id)
 }
 
-fn parse_page_token(t: &str) -> Result<Option<(i64, String)>, Status> {
+pub fn parse_page_token(t: &str) -> Result<Option<(i64, String)>, Status> {
     if t.is_empty() {
         return Ok(None);
     }
@@ -165,6 +165,7 @@ impl ChatService for ChatApi {
             query: (!r.query.trim().is_empty()).then(|| r.query.trim().to_owned()),
             limit: page_size,
             after: parse_page_token(&r.page_token)?,
+            scope: None,
         };
         match &who.principal {
             Principal::Visitor { visitor_id, .. } => filter.visitor_id = Some(visitor_id.clone()),
@@ -175,6 +176,9 @@ impl ChatService for ChatApi {
                 return Err(Status::permission_denied("this API key has no chat scope"));
             }
             _ => {}
+        }
+        if who.principal.is_staff() {
+            filter.scope = self.core.staff_scope(&who.principal);
         }
         // A search is bounded (query length) and takes a search slot while it runs.
         let _slot = match &filter.query {
@@ -249,12 +253,20 @@ impl ChatService for ChatApi {
             }
         }
         let visitor = self.core.store.visitor_by_id(&visitor_id).await?;
+        if !self.core.may_see_site(&who.principal, &visitor.site_id) {
+            return Err(Status::not_found("visitor not found"));
+        }
         let (conversations, _) = self
             .core
             .store
             .list_conversations(ConversationFilter {
                 visitor_id: Some(visitor_id),
                 limit: 100,
+                scope: if who.principal.is_staff() {
+                    self.core.staff_scope(&who.principal)
+                } else {
+                    None
+                },
                 ..Default::default()
             })
             .await?;

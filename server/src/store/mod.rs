@@ -179,6 +179,16 @@ pub struct ConversationFilter {
     pub limit: u32,
     /// Resume after this (updated_at, id).
     pub after: Option<(i64, String)>,
+    /// Only these sites (and, per site, these topics); None: everywhere.
+    pub scope: Option<Vec<SiteScope>>,
+}
+
+/// One site a staff member may look at, optionally only some of its topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteScope {
+    pub site_id: String,
+    /// Only these topics (compared case-insensitively); None: all.
+    pub topics: Option<Vec<String>>,
 }
 
 /// Visitor session input (StartVisitorSession).

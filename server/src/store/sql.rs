@@ -2,7 +2,10 @@
 //! decoded from. Placeholders are `$1..$n`, which SQLite and PostgreSQL both accept.
 
 /// Embedded migrations, applied in order once each (version = index + 1).
-pub const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_scopes.sql"),
+];
 
 /// Columns of a conversation row, decoded by `conversation_from_row`. Queue position is derived:
 /// queued conversations of the same site and topic that entered the queue before this one.
@@ -21,17 +24,19 @@ pub const MESSAGE_SELECT: &str = "SELECT conversation_id, seq, COALESCE(client_m
 
 /// Columns of a site row.
 pub const SITE_SELECT: &str = "SELECT id, site_key, name, allowed_origins, topics, color, greeting, \
-     identity_secret, identity_required FROM sites";
+     identity_secret, identity_required, restrict_agents_to_topics FROM sites";
 
 /// Columns of an agent row (without the password hash).
-pub const AGENT_SELECT: &str = "SELECT id, email, name, role, topics, capacity, active FROM agents";
+pub const AGENT_SELECT: &str =
+    "SELECT id, email, name, role, topics, capacity, active, site_ids FROM agents";
 
 /// Columns of a visitor row.
 pub const VISITOR_SELECT: &str = "SELECT id, site_id, name, email, COALESCE(user_id, ''), page_url, user_agent, \
      locale, first_seen, last_seen FROM visitors";
 
 /// Columns of an API key row.
-pub const API_KEY_SELECT: &str = "SELECT id, name, scopes, created_at, active FROM api_keys";
+pub const API_KEY_SELECT: &str =
+    "SELECT id, name, scopes, created_at, active, site_ids FROM api_keys";
 
 /// Columns of a canned reply row.
 pub const CANNED_SELECT: &str = "SELECT id, site_id, shortcut, text FROM canned_replies";

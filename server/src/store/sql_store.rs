@@ -272,6 +272,7 @@ fn site_from_row(r: &Row) -> v1::Site {
         greeting: r.text(6),
         identity_secret: r.text(7),
         identity_required: r.bool(8),
+        restrict_agents_to_topics: r.bool(9),
     }
 }
 
@@ -284,6 +285,7 @@ fn agent_from_row(r: &Row) -> v1::Agent {
         topics: split_list(&r.text(4)),
         capacity: r.u32(5),
         active: r.bool(6),
+        site_ids: split_list(&r.text(7)),
     }
 }
 
@@ -314,6 +316,7 @@ fn api_key_from_row(r: &Row) -> v1::ApiKey {
             .collect(),
         created_at_ms: r.int(3),
         active: r.bool(4),
+        site_ids: split_list(&r.text(5)),
     }
 }
 
@@ -595,6 +598,16 @@ async fn append_in_tx(ctx: &mut WriteCtx<'_>, m: NewMessage) -> StoreResult<Appe
     })
 }
 
+/// `%\n<site id>\n%` with LIKE wildcards escaped: matches a newline-separated `site_ids`
+/// list (wrapped in newlines) that contains the site.
+fn site_pattern(site_id: &str) -> String {
+    let escaped = site_id
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%\n{escaped}\n%")
+}
+
 async fn agent_name(db: &mut dyn Db, agent_id: &str) -> StoreResult<String> {
     Ok(db
         .query_one(
@@ -636,10 +649,11 @@ async fn assign_in_tx(
                     .db
                     .query_opt(
                         &format!(
-                            "SELECT capacity, last_assigned_at FROM agents WHERE id = $1 AND active = 1{}",
+                            "SELECT capacity, last_assigned_at FROM agents WHERE id = $1 AND active = 1 \
+                             AND (site_ids = '' OR $3 || site_ids || $3 LIKE $2 ESCAPE '\\'){}",
                             ctx.db.for_update()
                         ),
-                        args![&candidate],
+                        args![&candidate, site_pattern(&before.site_id), "\n"],
                     )
                     .await?
                 else {
@@ -938,6 +952,31 @@ async fn list_conversations_in(
         let p = arg(visitor.into());
         clauses.push(format!("c.visitor_id = {p}"));
     }
+    if let Some(scope) = &f.scope {
+        let mut any = Vec::new();
+        for s in scope {
+            let site = arg(s.site_id.as_str().into());
+            match &s.topics {
+                None => any.push(format!("c.site_id = {site}")),
+                Some(topics) if topics.is_empty() => {}
+                Some(topics) => {
+                    let list: Vec<String> = topics
+                        .iter()
+                        .map(|t| arg(Value::Text(t.to_lowercase())))
+                        .collect();
+                    any.push(format!(
+                        "(c.site_id = {site} AND LOWER(c.topic) IN ({}))",
+                        list.join(", ")
+                    ));
+                }
+            }
+        }
+        if any.is_empty() {
+            clauses.push("1 = 0".into());
+        } else {
+            clauses.push(format!("({})", any.join(" OR ")));
+        }
+    }
     if let Some(q) = &f.query {
         let escaped = q
             .to_lowercase()
@@ -1022,6 +1061,12 @@ impl<E: Engine> Store for SqlStore<E> {
                         ],
                     )
                     .await?;
+                ctx.db
+                    .exec(
+                        "UPDATE sites SET restrict_agents_to_topics = $2 WHERE id = $1",
+                        args![&site.id, site.restrict_agents_to_topics],
+                    )
+                    .await?;
                 Ok(site)
             })
         })
@@ -1047,6 +1092,12 @@ impl<E: Engine> Store for SqlStore<E> {
                             &site.identity_secret,
                             site.identity_required
                         ],
+                    )
+                    .await?;
+                ctx.db
+                    .exec(
+                        "UPDATE sites SET restrict_agents_to_topics = $2 WHERE id = $1",
+                        args![&site.id, site.restrict_agents_to_topics],
                     )
                     .await?;
                 if n == 0 {
@@ -1116,6 +1167,12 @@ impl<E: Engine> Store for SqlStore<E> {
                         ],
                     )
                     .await?;
+                ctx.db
+                    .exec(
+                        "UPDATE agents SET site_ids = $2 WHERE id = $1",
+                        args![&agent.id, join_list(&agent.site_ids)],
+                    )
+                    .await?;
                 Ok(agent)
             })
         })
@@ -1142,6 +1199,12 @@ impl<E: Engine> Store for SqlStore<E> {
                             agent.capacity,
                             agent.active
                         ],
+                    )
+                    .await?;
+                ctx.db
+                    .exec(
+                        "UPDATE agents SET site_ids = $2 WHERE id = $1",
+                        args![&agent.id, join_list(&agent.site_ids)],
                     )
                     .await?;
                 if n == 0 {
@@ -1179,14 +1242,14 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn agent_by_email(&self, email: &str) -> StoreResult<AgentRecord> {
         self.read_one(
-            "SELECT id, email, name, role, topics, capacity, active, password_hash FROM agents \
+            "SELECT id, email, name, role, topics, capacity, active, site_ids, password_hash FROM agents \
              WHERE LOWER(email) = LOWER($1)"
                 .into(),
             vec![email.into()],
             "agent",
             |row| AgentRecord {
                 agent: agent_from_row(row),
-                password_hash: row.text(7),
+                password_hash: row.text(8),
             },
         )
         .await
@@ -1230,13 +1293,13 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn agent_by_session(&self, token_hash: &str, now: i64) -> StoreResult<(v1::Agent, i64)> {
         self.read_one(
-            "SELECT a.id, a.email, a.name, a.role, a.topics, a.capacity, a.active, s.expires_at \
+            "SELECT a.id, a.email, a.name, a.role, a.topics, a.capacity, a.active, a.site_ids, s.expires_at \
              FROM agent_sessions s JOIN agents a ON a.id = s.agent_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.active = 1"
                 .into(),
             vec![token_hash.into(), now.into()],
             "session",
-            |row| (agent_from_row(row), row.int(7)),
+            |row| (agent_from_row(row), row.int(8)),
         )
         .await
     }
@@ -1263,6 +1326,12 @@ impl<E: Engine> Store for SqlStore<E> {
                     .exec(
                         "INSERT INTO api_keys (id, name, secret_hash, scopes, active, created_at) VALUES ($1, $2, $3, $4, 1, $5)",
                         args![&key.id, &key.name, secret_hash, join_list(&scopes), key.created_at_ms],
+                    )
+                    .await?;
+                ctx.db
+                    .exec(
+                        "UPDATE api_keys SET site_ids = $2 WHERE id = $1",
+                        args![&key.id, join_list(&key.site_ids)],
                     )
                     .await?;
                 Ok(key)

@@ -177,6 +177,7 @@ impl TestServer {
                 v1::CreateApiKeyRequest {
                     name: "test-bot".into(),
                     scopes: vec![v1::ApiKeyScope::Chat as i32],
+                    site_ids: vec![],
                 },
             ))
             .await
