@@ -143,8 +143,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let mut dirs = config.static_dirs.clone();
     let mut demo_addr = None;
-    if let (Some(dir), Some(at)) = (dirs.demo.clone(), dirs.demo_listen) {
-        let demo_listener = TcpListener::bind(at).await?;
+    let demo_listener = match (dirs.demo.is_some(), dirs.demo_listen) {
+        (true, Some(at)) => match TcpListener::bind(at).await {
+            Ok(l) => Some(l),
+            Err(error) => {
+                // The demo is a convenience: a taken port must not stop the chat server.
+                tracing::warn!(%error, %at, "Demo page not served: cannot listen (--demo-listen)");
+                None
+            }
+        },
+        _ => None,
+    };
+    if let (Some(dir), Some(demo_listener)) = (dirs.demo.clone(), demo_listener) {
         let bound = demo_listener.local_addr()?;
         dirs.demo_port = bound.port();
         demo_addr = Some(bound);
