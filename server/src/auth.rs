@@ -151,6 +151,23 @@ pub fn origin_allowed(patterns: &[String], origin: &str) -> bool {
         }
         if let Some((scheme, host)) = p.split_once("://*.") {
             if let Some((o_scheme, o_host)) = origin.split_once("://") {
+                // Only a host (and port) may follow the scheme (fuzzing found
+                // "https://evil.com/.example.com" and "https://a.e://a.example.com").
+                let o_host = match o_host.rsplit_once(':') {
+                    Some((h, port))
+                        if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) =>
+                    {
+                        h
+                    }
+                    _ => o_host,
+                };
+                if o_host.is_empty()
+                    || !o_host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                {
+                    return false;
+                }
                 return scheme.eq_ignore_ascii_case(o_scheme)
                     && o_host.len() > host.len()
                     && o_host
@@ -298,6 +315,11 @@ mod tests {
         assert!(origin_allowed(&p, "https://a.example.org"));
         assert!(!origin_allowed(&p, "https://example.org"));
         assert!(!origin_allowed(&p, "https://evilexample.org"));
+        // Found by fuzzing: only a host may follow the scheme.
+        assert!(!origin_allowed(&p, "https://evil.com/.example.org"));
+        assert!(!origin_allowed(&p, "https://a.e://a.example.org"));
+        assert!(!origin_allowed(&p, "https://evil.com#.example.org"));
+        assert!(origin_allowed(&p, "https://a.example.org:8443"));
     }
 
     #[test]
