@@ -43,17 +43,15 @@ pub fn app(core: Arc<Core>, dirs: StaticDirs, net: &crate::server::NetConfig) ->
             .set_serving::<v1::chat_service_server::ChatServiceServer<ChatApi>>()
             .await;
     });
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the embedded descriptor set is valid");
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let descriptors_valid = "the embedded descriptor set is valid";
+    let reflection_v1 = reflection().build_v1().expect(descriptors_valid);
     // Python's grpcio-reflection, Postman and older grpcurl speak only v1alpha.
-    let reflection_alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .expect("the embedded descriptor set is valid");
+    let reflection_alpha = reflection().build_v1alpha().expect(descriptors_valid);
     let chat = v1::chat_service_server::ChatServiceServer::new(ChatApi { core: core.clone() })
         .max_decoding_message_size(MAX_DECODE_BYTES);
     let session =
@@ -65,7 +63,7 @@ pub fn app(core: Arc<Core>, dirs: StaticDirs, net: &crate::server::NetConfig) ->
         .add_service(session)
         .add_service(admin)
         .add_service(health)
-        .add_service(reflection)
+        .add_service(reflection_v1)
         .add_service(reflection_alpha)
         .prepare()
         .into_axum_router()
@@ -113,21 +111,14 @@ pub fn app(core: Arc<Core>, dirs: StaticDirs, net: &crate::server::NetConfig) ->
                 get(move |h: HeaderMap| demo_redirect(h, port)),
             );
     }
-    let hsts = net.hsts;
-    router
-        .layer(axum::middleware::map_response(base_headers))
-        .layer(axum::middleware::map_response(
-            move |mut res: axum::response::Response| async move {
-                if hsts {
-                    res.headers_mut().insert(
-                        header::STRICT_TRANSPORT_SECURITY,
-                        HeaderValue::from_static("max-age=31536000"),
-                    );
-                }
-                res
-            },
-        ))
-        .layer(cors(core))
+    router = router.layer(axum::middleware::map_response(base_headers));
+    if net.hsts {
+        router = router.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ));
+    }
+    router.layer(cors(core))
 }
 
 /// State of the plain HTTP routes.

@@ -141,6 +141,51 @@ struct Open {
     per_ip: HashMap<String, usize>,
 }
 
+/// Admission of new connections: the global cap (past it, a short-lived reserve so a full
+/// server still answers its health checks) and the per-address cap (0: none).
+struct Admission {
+    cap: usize,
+    open: Mutex<Open>,
+}
+
+/// One admitted connection, counted until dropped.
+struct Slot {
+    admission: Arc<Admission>,
+    ip_key: String,
+    /// Admitted into the reserve: served for `RESERVE_DEADLINE` at most.
+    reserve: bool,
+}
+
+impl Admission {
+    fn admit(self: &Arc<Self>, ip_key: String, per_ip_cap: usize) -> Option<Slot> {
+        let mut o = self.open.lock().unwrap();
+        let mine = o.per_ip.get(&ip_key).copied().unwrap_or(0);
+        if o.total >= self.cap + RESERVE || (per_ip_cap != 0 && mine >= per_ip_cap) {
+            return None;
+        }
+        o.total += 1;
+        *o.per_ip.entry(ip_key.clone()).or_insert(0) += 1;
+        Some(Slot {
+            admission: self.clone(),
+            reserve: o.total > self.cap,
+            ip_key,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut o = self.admission.open.lock().unwrap();
+        o.total -= 1;
+        if let Some(n) = o.per_ip.get_mut(&self.ip_key) {
+            *n -= 1;
+            if *n == 0 {
+                o.per_ip.remove(&self.ip_key);
+            }
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
@@ -167,10 +212,12 @@ pub async fn serve(
         // hyper's minimum: per-connection read buffers dominate an idle browser stream's memory.
         .max_buf_size(8 * 1024);
     let graceful = GracefulShutdown::new();
-    let cap = net.connection_cap();
+    let admission = Arc::new(Admission {
+        cap: net.connection_cap(),
+        open: Mutex::default(),
+    });
     let net = Arc::new(net);
-    let open = Arc::new(Mutex::new(Open::default()));
-    tracing::info!(max_connections = cap, "Connection limit");
+    tracing::info!(max_connections = admission.cap, "Connection limit");
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -184,22 +231,10 @@ pub async fn serve(
                         continue;
                     }
                 };
-                // Admission: the global cap (with a short-lived reserve so a full server still
-                // answers its health checks) and the per-address cap.
-                let ip_key = crate::core::limits::ip_key(peer.ip());
                 let per_ip_cap = if net.trusted(peer.ip()) { 0 } else { net.max_connections_per_ip };
-                let reserve = {
-                    let mut o = open.lock().unwrap();
-                    let mine = o.per_ip.get(&ip_key).copied().unwrap_or(0);
-                    if o.total >= cap + RESERVE || (per_ip_cap != 0 && mine >= per_ip_cap) {
-                        core.metrics.connections_refused.inc();
-                        drop(o);
-                        drop(stream);
-                        continue;
-                    }
-                    o.total += 1;
-                    *o.per_ip.entry(ip_key.clone()).or_insert(0) += 1;
-                    o.total > cap
+                let Some(slot) = admission.admit(crate::core::limits::ip_key(peer.ip()), per_ip_cap) else {
+                    core.metrics.connections_refused.inc();
+                    continue; // the socket is closed as it drops
                 };
                 let _ = stream.set_nodelay(true);
                 let net2 = net.clone();
@@ -210,7 +245,6 @@ pub async fn serve(
                 });
                 let metrics = core.metrics.clone();
                 metrics.connections.inc();
-                let open = open.clone();
                 let first_byte = net.first_byte_timeout;
                 let watcher = graceful.watcher();
                 let builder = builder.clone();
@@ -228,7 +262,7 @@ pub async fn serve(
                             TowerToHyperService::new(svc),
                         );
                         let conn = watcher.watch(conn.into_owned());
-                        let result = if reserve {
+                        let result = if slot.reserve {
                             tokio::time::timeout(RESERVE_DEADLINE, conn)
                                 .await
                                 .unwrap_or(Ok(()))
@@ -242,14 +276,7 @@ pub async fn serve(
                         metrics.connections_idle_closed.inc();
                     }
                     metrics.connections.dec();
-                    let mut o = open.lock().unwrap();
-                    o.total -= 1;
-                    if let Some(n) = o.per_ip.get_mut(&ip_key) {
-                        *n -= 1;
-                        if *n == 0 {
-                            o.per_ip.remove(&ip_key);
-                        }
-                    }
+                    drop(slot);
                 });
             }
             _ = &mut shutdown => break,

@@ -20,8 +20,10 @@ const CALLERS: &[&str] = &[
     "visitor B",
     "visitor site 2",
     "agent",
+    "agent site 2",
     "admin",
     "key chat",
+    "key site 2",
     "key admin",
     "key revoked",
     "logged out",
@@ -95,6 +97,15 @@ struct World {
 }
 
 async fn key(s: &TestServer, admin: &str, scope: v1::ApiKeyScope) -> (String, String) {
+    key_for(s, admin, scope, vec![]).await
+}
+
+async fn key_for(
+    s: &TestServer,
+    admin: &str,
+    scope: v1::ApiKeyScope,
+    site_ids: Vec<String>,
+) -> (String, String) {
     let r = s
         .admin_client()
         .await
@@ -103,7 +114,7 @@ async fn key(s: &TestServer, admin: &str, scope: v1::ApiKeyScope) -> (String, St
             v1::CreateApiKeyRequest {
                 name: "matrix".into(),
                 scopes: vec![scope as i32],
-                site_ids: vec![],
+                site_ids,
             },
         ))
         .await
@@ -154,6 +165,24 @@ async fn world() -> World {
         .into_inner()
         .visitor_token;
     let (agent, agent_token) = s.agent("Dora", &["Delivery"], 5).await;
+    adm.create_agent(authed(
+        &admin,
+        v1::CreateAgentRequest {
+            agent: Some(v1::Agent {
+                email: "sam@example.com".into(),
+                name: "Sam".into(),
+                role: v1::AgentRole::Agent as i32,
+                capacity: 5,
+                site_ids: vec![site2.id.clone()],
+                ..Default::default()
+            }),
+            password: "agent-password".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    let site2_agent = s.login("sam@example.com", "agent-password").await;
+    let (_, site2_key) = key_for(&s, &admin, v1::ApiKeyScope::Chat, vec![site2.id.clone()]).await;
     let (_, chat_key) = key(&s, &admin, v1::ApiKeyScope::Chat).await;
     let (_, admin_key) = key(&s, &admin, v1::ApiKeyScope::Admin).await;
     let (revoked_id, revoked) = key(&s, &admin, v1::ApiKeyScope::Chat).await;
@@ -185,8 +214,10 @@ async fn world() -> World {
         Some(visitor_b),
         Some(visitor_2),
         Some(agent_token),
+        Some(site2_agent),
         Some(admin.clone()),
         Some(chat_key),
+        Some(site2_key),
         Some(admin_key),
         Some(revoked),
         Some(logged_out),
@@ -631,13 +662,13 @@ fn render(rows: &[Vec<&'static str>]) -> String {
          state; \"A's\" is a conversation of visitor A on site 1, topic Order). The test fails \
          when the server and this table differ. Callers: `none` (no token), `malformed`, \
          `unknown` (well-formed, not issued), visitors A and B of site 1 and one of site 2, \
-         `agent` (role agent, topic Delivery), `admin`, API keys with the chat or admin scope, \
-         a revoked key, a logged-out agent session, a deactivated agent's session.\n\n\
-         The `agent` and `key chat` columns have no site limit. An agent or chat key limited to \
-         sites (`site_ids`), and agents on a site that restricts them to their topics, get \
-         `not found` for everything outside (conversations, history, visitors, sends, streams' \
-         live events) and are never auto-assigned there: `server/tests/security.rs`, \
-         `agents_and_keys_see_only_their_sites_and_restricted_topics`.\n\n",
+         `agent` (role agent, topic Delivery), `agent site 2` (an agent of site 2 only), `admin`, \
+         API keys with the chat or admin scope, `key site 2` (a chat key limited to site 2), a \
+         revoked key, a logged-out agent session, a deactivated agent's session.\n\n\
+         The `agent` and `key chat` columns have no site limit. Agents on a site that restricts \
+         them to their topics, live events of inbox streams and auto-assignment across sites are \
+         tested in `server/tests/security.rs` \
+         (`agents_and_keys_see_only_their_sites_and_restricted_topics`).\n\n",
     );
     out.push_str("| operation | ");
     out.push_str(&CALLERS.join(" | "));
@@ -678,7 +709,7 @@ async fn every_rpc_against_every_caller() {
             }
         }
         if op.contains("(A's") || op.contains("(A)") {
-            for other in ["visitor B", "visitor site 2"] {
+            for other in ["visitor B", "visitor site 2", "agent site 2", "key site 2"] {
                 assert_ne!(row[col(other)], "ok", "{op} by {other}");
             }
         }

@@ -27,11 +27,50 @@ fn cycles() -> usize {
 /// The URLs of the nodes now up (writers pick one; empty while all are down).
 type Nodes = Arc<Mutex<Vec<String>>>;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Tally {
     /// (conversation, client_msg_id) -> acked seq.
     acked: HashMap<(String, String), u64>,
     failed_attempts: u64,
+}
+
+/// Writers running against `nodes` until finished.
+struct Load {
+    tally: Arc<Mutex<Tally>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// One writer per (visitor token, conversation).
+    fn start(nodes: &Nodes, writers: &[(String, String)]) -> Load {
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let tasks = writers
+            .iter()
+            .enumerate()
+            .map(|(w, (token, conv))| {
+                tokio::spawn(writer(
+                    w,
+                    nodes.clone(),
+                    token.clone(),
+                    conv.clone(),
+                    tally.clone(),
+                    stopped.clone(),
+                ))
+            })
+            .collect();
+        Load { tally, stop, tasks }
+    }
+
+    /// Stops the writers; what they counted.
+    async fn finish(self) -> Tally {
+        self.stop.send(true).unwrap();
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        self.tally.lock().unwrap().clone()
+    }
 }
 
 async fn connect(url: &str) -> Option<ChatServiceClient<tonic::transport::Channel>> {
@@ -195,19 +234,7 @@ async fn sigkill_over_and_over_under_load_loses_and_duplicates_nothing() {
     let mut server = spawn(&database, &[]);
     let (admin, writers) = setup(&server.url, 8).await;
     let nodes: Nodes = Arc::new(Mutex::new(vec![server.url.clone()]));
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let mut tasks = Vec::new();
-    for (w, (token, conv)) in writers.iter().enumerate() {
-        tasks.push(tokio::spawn(writer(
-            w,
-            nodes.clone(),
-            token.clone(),
-            conv.clone(),
-            tally.clone(),
-            stop.clone(),
-        )));
-    }
+    let load = Load::start(&nodes, &writers);
     let n = cycles();
     for cycle in 0..n {
         // 0.4 to 1.5 s of load, then SIGKILL, then a restart on the same database.
@@ -219,12 +246,8 @@ async fn sigkill_over_and_over_under_load_loses_and_duplicates_nothing() {
         nodes.lock().unwrap().push(server.url.clone());
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop_tx.send(true).unwrap();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let tally = load.finish().await;
     let convs: Vec<String> = writers.iter().map(|(_, c)| c.clone()).collect();
-    let tally = tally.lock().unwrap().clone_counts();
     let (acked, lost, duplicated) = verify(&server.url, &admin, &tally, &convs).await;
     eprintln!(
         "chaos (single node): {n} SIGKILL cycles, {acked} acked, {lost} lost, {duplicated} duplicated, {} failed attempts retried",
@@ -234,15 +257,6 @@ async fn sigkill_over_and_over_under_load_loses_and_duplicates_nothing() {
     assert_eq!((lost, duplicated), (0, 0));
     drop(server);
     drop_database(&database).await;
-}
-
-impl Tally {
-    fn clone_counts(&self) -> Tally {
-        Tally {
-            acked: self.acked.clone(),
-            failed_attempts: self.failed_attempts,
-        }
-    }
 }
 
 /// A Redis server of the test's own on a given port.
@@ -298,19 +312,7 @@ async fn cluster_node_kills_and_redis_restarts_lose_and_duplicate_nothing() {
     let mut procs = vec![spawn(&database, &args), spawn(&database, &args)];
     let (admin, writers) = setup(&procs[0].url, 8).await;
     let nodes: Nodes = Arc::new(Mutex::new(procs.iter().map(|p| p.url.clone()).collect()));
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let mut tasks = Vec::new();
-    for (w, (token, conv)) in writers.iter().enumerate() {
-        tasks.push(tokio::spawn(writer(
-            w,
-            nodes.clone(),
-            token.clone(),
-            conv.clone(),
-            tally.clone(),
-            stop.clone(),
-        )));
-    }
+    let load = Load::start(&nodes, &writers);
     let n = cycles();
     for cycle in 0..n {
         tokio::time::sleep(Duration::from_millis(500 + (cycle as u64 * 373) % 1000)).await;
@@ -331,12 +333,8 @@ async fn cluster_node_kills_and_redis_restarts_lose_and_duplicate_nothing() {
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop_tx.send(true).unwrap();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let tally = load.finish().await;
     let convs: Vec<String> = writers.iter().map(|(_, c)| c.clone()).collect();
-    let tally = tally.lock().unwrap().clone_counts();
     let (acked, lost, duplicated) = verify(&procs[0].url, &admin, &tally, &convs).await;
     eprintln!(
         "chaos (cluster): {n} cycles of node kills / Redis restarts, {acked} acked, {lost} lost, {duplicated} duplicated, {} failed attempts retried",

@@ -330,17 +330,22 @@ async fn closed_within(addr: std::net::SocketAddr, within: Duration) -> bool {
     )
 }
 
-async fn healthz(addr: std::net::SocketAddr) -> Option<String> {
+/// One HTTP/1.1 request (`head`: the request line and headers, without the final blank
+/// line) on a fresh connection; the whole response, or None if it did not come within 5 s.
+async fn http(addr: std::net::SocketAddr, head: &str) -> Option<String> {
     let mut sock = tokio::net::TcpStream::connect(addr).await.ok()?;
-    sock.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .await
-        .ok()?;
+    let req = format!("{head}host: x\r\nconnection: close\r\n\r\n");
+    sock.write_all(req.as_bytes()).await.ok()?;
     let mut out = String::new();
     tokio::time::timeout(Duration::from_secs(5), sock.read_to_string(&mut out))
         .await
         .ok()?
         .ok()?;
     Some(out)
+}
+
+async fn healthz(addr: std::net::SocketAddr) -> Option<String> {
+    http(addr, "GET /healthz HTTP/1.1\r\n").await
 }
 
 #[tokio::test]
@@ -646,16 +651,14 @@ async fn a_conversation_is_rated_once() {
 
 /// A CORS preflight from `origin`; the Access-Control-Allow-Origin it got, if any.
 async fn preflight(addr: std::net::SocketAddr, origin: &str) -> Option<String> {
-    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "OPTIONS /wsmschat.v1.ChatService/Publish HTTP/1.1\r\nhost: x\r\norigin: {origin}\r\n\
-         access-control-request-method: POST\r\naccess-control-request-headers: content-type\r\n\
-         connection: close\r\n\r\n"
+    let head = format!(
+        "OPTIONS /wsmschat.v1.ChatService/Publish HTTP/1.1\r\norigin: {origin}\r\n\
+         access-control-request-method: POST\r\naccess-control-request-headers: content-type\r\n"
     );
-    sock.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    sock.read_to_string(&mut out).await.unwrap();
-    out.lines()
+    http(addr, &head)
+        .await
+        .unwrap()
+        .lines()
         .find_map(|l| {
             l.to_ascii_lowercase()
                 .strip_prefix("access-control-allow-origin: ")
@@ -755,12 +758,9 @@ async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
 
 /// One HTTP/1.1 GET; the whole response as text.
 async fn get(addr: std::net::SocketAddr, path: &str, extra: &str) -> String {
-    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\n{extra}connection: close\r\n\r\n");
-    sock.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    sock.read_to_string(&mut out).await.unwrap();
-    out
+    http(addr, &format!("GET {path} HTTP/1.1\r\n{extra}"))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -1062,6 +1062,50 @@ async fn agents_and_keys_see_only_their_sites_and_restricted_topics() {
     assert_eq!(
         next.conversation_id, c1,
         "the Delivery conversation reached an Order agent"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn reflection_answers_v1alpha_clients_and_hsts_is_sent_when_asked() {
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    let s = TestServer::start_full(
+        test_core_config(),
+        NetConfig {
+            hsts: true,
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .await;
+    // Python's grpcio-reflection, Postman and older grpcurl speak v1alpha only.
+    let mut client = ServerReflectionClient::new(s.channel().await);
+    let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("expected a service list, got {answer:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.iter().any(|n| n == "wsmschat.v1.ChatService"),
+        "{names:?}"
+    );
+
+    let addr = s.running.as_ref().unwrap().addr;
+    let page = get(addr, "/healthz", "").await.to_ascii_lowercase();
+    assert!(
+        page.contains("strict-transport-security: max-age=31536000"),
+        "{page}"
     );
     s.stop().await;
 }

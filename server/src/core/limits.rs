@@ -134,26 +134,21 @@ impl StreamCounter {
 
     /// Counts one more stream for `key`, or false when at the maximum.
     pub fn acquire(&self, key: &str) -> bool {
-        let mut open = self.open.lock().unwrap();
-        let n = open.entry(key.to_owned()).or_insert(0);
-        if *n >= self.max {
-            return false;
-        }
-        *n += 1;
-        true
+        self.take(key, Some(self.max))
     }
 
     /// Counts one more stream for `key` against `max` (0: unlimited), or false when at it.
     pub fn acquire_max(&self, key: &str, max: usize) -> bool {
+        self.take(key, (max != 0).then_some(max))
+    }
+
+    fn take(&self, key: &str, max: Option<usize>) -> bool {
         let mut open = self.open.lock().unwrap();
-        let n = open.entry(key.to_owned()).or_insert(0);
-        if max != 0 && *n >= max {
-            if *n == 0 {
-                open.remove(key);
-            }
+        let n = open.get(key).copied().unwrap_or(0);
+        if max.is_some_and(|max| n >= max) {
             return false;
         }
-        *n += 1;
+        open.insert(key.to_owned(), n + 1);
         true
     }
 

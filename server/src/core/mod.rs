@@ -107,11 +107,6 @@ pub enum Revoked {
     Visitor(String),
 }
 
-/// A bucket of `n` per minute with a burst of `n`.
-fn per_minute(n: u32) -> RateLimiter {
-    RateLimiter::per_minute(n)
-}
-
 /// The longest search query, bytes (a `LIKE '%q%'` costs query length x text length per row).
 pub const MAX_SEARCH_BYTES: usize = 256;
 /// Searches that run at once; others wait (never all the store's readers busy with searches).
@@ -181,8 +176,8 @@ impl Core {
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         let hash_slots = config.hash_concurrency.max(1);
-        let new_visitor_limiter = per_minute(config.new_visitors_per_minute);
-        let new_conversation_limiter = per_minute(config.new_conversations_per_minute);
+        let new_visitor_limiter = RateLimiter::per_minute(config.new_visitors_per_minute);
+        let new_conversation_limiter = RateLimiter::per_minute(config.new_conversations_per_minute);
         Arc::new(Self {
             token_limiter: RateLimiter::new(config.events_per_second, config.events_burst),
             ip_limiter: RateLimiter::new(config.ip_events_per_second, config.ip_events_burst),
@@ -303,6 +298,11 @@ impl Core {
         self.auth.resolve(self.store.as_ref(), token).await
     }
 
+    /// Resolves a bearer token, with when it expires (ms; `i64::MAX`: never).
+    pub async fn authenticate_full(&self, token: &str) -> CoreResult<(Principal, i64)> {
+        self.auth.resolve_full(self.store.as_ref(), token).await
+    }
+
     // ------------------------------------------------------------ sites and origins
 
     /// Reloads the site cache from the store.
@@ -327,8 +327,20 @@ impl Core {
     /// Keeps the site cache fresh (CORS for sites made by the CLI or on another node, within
     /// `site_refresh`), until shutdown.
     pub fn spawn_site_refresher(self: &Arc<Self>) {
+        self.spawn_periodic(self.config.site_refresh, |core| async move {
+            if let Err(error) = core.reload_sites().await {
+                tracing::warn!(%error, "Could not refresh the site cache");
+            }
+        });
+    }
+
+    /// Runs `job` at once and then every `every`, until shutdown or the core is gone.
+    fn spawn_periodic<F, Fut>(self: &Arc<Self>, every: Duration, job: F)
+    where
+        F: Fn(Arc<Self>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let core = Arc::downgrade(self);
-        let every = self.config.site_refresh;
         let mut stopping = self.stopping.subscribe();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -339,9 +351,7 @@ impl Core {
                     _ = stopping.wait_for(|s| *s) => return,
                 }
                 let Some(core) = core.upgrade() else { return };
-                if let Err(error) = core.reload_sites().await {
-                    tracing::warn!(%error, "Could not refresh the site cache");
-                }
+                job(core).await;
             }
         });
     }
@@ -422,13 +432,34 @@ impl Core {
 
     /// A new visitor from `ip` (flood of fresh visitor tokens).
     pub fn charge_new_visitor(&self, ip: Option<std::net::IpAddr>) -> CoreResult<()> {
+        Self::charge_per_minute(
+            &self.new_visitor_limiter,
+            ip,
+            "new visitors",
+            self.config.new_visitors_per_minute,
+        )
+    }
+
+    /// A new conversation from `ip`.
+    fn charge_new_conversation(&self, ip: Option<std::net::IpAddr>) -> CoreResult<()> {
+        Self::charge_per_minute(
+            &self.new_conversation_limiter,
+            ip,
+            "new conversations",
+            self.config.new_conversations_per_minute,
+        )
+    }
+
+    fn charge_per_minute(
+        limiter: &RateLimiter,
+        ip: Option<std::net::IpAddr>,
+        what: &str,
+        per_minute: u32,
+    ) -> CoreResult<()> {
         match ip {
-            Some(ip) if !self.new_visitor_limiter.check(&limits::ip_key(ip)) => {
-                Err(CoreError::ResourceExhausted(format!(
-                    "too many new visitors from {ip}: at most {}/min",
-                    self.config.new_visitors_per_minute
-                )))
-            }
+            Some(ip) if !limiter.check(&limits::ip_key(ip)) => Err(CoreError::ResourceExhausted(
+                format!("too many {what} from {ip}: at most {per_minute}/min"),
+            )),
             _ => Ok(()),
         }
     }
@@ -438,18 +469,9 @@ impl Core {
         let Some(retention) = self.config.idle_visitor_retention else {
             return;
         };
-        let core = Arc::downgrade(self);
-        let mut stopping = self.stopping.subscribe();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3600));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stopping.wait_for(|s| *s) => return,
-                }
-                let Some(core) = core.upgrade() else { return };
-                let _ = core.purge_idle_visitors(retention).await;
+        self.spawn_periodic(Duration::from_secs(3600), move |core| async move {
+            if let Err(error) = core.purge_idle_visitors(retention).await {
+                tracing::warn!(%error, "Could not delete idle visitors");
             }
         });
     }
@@ -487,28 +509,23 @@ impl Core {
     /// their sites (all when they list none), and on a site that restricts agents to their
     /// topics only those (agents without topics: all); chat keys their sites.
     pub fn may_see(&self, principal: &Principal, site_id: &str, topic: &str) -> bool {
-        match principal {
-            Principal::Visitor { .. } => true,
-            p if p.is_admin() && matches!(p, Principal::Agent { .. }) => true,
-            Principal::Agent { agent } => {
-                if !agent.site_ids.is_empty() && !agent.site_ids.iter().any(|s| s == site_id) {
-                    return false;
-                }
-                let restricted = self
-                    .sites
-                    .read()
-                    .unwrap()
-                    .0
-                    .get(site_id)
-                    .is_some_and(|s| s.restrict_agents_to_topics);
-                !restricted
-                    || agent.topics.is_empty()
-                    || agent.topics.iter().any(|t| t.eq_ignore_ascii_case(topic))
-            }
-            Principal::Service { site_ids, .. } => {
-                site_ids.is_empty() || site_ids.iter().any(|s| s == site_id)
-            }
+        if !self.may_see_site(principal, site_id) {
+            return false;
         }
+        let Principal::Agent { agent } = principal else {
+            return true;
+        };
+        if principal.is_admin() || agent.topics.is_empty() {
+            return true;
+        }
+        let restricted = self
+            .sites
+            .read()
+            .unwrap()
+            .0
+            .get(site_id)
+            .is_some_and(|s| s.restrict_agents_to_topics);
+        !restricted || agent.topics.iter().any(|t| t.eq_ignore_ascii_case(topic))
     }
 
     /// May a staff member see a site's visitors at all?
@@ -895,14 +912,7 @@ impl Core {
                                 site.topics.join(", ")
                             ))
                         })?;
-                    if let Some(ip) = ip {
-                        if !self.new_conversation_limiter.check(&limits::ip_key(ip)) {
-                            return Err(CoreError::ResourceExhausted(format!(
-                                "too many new conversations from {ip}: at most {}/min",
-                                self.config.new_conversations_per_minute
-                            )));
-                        }
-                    }
+                    self.charge_new_conversation(ip)?;
                     new.new_conversation = Some(NewConversation {
                         id: new_id("c_"),
                         site_id: site_id.clone(),

@@ -174,9 +174,10 @@ impl Core {
                 subscription.cursors.len()
             )));
         }
-        // Subscribing after an expiry or revocation of the token is refused.
+        // Listening first, then resolving again (a cache hit): a revocation since the caller was
+        // authenticated (a Chat call may wait 10 s for its first request) is not missed.
         let revocations = self.revocations.subscribe();
-        let (_, expires_at) = self.auth.resolve_full(self.store.as_ref(), &token).await?;
+        let (_, expires_at_ms) = self.authenticate_full(&token).await?;
         let mut cursors = Vec::new();
         for c in subscription.cursors {
             // Only conversations the caller may see; others are refused, not ignored.
@@ -205,8 +206,8 @@ impl Core {
             i.set_missed_tick_behavior(MissedTickBehavior::Delay);
             i
         });
-        let expires = (expires_at != i64::MAX).then(|| {
-            let left = (expires_at - crate::util::now_ms()).max(0) as u64;
+        let expires = (expires_at_ms != i64::MAX).then(|| {
+            let left = (expires_at_ms - crate::util::now_ms()).max(0) as u64;
             Box::pin(tokio::time::sleep(std::time::Duration::from_millis(left)))
         });
         let state = State {

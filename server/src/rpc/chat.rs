@@ -11,7 +11,7 @@ use wsmschat::v1::chat_service_server::ChatService;
 use wsmschat::v1::client_event::Event as Ce;
 use wsmschat::v1::server_event::Event as Se;
 
-use super::caller;
+use super::{caller, charged_caller};
 use crate::auth::Principal;
 use crate::core::Core;
 use crate::error::CoreError;
@@ -50,8 +50,7 @@ impl ChatService for ChatApi {
         &self,
         req: Request<Streaming<v1::ChatRequest>>,
     ) -> Result<Response<Self::ChatStream>, Status> {
-        let who = caller(&self.core, &req).await?;
-        self.core.charge(&who.principal.author_key(), who.ip)?;
+        let who = charged_caller(&self.core, &req).await?;
         // The slot is taken before the first request arrives: a call that never sends one
         // still counts, and is ended after `first_request_timeout`.
         let permit = self.core.reserve_stream(&who.principal, who.ip)?;
@@ -87,7 +86,10 @@ impl ChatService for ChatApi {
                         Ok(principal) => {
                             handle_chat_event(&core, &principal, who.ip, stream_id, ev).await
                         }
-                        Err(e) => event_error(&ev, e),
+                        Err(e) => {
+                            let (request_id, client_msg_id) = event_ids(&ev);
+                            event_error(request_id, client_msg_id, e)
+                        }
                     };
                     if ack_tx.send(answer).await.is_err() {
                         break;
@@ -114,8 +116,7 @@ impl ChatService for ChatApi {
         &self,
         req: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let who = caller(&self.core, &req).await?;
-        self.core.charge(&who.principal.author_key(), who.ip)?;
+        let who = charged_caller(&self.core, &req).await?;
         let permit = self.core.reserve_stream(&who.principal, who.ip)?;
         let sub = req.into_inner().subscription.unwrap_or_default();
         let (events, _) = self
@@ -146,8 +147,7 @@ impl ChatService for ChatApi {
         &self,
         req: Request<v1::ListConversationsRequest>,
     ) -> Result<Response<v1::ListConversationsResponse>, Status> {
-        let who = caller(&self.core, &req).await?;
-        self.core.charge(&who.principal.author_key(), who.ip)?;
+        let who = charged_caller(&self.core, &req).await?;
         let r = req.into_inner();
         let page_size = match r.page_size {
             0 => 50,
@@ -177,9 +177,7 @@ impl ChatService for ChatApi {
             }
             _ => {}
         }
-        if who.principal.is_staff() {
-            filter.scope = self.core.staff_scope(&who.principal);
-        }
+        filter.scope = self.core.staff_scope(&who.principal);
         // A search is bounded (query length) and takes a search slot while it runs.
         let _slot = match &filter.query {
             Some(q) => Some(self.core.search_slot(q).await?),
@@ -202,8 +200,7 @@ impl ChatService for ChatApi {
         &self,
         req: Request<v1::GetConversationRequest>,
     ) -> Result<Response<v1::GetConversationResponse>, Status> {
-        let who = caller(&self.core, &req).await?;
-        self.core.charge(&who.principal.author_key(), who.ip)?;
+        let who = charged_caller(&self.core, &req).await?;
         let c = self
             .core
             .visible_conversation(&who.principal, &req.into_inner().conversation_id)
@@ -217,8 +214,7 @@ impl ChatService for ChatApi {
         &self,
         req: Request<v1::GetHistoryRequest>,
     ) -> Result<Response<v1::GetHistoryResponse>, Status> {
-        let who = caller(&self.core, &req).await?;
-        self.core.charge(&who.principal.author_key(), who.ip)?;
+        let who = charged_caller(&self.core, &req).await?;
         let r = req.into_inner();
         let c = self
             .core
@@ -240,8 +236,7 @@ impl ChatService for ChatApi {
         &self,
         req: Request<v1::GetVisitorRequest>,
     ) -> Result<Response<v1::GetVisitorResponse>, Status> {
-        let who = caller(&self.core, &req).await?;
-        self.core.charge(&who.principal.author_key(), who.ip)?;
+        let who = charged_caller(&self.core, &req).await?;
         let visitor_id = req.into_inner().visitor_id;
         match &who.principal {
             Principal::Visitor { visitor_id: me, .. } if *me == visitor_id => {}
@@ -262,11 +257,7 @@ impl ChatService for ChatApi {
             .list_conversations(ConversationFilter {
                 visitor_id: Some(visitor_id),
                 limit: 100,
-                scope: if who.principal.is_staff() {
-                    self.core.staff_scope(&who.principal)
-                } else {
-                    None
-                },
+                scope: self.core.staff_scope(&who.principal),
                 ..Default::default()
             })
             .await?;
@@ -280,8 +271,7 @@ impl ChatService for ChatApi {
         &self,
         req: Request<v1::ListCannedRepliesRequest>,
     ) -> Result<Response<v1::ListCannedRepliesResponse>, Status> {
-        let who = caller(&self.core, &req).await?;
-        self.core.charge(&who.principal.author_key(), who.ip)?;
+        let who = charged_caller(&self.core, &req).await?;
         if !who.principal.is_staff() {
             return Err(Status::permission_denied(
                 "only agents may list canned replies",
@@ -302,8 +292,7 @@ impl ChatService for ChatApi {
         &self,
         req: Request<v1::ListAgentPresenceRequest>,
     ) -> Result<Response<v1::ListAgentPresenceResponse>, Status> {
-        let who = caller(&self.core, &req).await?;
-        self.core.charge(&who.principal.author_key(), who.ip)?;
+        let who = charged_caller(&self.core, &req).await?;
         if !who.principal.is_staff() {
             return Err(Status::permission_denied("only agents may list agents"));
         }
@@ -339,17 +328,7 @@ async fn handle_chat_event(
     stream_id: u64,
     ev: v1::ClientEvent,
 ) -> v1::ServerEvent {
-    let request_id = ev.request_id.clone();
-    let error_for = v1::ClientEvent {
-        request_id: request_id.clone(),
-        event: match &ev.event {
-            Some(Ce::SendMessage(m)) => Some(Ce::SendMessage(v1::SendMessage {
-                client_msg_id: m.client_msg_id.clone(),
-                ..Default::default()
-            })),
-            _ => None,
-        },
-    };
+    let (request_id, client_msg_id) = event_ids(&ev);
     let result = match ev.event {
         Some(Ce::Watch(w)) => watch(core, principal, stream_id, w).await.map(|_| v1::Ack {
             request_id: request_id.clone(),
@@ -361,22 +340,27 @@ async fn handle_chat_event(
         Ok(ack) => v1::ServerEvent {
             event: Some(Se::Ack(ack)),
         },
-        Err(e) => event_error(&error_for, e),
+        Err(e) => event_error(request_id, client_msg_id, e),
     }
 }
 
-/// The EventError answering `ev`.
-fn event_error(ev: &v1::ClientEvent, e: CoreError) -> v1::ServerEvent {
-    if let CoreError::Internal(cause) = &e {
-        tracing::error!(error = %cause, "Internal error in a Chat event");
-    }
+/// The request id and (for a send) the client_msg_id an answer to `ev` carries.
+fn event_ids(ev: &v1::ClientEvent) -> (String, String) {
     let client_msg_id = match &ev.event {
         Some(Ce::SendMessage(m)) => m.client_msg_id.clone(),
         _ => String::new(),
     };
+    (ev.request_id.clone(), client_msg_id)
+}
+
+/// The EventError answering an event.
+fn event_error(request_id: String, client_msg_id: String, e: CoreError) -> v1::ServerEvent {
+    if let CoreError::Internal(cause) = &e {
+        tracing::error!(error = %cause, "Internal error in a Chat event");
+    }
     v1::ServerEvent {
         event: Some(Se::Error(v1::EventError {
-            request_id: ev.request_id.clone(),
+            request_id,
             code: e.code() as i32,
             message: e.to_string(),
             client_msg_id,

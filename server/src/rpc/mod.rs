@@ -21,7 +21,7 @@ pub struct PeerAddr(pub SocketAddr);
 pub struct Caller {
     pub principal: Principal,
     pub ip: Option<IpAddr>,
-    /// The bearer token (for logout).
+    /// The bearer token (for logout, and for streams to re-check).
     pub token: String,
 }
 
@@ -77,4 +77,12 @@ pub async fn caller<T>(core: &Arc<Core>, req: &Request<T>) -> Result<Caller, Sta
         ip,
         token,
     })
+}
+
+/// [`caller`], with the call charged to the caller's and the address's rate limits (reads and
+/// stream opens; `Publish` is charged per event in the core).
+pub async fn charged_caller<T>(core: &Arc<Core>, req: &Request<T>) -> Result<Caller, Status> {
+    let who = caller(core, req).await?;
+    core.charge(&who.principal.author_key(), who.ip)?;
+    Ok(who)
 }

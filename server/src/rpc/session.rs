@@ -249,9 +249,8 @@ impl SessionService for SessionApi {
         let principal = core.authenticate(&token).await?;
         let hash = auth::token_hash(&token);
         let revoked = match &principal {
-            Principal::Agent { .. } => Revoked::Staff,
             Principal::Visitor { visitor_id, .. } => Revoked::Visitor(visitor_id.clone()),
-            Principal::Service { .. } => Revoked::Staff,
+            _ => Revoked::Staff,
         };
         match principal {
             Principal::Agent { .. } => core.store.delete_agent_session(hash).await,

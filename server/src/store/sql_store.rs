@@ -1046,7 +1046,8 @@ impl<E: Engine> Store for SqlStore<E> {
                 ctx.db
                     .exec(
                         "INSERT INTO sites (id, site_key, name, allowed_origins, topics, color, greeting, \
-                         identity_secret, identity_required, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                         identity_secret, identity_required, created_at, restrict_agents_to_topics) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                         args![
                             &site.id,
                             &site.site_key,
@@ -1057,14 +1058,9 @@ impl<E: Engine> Store for SqlStore<E> {
                             &site.greeting,
                             &site.identity_secret,
                             site.identity_required,
-                            now_ms()
+                            now_ms(),
+                            site.restrict_agents_to_topics
                         ],
-                    )
-                    .await?;
-                ctx.db
-                    .exec(
-                        "UPDATE sites SET restrict_agents_to_topics = $2 WHERE id = $1",
-                        args![&site.id, site.restrict_agents_to_topics],
                     )
                     .await?;
                 Ok(site)
@@ -1081,7 +1077,7 @@ impl<E: Engine> Store for SqlStore<E> {
                     .db
                     .exec(
                         "UPDATE sites SET name = $2, allowed_origins = $3, topics = $4, color = $5, greeting = $6, \
-                         identity_secret = $7, identity_required = $8 WHERE id = $1",
+                         identity_secret = $7, identity_required = $8, restrict_agents_to_topics = $9 WHERE id = $1",
                         args![
                             &site.id,
                             &site.name,
@@ -1090,14 +1086,9 @@ impl<E: Engine> Store for SqlStore<E> {
                             &site.color,
                             &site.greeting,
                             &site.identity_secret,
-                            site.identity_required
+                            site.identity_required,
+                            site.restrict_agents_to_topics
                         ],
-                    )
-                    .await?;
-                ctx.db
-                    .exec(
-                        "UPDATE sites SET restrict_agents_to_topics = $2 WHERE id = $1",
-                        args![&site.id, site.restrict_agents_to_topics],
                     )
                     .await?;
                 if n == 0 {
@@ -1152,8 +1143,8 @@ impl<E: Engine> Store for SqlStore<E> {
             Box::pin(async move {
                 ctx.db
                     .exec(
-                        "INSERT INTO agents (id, email, name, password_hash, role, topics, capacity, active, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                        "INSERT INTO agents (id, email, name, password_hash, role, topics, capacity, active, created_at, site_ids) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                         args![
                             &agent.id,
                             &agent.email,
@@ -1163,14 +1154,9 @@ impl<E: Engine> Store for SqlStore<E> {
                             join_list(&agent.topics),
                             agent.capacity,
                             agent.active,
-                            now_ms()
+                            now_ms(),
+                            join_list(&agent.site_ids)
                         ],
-                    )
-                    .await?;
-                ctx.db
-                    .exec(
-                        "UPDATE agents SET site_ids = $2 WHERE id = $1",
-                        args![&agent.id, join_list(&agent.site_ids)],
                     )
                     .await?;
                 Ok(agent)
@@ -1190,21 +1176,17 @@ impl<E: Engine> Store for SqlStore<E> {
                 let n = ctx
                     .db
                     .exec(
-                        "UPDATE agents SET name = $2, role = $3, topics = $4, capacity = $5, active = $6 WHERE id = $1",
+                        "UPDATE agents SET name = $2, role = $3, topics = $4, capacity = $5, active = $6, site_ids = $7 \
+                         WHERE id = $1",
                         args![
                             &agent.id,
                             &agent.name,
                             agent.role,
                             join_list(&agent.topics),
                             agent.capacity,
-                            agent.active
+                            agent.active,
+                            join_list(&agent.site_ids)
                         ],
-                    )
-                    .await?;
-                ctx.db
-                    .exec(
-                        "UPDATE agents SET site_ids = $2 WHERE id = $1",
-                        args![&agent.id, join_list(&agent.site_ids)],
                     )
                     .await?;
                 if n == 0 {
@@ -1324,14 +1306,16 @@ impl<E: Engine> Store for SqlStore<E> {
                 let scopes: Vec<String> = key.scopes.iter().map(|s| s.to_string()).collect();
                 ctx.db
                     .exec(
-                        "INSERT INTO api_keys (id, name, secret_hash, scopes, active, created_at) VALUES ($1, $2, $3, $4, 1, $5)",
-                        args![&key.id, &key.name, secret_hash, join_list(&scopes), key.created_at_ms],
-                    )
-                    .await?;
-                ctx.db
-                    .exec(
-                        "UPDATE api_keys SET site_ids = $2 WHERE id = $1",
-                        args![&key.id, join_list(&key.site_ids)],
+                        "INSERT INTO api_keys (id, name, secret_hash, scopes, active, created_at, site_ids) \
+                         VALUES ($1, $2, $3, $4, 1, $5, $6)",
+                        args![
+                            &key.id,
+                            &key.name,
+                            secret_hash,
+                            join_list(&scopes),
+                            key.created_at_ms,
+                            join_list(&key.site_ids)
+                        ],
                     )
                     .await?;
                 Ok(key)
