@@ -1003,6 +1003,29 @@ async fn agents_and_keys_see_only_their_sites_and_restricted_topics() {
         "assigned on its own site"
     );
 
+    // Canned replies of other sites stay out of its list.
+    adm.put_canned_reply(authed(
+        &admin,
+        v1::PutCannedReplyRequest {
+            canned_reply: Some(v1::CannedReply {
+                site_id: site2.id.clone(),
+                shortcut: "second".into(),
+                text: "Site two's reply".into(),
+                ..Default::default()
+            }),
+        },
+    ))
+    .await
+    .unwrap();
+    let canned = chat
+        .list_canned_replies(authed(&token, v1::ListCannedRepliesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .canned_replies;
+    assert!(!canned.is_empty(), "the shared replies are listed");
+    assert!(canned.iter().all(|c| c.site_id != site2.id), "{canned:?}");
+
     // A chat key limited to site 2.
     let key = adm
         .create_api_key(authed(

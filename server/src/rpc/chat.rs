@@ -282,7 +282,11 @@ impl ChatService for ChatApi {
             .core
             .store
             .list_canned_replies((!site.is_empty()).then_some(site))
-            .await?;
+            .await?
+            .into_iter()
+            // Replies for every site (no site id) are everyone's; a site's only its staff's.
+            .filter(|c| c.site_id.is_empty() || self.core.may_see_site(&who.principal, &c.site_id))
+            .collect();
         Ok(Response::new(v1::ListCannedRepliesResponse {
             canned_replies,
         }))
