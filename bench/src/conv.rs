@@ -135,6 +135,9 @@ struct Stats {
 
 struct Shared {
     epoch: Instant,
+    /// Unique per worker run: prefixes the agents' reply ids, which share one API key and so
+    /// one idempotency scope with every earlier run against the same server (a soak's minutes).
+    run_id: String,
     /// `epoch`-relative ns of the run start (set at start).
     t0_ns: AtomicU64,
     messages: usize,
@@ -544,7 +547,7 @@ async fn read_agent(
                         &conversation_id,
                         "",
                         // Idempotency keys are per author: all agents share one API key.
-                        format!("r{global}-{k}"),
+                        format!("r{}-{global}-{k}", sh.run_id),
                         text("r", k, sent, sh.payload),
                     );
                     if tx
@@ -629,6 +632,14 @@ where
     let count = job.count;
     let sh = Arc::new(Shared {
         epoch: Instant::now(),
+        run_id: format!(
+            "{:x}{:x}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ),
         t0_ns: AtomicU64::new(u64::MAX / 4),
         messages: p.messages,
         reply: p.reply,
