@@ -16,6 +16,7 @@ ENV WSMSCHAT_DATA_DIR=/var/lib/wsmschat \
     WSMSCHAT_LISTEN=0.0.0.0:8080 \
     WSMSCHAT_WIDGET_DIR=/opt/wsmschat/widget \
     WSMSCHAT_CONSOLE_DIR=/opt/wsmschat/console \
+    WSMSCHAT_SDK_DIR=/opt/wsmschat/sdk \
     WSMSCHAT_DEMO_DIR=/opt/wsmschat/demo
 EXPOSE 8080
 # Orchestrators: GET /healthz (liveness) and /readyz (database + Redis) on port 8080.

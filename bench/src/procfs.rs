@@ -14,6 +14,7 @@ pub struct ProcSample {
 
 pub fn clk_tck() -> f64 {
     // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 { t as f64 } else { 100.0 }
 }
@@ -91,6 +92,7 @@ pub fn raise_nofile() -> u64 {
         rlim_max: 0,
     };
     // SAFETY: plain syscalls on a stack value.
+    #[allow(unsafe_code)]
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
             lim.rlim_cur = lim.rlim_max;

@@ -157,6 +157,7 @@ impl Server {
         if let Some(mut child) = self.child.take() {
             // SIGTERM: graceful stop; SIGKILL if it lingers.
             // SAFETY: kill(2) on our own child's pid.
+            #[allow(unsafe_code)]
             unsafe {
                 libc::kill(child.id() as i32, libc::SIGTERM);
             }

@@ -1,4 +1,4 @@
-//! `wsmschat_server::bus::Envelope`: what a cluster node decodes from the Redis channel (any
+//! `wsmschat_server::core::cluster::Envelope`: what a cluster node decodes from the Redis channel (any
 //! client of that Redis can publish there).
 //!
 //! Invariants: decoding arbitrary bytes never panics; a decoded envelope re-encodes to
@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use wsmschat_server::bus::Envelope;
+use wsmschat_server::core::cluster::Envelope;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(envelope) = Envelope::decode(data) else {

@@ -1,4 +1,4 @@
-//! `wsmschat_server::rpc::chat::parse_page_token`: the `page_token` of `ListConversations`,
+//! `wsmschat_server::core::queries::parse_page_token`: the `page_token` of `ListConversations`,
 //! sent back by clients as they page.
 //!
 //! Invariants: it never panics; only the empty token is `Ok(None)`; a parsed `(at, id)`
@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wsmschat_server::rpc::chat::parse_page_token;
+use wsmschat_server::core::queries::parse_page_token;
 
 fuzz_target!(|data: &[u8]| {
     // gRPC strings are UTF-8 (prost rejects anything else before the handler runs).

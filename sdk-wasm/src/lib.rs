@@ -19,8 +19,10 @@
 //! Feature `agent` (default) adds the agent, service and admin calls the console needs; the
 //! widget is built without it (smaller wasm).
 //!
-//! Everything is compiled for `wasm32` only; on other targets this crate is empty, so the
-//! workspace builds on the host. Build with `scripts/build-web`.
+//! Everything but [`state`] is compiled for `wasm32` only. [`state`] (cursors, the outbox,
+//! retry and reconnect decisions) is plain Rust, built and unit-tested on the host too. Build with `scripts/build-web`.
+
+pub mod state;
 
 #[cfg(all(target_arch = "wasm32", feature = "agent"))]
 mod agent;

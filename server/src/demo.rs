@@ -1,13 +1,13 @@
 //! First start on an empty database: a demo site and an admin agent, so the product works
-//! out of the box; and the shell commands that create sites, agents and keys.
+//! out of the box.
 
 use std::sync::Arc;
 
 use wsmschat::v1;
 
-use crate::auth;
+use crate::core::access::AdminGrant;
 use crate::core::{Core, DEFAULT_TOPICS};
-use crate::util::{new_id, new_token, random_bytes};
+use crate::util::new_token;
 
 /// What to seed.
 #[derive(Debug, Clone)]
@@ -39,45 +39,41 @@ pub struct DemoInfo {
 }
 
 /// Seeds the demo when the database has no site yet. Returns None when it already had one.
+/// It goes through the same admin use cases as the console and the CLI.
 pub async fn seed(core: &Arc<Core>, opts: &DemoOptions) -> anyhow::Result<Option<DemoInfo>> {
-    if !core.store.list_sites().await?.is_empty() {
+    let grant = AdminGrant::operator();
+    if !core.list_sites(grant).await?.is_empty() {
         return Ok(None);
     }
     let site = core
-        .store
-        .create_site(v1::Site {
-            id: new_id("site_"),
-            site_key: opts.site_key.clone(),
-            name: "Demo Shop".into(),
-            allowed_origins: vec!["http://localhost:*".into(), "http://127.0.0.1:*".into()],
-            topics: DEFAULT_TOPICS.iter().map(|t| t.to_string()).collect(),
-            color: "#0b5fff".into(),
-            greeting: "Hi! How can we help you today?".into(),
-            identity_secret: hex::encode(random_bytes::<32>()),
-            identity_required: false,
-            restrict_agents_to_topics: false,
-        })
+        .create_site(
+            grant,
+            v1::Site {
+                name: "Demo Shop".into(),
+                allowed_origins: vec!["http://localhost:*".into(), "http://127.0.0.1:*".into()],
+                topics: DEFAULT_TOPICS.iter().map(|t| t.to_string()).collect(),
+                greeting: "Hi! How can we help you today?".into(),
+                ..Default::default()
+            },
+            Some(opts.site_key.clone()),
+        )
         .await?;
     let password = opts
         .admin_password
         .clone()
         .unwrap_or_else(|| new_token("")[..16].to_owned());
-    let hash = auth::hash_password(&password);
-    core.store
-        .create_agent(
-            v1::Agent {
-                id: new_id("ag_"),
-                email: opts.admin_email.clone(),
-                name: "Demo Admin".into(),
-                role: v1::AgentRole::Admin as i32,
-                topics: vec![],
-                capacity: 10,
-                active: true,
-                site_ids: vec![],
-            },
-            hash,
-        )
-        .await?;
+    core.create_agent(
+        grant,
+        v1::Agent {
+            email: opts.admin_email.clone(),
+            name: "Demo Admin".into(),
+            role: v1::AgentRole::Admin as i32,
+            capacity: 10,
+            ..Default::default()
+        },
+        password.clone(),
+    )
+    .await?;
     for (shortcut, text) in [
         ("hello", "Hello! Thanks for reaching out. How can I help?"),
         ("hours", "We answer every day from 8:00 to 20:00 (CET)."),
@@ -86,14 +82,15 @@ pub async fn seed(core: &Arc<Core>, opts: &DemoOptions) -> anyhow::Result<Option
             "Thank you! Is there anything else I can do for you?",
         ),
     ] {
-        core.store
-            .put_canned_reply(v1::CannedReply {
-                id: new_id("cr_"),
-                site_id: String::new(),
+        core.put_canned_reply(
+            grant,
+            v1::CannedReply {
                 shortcut: shortcut.into(),
                 text: text.into(),
-            })
-            .await?;
+                ..Default::default()
+            },
+        )
+        .await?;
     }
     Ok(Some(DemoInfo {
         site,

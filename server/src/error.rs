@@ -31,7 +31,7 @@ pub enum CoreError {
     Unavailable(String),
     /// Our fault: INTERNAL. The cause is logged, not sent.
     #[error("internal error")]
-    Internal(String),
+    Internal(#[source] crate::store::Cause),
 }
 
 impl From<StoreError> for CoreError {
@@ -48,6 +48,11 @@ impl From<StoreError> for CoreError {
 }
 
 impl CoreError {
+    /// An internal failure with its cause (an error, or a message).
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        CoreError::Internal(crate::store::Cause::from(cause.into()))
+    }
+
     /// The gRPC code.
     pub fn code(&self) -> tonic::Code {
         match self {

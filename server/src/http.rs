@@ -16,7 +16,7 @@ use tower_http::services::ServeDir;
 use wsmschat::limits::MAX_DECODE_BYTES;
 use wsmschat::v1;
 
-use crate::core::Core;
+use crate::core::{Core, Readiness};
 use crate::rpc::{admin::AdminApi, chat::ChatApi, session::SessionApi};
 
 /// Where the static web apps live (built widget and console), if served by this server.
@@ -26,6 +26,8 @@ pub struct StaticDirs {
     pub widget: Option<PathBuf>,
     /// Served at `/console/`.
     pub console: Option<PathBuf>,
+    /// The full browser SDK (agent calls), served at `/sdk/`.
+    pub sdk: Option<PathBuf>,
     /// The demo page embedding the widget, served on its own listener (`demo_port`).
     pub demo: Option<PathBuf>,
     /// Where the demo listener binds (port 0: any free port); None: no demo page.
@@ -89,6 +91,14 @@ pub fn app(core: Arc<Core>, dirs: StaticDirs, net: &crate::server::NetConfig) ->
             .nest_service("/widget", ServeDir::new(dir))
             .layer(axum::middleware::map_response(widget_headers));
         router = router.merge(widget);
+    }
+    if let Some(dir) = dirs.sdk {
+        // The full SDK, imported by the console (and by pages that build their own UI), also
+        // cross-origin: the same headers as the widget's files.
+        let sdk = Router::new()
+            .nest_service("/sdk", ServeDir::new(dir))
+            .layer(axum::middleware::map_response(widget_headers));
+        router = router.merge(sdk);
     }
     if let Some(dir) = dirs.console {
         let console = Router::new()
@@ -297,17 +307,11 @@ async fn index() -> impl IntoResponse {
 /// reason for a balancer to drop every node at once, so it is reported, not failed on. Bodies
 /// are terse; the causes go to the log.
 async fn readyz(State(ctx): State<Ctx>) -> impl IntoResponse {
-    if let Err(error) = ctx.core.store.ping().await {
-        tracing::warn!(%error, "Readiness: the database does not answer");
-        return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n");
+    match ctx.core.readiness().await {
+        Readiness::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n"),
+        Readiness::Degraded => (StatusCode::OK, "ready (degraded: redis unavailable)\n"),
+        Readiness::Ready => (StatusCode::OK, "ready\n"),
     }
-    if let Some(bus) = ctx.core.bus.get() {
-        if let Err(error) = bus.ping().await {
-            tracing::warn!(%error, "Readiness: Redis does not answer");
-            return (StatusCode::OK, "ready (degraded: redis unavailable)\n");
-        }
-    }
-    (StatusCode::OK, "ready\n")
 }
 
 async fn metrics(State(ctx): State<Ctx>, headers: HeaderMap) -> axum::response::Response {

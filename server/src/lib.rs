@@ -1,15 +1,23 @@
 //! wsmschat server: live customer-support chat over gRPC (HTTP/2) and gRPC-web (browsers).
 //!
-//! Layers, outside in:
-//! - [`server`]: the TCP listener (HTTP/1.1 + HTTP/2 on one port) and graceful shutdown.
+//! Layers, outside in; each imports only the ones below it:
+//! - [`server`]: the TCP listener (HTTP/1.1 + HTTP/2 on one port), connection limits and
+//!   graceful shutdown.
 //! - [`http`]: the application: gRPC services, gRPC-web, CORS, health, metrics, static files.
-//! - [`rpc`]: thin gRPC handlers (auth, then the core).
-//! - [`core`]: the rules: publish, streams and resume, workflow (queue, assignment), presence,
-//!   limits; [`core::hub`] fans events out to open streams.
-//! - [`store`]: durable state behind the `Store` trait (SQLite with group commit).
-//! - [`auth`]: tokens, passwords, identity verification, origins.
-#![deny(rust_2018_idioms)]
-#![forbid(unsafe_code)]
+//! - [`rpc`]: thin gRPC handlers: request metadata in, one core use case, `CoreError` out.
+//! - [`core`]: every rule, and the only door to state. Where a rule lives:
+//!   - `core/access.rs`: permissions (tokens, sites, topics, conversations, admin grants, origins)
+//!   - `core/session.rs`: visitor sessions, login, logout; `core/admin.rs`: sites, agents, keys,
+//!     canned replies; `core/report.rs`: the site report; `core/queries.rs`: reads and search
+//!   - `core/events/`: one file per client event family; `core/stream.rs`: replay then live
+//!   - `core/workflow.rs`: the queue router and assignment; `core/presence.rs`: who is online
+//!   - `core/hub.rs`: fan-out to local streams; `core/cluster.rs`: to and from the other nodes
+//!   - `core/sites.rs`: the site cache; `core/charges.rs` + `core/limits.rs`: rates and slots
+//! - [`store`]: durable state behind the `Store` trait (SQLite or PostgreSQL, group commit).
+//! - [`bus`]: the cluster's Redis transport (bytes only; the meaning is `core::cluster`'s).
+//! - [`auth`]: tokens, passwords, identity verification, origin patterns (pure functions and
+//!   the token cache, used by core).
+//! - [`demo`]: seeds a demo site and admin through the core's admin use cases.
 
 pub mod auth;
 pub mod bus;
@@ -89,14 +97,14 @@ impl Running {
             let _ = tx.send(());
         }
         let result = (&mut self.task).await.unwrap_or(Ok(()));
-        self.core.store.close();
+        self.core.close();
         result
     }
 
     /// Resolves when the server stops by itself (it never does unless it fails).
     pub async fn wait(mut self) -> std::io::Result<()> {
         let result = (&mut self.task).await.unwrap_or(Ok(()));
-        self.core.store.close();
+        self.core.close();
         result
     }
 
@@ -130,14 +138,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     core.spawn_site_refresher();
     core.spawn_visitor_cleanup();
     if let Some(url) = &config.redis_url {
-        let bus = bus::RedisBus::start(
-            url,
-            &config.redis_namespace,
-            &core,
-            core.stopping.subscribe(),
-        )
-        .await?;
-        let _ = core.bus.set(bus);
+        core.join_cluster(url, &config.redis_namespace).await?;
     }
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;

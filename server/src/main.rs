@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use wsmschat::v1;
-use wsmschat_server::core::{CoreConfig, DEFAULT_TOPICS};
+use wsmschat_server::core::CoreConfig;
+use wsmschat_server::core::access::AdminGrant;
 use wsmschat_server::demo::DemoOptions;
 use wsmschat_server::http::StaticDirs;
-use wsmschat_server::util::{new_id, new_token, now_ms, random_bytes};
-use wsmschat_server::{Config, Database, auth, build_core};
+use wsmschat_server::{Config, Database, build_core};
 
 #[derive(Parser)]
 #[command(
@@ -115,6 +115,9 @@ struct ServeArgs {
     /// Directory of the built widget (served at /widget.js and /widget/).
     #[arg(long, env = "WSMSCHAT_WIDGET_DIR", default_value = "widget/dist")]
     widget_dir: PathBuf,
+    /// Directory of the built full browser SDK (served at /sdk/; the console imports it).
+    #[arg(long, env = "WSMSCHAT_SDK_DIR", default_value = "sdk-wasm/dist")]
+    sdk_dir: PathBuf,
     /// Directory of the agent console (served at /console/).
     #[arg(long, env = "WSMSCHAT_CONSOLE_DIR", default_value = "console/dist")]
     console_dir: PathBuf,
@@ -318,6 +321,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         static_dirs: StaticDirs {
             widget: existing(args.widget_dir),
             console: existing(args.console_dir),
+            sdk: existing(args.sdk_dir),
             demo: existing(args.demo_dir),
             demo_listen: match args.demo_listen.as_deref() {
                 Some("off") => None,
@@ -431,26 +435,18 @@ async fn main() -> anyhow::Result<()> {
                 public_url,
             } => {
                 let core = open(&data).await?;
-                let site = wsmschat_server::rpc::admin::normalize_site(v1::Site {
-                    name,
-                    allowed_origins: origins,
-                    topics: if topics.is_empty() {
-                        DEFAULT_TOPICS.iter().map(|t| t.to_string()).collect()
-                    } else {
-                        topics
-                    },
-                    identity_required,
-                    ..Default::default()
-                })
-                .map_err(|s| anyhow::anyhow!(s.message().to_owned()))?;
                 let site = core
-                    .store
-                    .create_site(v1::Site {
-                        id: new_id("site_"),
-                        site_key: new_id("pk_"),
-                        identity_secret: hex::encode(random_bytes::<32>()),
-                        ..site
-                    })
+                    .create_site(
+                        AdminGrant::operator(),
+                        v1::Site {
+                            name,
+                            allowed_origins: origins,
+                            topics,
+                            identity_required,
+                            ..Default::default()
+                        },
+                        None,
+                    )
                     .await?;
                 println!("site id:         {}", site.id);
                 println!("site key:        {}", site.site_key);
@@ -463,7 +459,7 @@ async fn main() -> anyhow::Result<()> {
             }
             SiteCommand::List { data } => {
                 let core = open(&data).await?;
-                for s in core.store.list_sites().await? {
+                for s in core.list_sites(AdminGrant::operator()).await? {
                     println!(
                         "{}\t{}\t{}\torigins={}\ttopics={}",
                         s.id,
@@ -487,27 +483,25 @@ async fn main() -> anyhow::Result<()> {
                 capacity,
                 sites,
             } => {
-                wsmschat_server::rpc::admin::check_password(&password)
-                    .map_err(|s| anyhow::anyhow!(s.message().to_owned()))?;
-                let agent = wsmschat_server::rpc::admin::normalize_agent(v1::Agent {
-                    id: new_id("ag_"),
-                    email,
-                    name,
-                    role: if admin {
-                        v1::AgentRole::Admin
-                    } else {
-                        v1::AgentRole::Agent
-                    } as i32,
-                    topics,
-                    capacity,
-                    active: true,
-                    site_ids: sites,
-                })
-                .map_err(|s| anyhow::anyhow!(s.message().to_owned()))?;
                 let core = open(&data).await?;
                 let agent = core
-                    .store
-                    .create_agent(agent, auth::hash_password(&password))
+                    .create_agent(
+                        AdminGrant::operator(),
+                        v1::Agent {
+                            email,
+                            name,
+                            role: if admin {
+                                v1::AgentRole::Admin
+                            } else {
+                                v1::AgentRole::Agent
+                            } as i32,
+                            topics,
+                            capacity,
+                            site_ids: sites,
+                            ..Default::default()
+                        },
+                        password,
+                    )
                     .await?;
                 println!("agent id: {} ({})", agent.id, agent.email);
                 Ok(())
@@ -529,20 +523,8 @@ async fn main() -> anyhow::Result<()> {
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 let core = open(&data).await?;
-                let secret = new_token(wsmschat::ids::API_KEY_PREFIX);
-                let key = core
-                    .store
-                    .create_api_key(
-                        v1::ApiKey {
-                            id: new_id("key_"),
-                            name,
-                            scopes,
-                            created_at_ms: now_ms(),
-                            active: true,
-                            site_ids: sites,
-                        },
-                        auth::token_hash(&secret),
-                    )
+                let (key, secret) = core
+                    .create_api_key(AdminGrant::operator(), &name, scopes, sites)
                     .await?;
                 println!("api key id: {}", key.id);
                 println!("secret (shown once): {secret}");

@@ -21,7 +21,11 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::core::Core;
-use crate::rpc::PeerAddr;
+
+/// The TCP peer of a request (the client, after trusted proxies), put into request
+/// extensions by the accept loop; handlers read it for per-address limits.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 /// How long in-flight calls get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -286,20 +286,8 @@ fn redis_on(port: u16) -> std::process::Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_node_kills_and_redis_restarts_lose_and_duplicate_nothing() {
-    if std::env::var("WSMSCHAT_TEST_POSTGRES")
-        .map(|v| v.is_empty())
-        .unwrap_or(true)
-    {
-        // SAFETY of intent: set once, before other env access in this process.
-        unsafe {
-            std::env::set_var(
-                "WSMSCHAT_TEST_POSTGRES",
-                "postgres://postgres@127.0.0.1:5432",
-            )
-        };
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let database = test_database(&dir).await;
+    // A cluster shares one PostgreSQL, whatever engine the rest of the suite runs on.
+    let database = postgres_database(&postgres_base()).await;
     assert!(matches!(database, Database::Postgres { .. }));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

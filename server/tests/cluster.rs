@@ -82,20 +82,9 @@ struct Cluster {
 }
 
 async fn cluster(n: usize) -> Cluster {
-    if std::env::var("WSMSCHAT_TEST_POSTGRES")
-        .map(|v| v.is_empty())
-        .unwrap_or(true)
-    {
-        // SAFETY of intent: tests run this once per process before any other env access.
-        unsafe {
-            std::env::set_var(
-                "WSMSCHAT_TEST_POSTGRES",
-                "postgres://postgres@127.0.0.1:5432",
-            )
-        };
-    }
+    // A cluster shares one PostgreSQL, whatever engine the rest of the suite runs on.
     let dir = tempfile::tempdir().unwrap();
-    let database = test_database(&dir).await;
+    let database = postgres_database(&postgres_base()).await;
     let redis = Redis::start();
     let url = redis.url();
     let mut nodes = Vec::new();

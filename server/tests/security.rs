@@ -16,6 +16,7 @@ use wsmschat::v1;
 use wsmschat::v1::client_event::Event as Ce;
 use wsmschat::v1::server_event::Event as Se;
 use wsmschat_server::core::CoreConfig;
+use wsmschat_server::core::access::AdminGrant;
 use wsmschat_server::server::NetConfig;
 
 /// How long a revoked stream may live on.
@@ -678,21 +679,22 @@ async fn a_site_created_behind_the_servers_back_passes_cors_soon() {
     let addr = running.addr;
     let origin = "https://new-shop.example.net";
     assert_eq!(preflight(addr, origin).await, None);
-    // As `wsmschat site create` does: straight into the store, no RPC, no cache update.
-    running
-        .core
-        .store
-        .create_site(v1::Site {
-            id: "site_cli".into(),
-            site_key: "pk_cli".into(),
+    // As `wsmschat site create` does: a second core on the same database (the CLI's own), so
+    // this server's cache hears nothing of it.
+    let cli = wsmschat_server::build_core(&s.config).await.unwrap();
+    cli.create_site(
+        AdminGrant::operator(),
+        v1::Site {
             name: "CLI shop".into(),
             allowed_origins: vec![origin.into()],
             topics: vec!["Order".into()],
-            identity_secret: "s".repeat(64),
             ..Default::default()
-        })
-        .await
-        .unwrap();
+        },
+        Some("pk_cli".into()),
+    )
+    .await
+    .unwrap();
+    cli.close();
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         if preflight(addr, origin).await.as_deref() == Some(origin) {
@@ -870,7 +872,6 @@ async fn visitor_and_conversation_floods_are_capped_and_idle_visitors_cleaned_up
     let core = &s.running.as_ref().unwrap().core;
     let purged = core.purge_idle_visitors(Duration::ZERO).await.unwrap();
     assert_eq!(purged, 9, "10 fresh visitors, one of them chatted");
-    core.auth.clear();
     let gone = chat
         .list_conversations(authed(&tokens[2], v1::ListConversationsRequest::default()))
         .await

@@ -1,4 +1,4 @@
-// The agent console (console/dist, served at /console/) against a real server: a customer in the
+// The agent console (console/src, built into console/dist and served at /console/) against a real server: a customer in the
 // widget asks under "Order"; agent A (topic Order, online in the console) gets it assigned and
 // sees it live, replies, adds a private note the customer never gets, transfers to agent B, who
 // resolves; the customer rates 5 and the admin report counts it. Also: a wrong password shows a
@@ -66,7 +66,7 @@ test('agent console: assignment, reply, private note, transfer, resolve, rating,
   await a.locator('h1:has-text("Admins only")').waitFor();
   const denied = await a.evaluate(async () => {
     const { token, server } = JSON.parse(localStorage.getItem('wsmschat-console:session'));
-    const sdk = await import(`${server}/widget/wsmschat_sdk.js`);
+    const sdk = await import(`${server}/sdk/wsmschat_sdk.js`);
     await sdk.default();
     const c = sdk.ChatClient.withToken({ server, token });
     try { await c.listSites(); return 'allowed'; } catch (e) { return e.code; } finally { c.close(); }

@@ -40,6 +40,7 @@ export async function startServer({ dataDir, port = 0, args = [] } = {}) {
   dataDir ||= mkdtempSync(join(tmpdir(), 'wsmschat-browser-'));
   const proc = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir,
     '--demo-password', PASSWORD, '--widget-dir', join(ROOT, 'widget/dist'),
+    '--sdk-dir', join(ROOT, 'sdk-wasm/dist'),
     '--demo-dir', join(ROOT, 'examples/embed'), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' }
   });

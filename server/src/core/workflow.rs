@@ -5,15 +5,26 @@
 //! under capacity; it stops at the first conversation nobody can take, so order is kept. The
 //! capacity check and the assignment run in one store transaction, so concurrent assignments
 //! never push an agent over capacity. Draining runs when a conversation is queued, an agent
-//! comes online, or an agent's load drops (resolve, transfer).
+//! comes online, or an agent's load drops (resolve, transfer): those events nudge the router,
+//! a task of its own, so no ack waits for an assignment and nudges during a pass coalesce.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
 
 use wsmschat::v1;
 
 use super::Core;
 use crate::error::CoreResult;
 use crate::store::{AssignTarget, Changed};
+
+/// Topics whose queues need serving, and the router's wake-up.
+#[derive(Default)]
+pub(super) struct RouterInbox {
+    pending: Mutex<BTreeSet<String>>,
+    wake: Notify,
+}
 
 /// How many queued conversations one drain pass looks at per topic.
 const DRAIN_PAGE: u32 = 100;
@@ -62,7 +73,7 @@ impl Core {
                 } else {
                     topics
                 };
-                self.drain(topics).await;
+                self.drain(topics);
             }
         }
         if left_queue {
@@ -70,10 +81,44 @@ impl Core {
         }
     }
 
+    /// Asks the router to serve these topics' queues. Never waits: an ack does not include an
+    /// assignment; the router's assignments reach clients as conversation events.
+    pub fn drain(&self, topics: Vec<String>) {
+        if topics.is_empty() {
+            return;
+        }
+        self.router.pending.lock().unwrap().extend(topics);
+        self.router.wake.notify_one();
+    }
+
+    /// Starts the router: one task that serves the queues of nudged topics, one pass at a
+    /// time (so each queue is served strictly in order), coalescing the nudges that arrive
+    /// during a pass. Stops at shutdown or when the core is gone.
+    pub(super) fn spawn_router(self: &Arc<Self>) {
+        let core = Arc::downgrade(self);
+        let inbox = self.router.clone();
+        let mut stopping = self.stopping.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = inbox.wake.notified() => {}
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+                let topics = std::mem::take(&mut *inbox.pending.lock().unwrap());
+                let Some(core) = core.upgrade() else { return };
+                core.serve_queues(topics).await;
+            }
+        });
+    }
+
     /// Serves the queues of these topics, oldest conversation first.
-    pub async fn drain(self: &Arc<Self>, topics: Vec<String>) {
-        let _serial = self.drain_lock.lock().await;
+    async fn serve_queues(self: &Arc<Self>, topics: BTreeSet<String>) {
         for topic in topics {
+            // Nobody online for the topic: nothing can move, so the queue is not even read
+            // (an arrival while every agent is away costs no queue scan).
+            if self.presence.online_for(&topic).is_empty() {
+                continue;
+            }
             let mut assigned_any = false;
             // Sites whose oldest queued conversation found no agent (none serving the site
             // has room): their later conversations wait too, other sites' go on.

@@ -1,21 +1,19 @@
-//! gRPC handlers: thin adapters from tonic requests to the core. Each one authenticates,
-//! calls the core and maps errors to statuses; no rule of the chat lives here.
+//! gRPC handlers: thin adapters from tonic requests to the core. Each one reads the request's
+//! metadata (bearer token, client address, `Origin`), calls one core use case and maps its
+//! `CoreError` to a status; no rule of the chat lives here, and no handler touches the store.
 
 pub mod admin;
 pub mod chat;
 pub mod session;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tonic::{Request, Status};
 
 use crate::auth::Principal;
 use crate::core::Core;
-
-/// The TCP peer of a request, put into request extensions by the accept loop.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+use crate::server::PeerAddr;
 
 /// What every handler needs to know about the caller.
 pub struct Caller {
@@ -60,18 +58,11 @@ pub fn origin<T>(req: &Request<T>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Authenticates a request and checks a visitor's origin.
+/// Authenticates a request (see [`Core::identify`]).
 pub async fn caller<T>(core: &Arc<Core>, req: &Request<T>) -> Result<Caller, Status> {
     let token = bearer(req)?;
     let ip = peer_ip(req);
-    // A token not in the cache costs a store read: charged to the address, so a flood of
-    // made-up tokens is refused before it reaches the store.
-    if !core.auth.is_cached(&token) {
-        core.charge_ip(ip)?;
-    }
-    let principal = core.authenticate(&token).await?;
-    core.check_origin(&principal, origin(req).as_deref())
-        .await?;
+    let principal = core.identify(&token, ip, origin(req).as_deref()).await?;
     Ok(Caller {
         principal,
         ip,

@@ -1,4 +1,5 @@
-//! Durable state: the `Store` trait the core talks to, and its SQLite implementation.
+//! Durable state: the `Store` trait the core talks to, written once over a small `Db`
+//! interface for two engines (SQLite, PostgreSQL).
 //!
 //! Records are the protocol's own messages (`v1::Conversation`, `v1::Message`, ...) so nothing
 //! is converted twice; what the wire must not see (password hashes, secrets' hashes) stays in
@@ -14,8 +15,12 @@ pub mod sqlite;
 use async_trait::async_trait;
 use wsmschat::v1;
 
+/// The cause of an internal failure, kept as the original error (shared: a failed batch
+/// fails each of its jobs with the same cause).
+pub type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
 /// A store failure. `Conflict` and `NotFound` are the caller's fault; `Internal` is ours.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The record does not exist.
     #[error("{0} not found")]
@@ -34,7 +39,14 @@ pub enum StoreError {
     Busy(String),
     /// The database failed.
     #[error("database error: {0}")]
-    Internal(String),
+    Internal(#[source] Cause),
+}
+
+impl StoreError {
+    /// An internal failure with its cause (an error, or a message).
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError::Internal(Cause::from(cause.into()))
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -46,7 +46,7 @@ fn pg_err(error: tokio_postgres::Error) -> StoreError {
         {
             StoreError::Busy(error.to_string())
         }
-        _ => StoreError::Internal(
+        _ => StoreError::internal(
             error
                 .as_db_error()
                 .map(|e| e.to_string())
@@ -56,7 +56,7 @@ fn pg_err(error: tokio_postgres::Error) -> StoreError {
 }
 
 fn pool_err(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(format!("database connection: {error}"))
+    StoreError::internal(format!("database connection: {error}"))
 }
 
 impl ToSql for Value {
@@ -95,7 +95,7 @@ fn to_row(row: &tokio_postgres::Row) -> StoreResult<Row> {
     let mut values = Vec::with_capacity(row.len());
     for (i, column) in row.columns().iter().enumerate() {
         let bad = |e: tokio_postgres::Error| {
-            StoreError::Internal(format!("column {}: {e}", column.name()))
+            StoreError::internal(format!("column {}: {e}", column.name()))
         };
         let v = match *column.type_() {
             Type::INT8 => row
@@ -172,7 +172,7 @@ impl PostgresStore {
     ) -> StoreResult<Self> {
         let config: tokio_postgres::Config = url
             .parse()
-            .map_err(|e| StoreError::Internal(format!("bad database URL: {e}")))?;
+            .map_err(|e| StoreError::internal(format!("bad database URL: {e}")))?;
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -216,11 +216,11 @@ impl Engine for PostgresEngine {
     fn write(&self, job: Job) -> StoreResult<()> {
         let sender = self.writer.lock().unwrap().clone();
         let Some(sender) = sender else {
-            return Err(StoreError::Internal("store is closed".into()));
+            return Err(StoreError::internal("store is closed"));
         };
         sender
             .send(job)
-            .map_err(|_| StoreError::Internal("store writer stopped".into()))
+            .map_err(|_| StoreError::internal("store writer stopped"))
     }
 
     async fn read(&self, job: ReadJob) -> StoreResult<()> {
@@ -290,7 +290,7 @@ async fn writer_loop(
                 tracing::warn!(%error, jobs = batch.len(), "Write batch failed; retrying its jobs one by one");
                 for job in batch.drain(..) {
                     let jobs = [job];
-                    let mut result = Err(StoreError::Internal("not run".into()));
+                    let mut result = Err(StoreError::internal("not run"));
                     for attempt in 0..RETRIES {
                         result = run_batch(&pool, &jobs).await;
                         match &result {

@@ -1,5 +1,5 @@
 //! SQL shared by the store implementations: migrations and the column lists that rows are
-//! decoded from. Placeholders are `$1..$n`, which SQLite and PostgreSQL both accept.
+//! decoded from. Placeholders are PostgreSQL's `$1..$n`; the SQLite engine rewrites them to `?N`.
 
 /// Embedded migrations, applied in order once each (version = index + 1).
 pub const MIGRATIONS: &[&str] = &[

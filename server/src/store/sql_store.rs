@@ -91,13 +91,13 @@ impl<E: Engine> SqlStore<E> {
                     .lock()
                     .unwrap()
                     .take()
-                    .unwrap_or_else(|| Err(StoreError::Internal("write did not run".into())));
+                    .unwrap_or_else(|| Err(StoreError::internal("write did not run")));
                 let _ = tx.send(commit.and(result));
             }),
         };
         self.engine.write(job)?;
         rx.await
-            .map_err(|_| StoreError::Internal("the writer dropped the write".into()))?
+            .map_err(|_| StoreError::internal("the writer dropped the write"))?
     }
 
     /// One row decoded, or `NotFound(what)`.
@@ -159,7 +159,7 @@ impl<E: Engine> SqlStore<E> {
             }))
             .await?;
         rx.await
-            .map_err(|_| StoreError::Internal("the read was dropped".into()))?
+            .map_err(|_| StoreError::internal("the read was dropped"))?
     }
 }
 

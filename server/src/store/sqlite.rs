@@ -60,7 +60,7 @@ fn db_err(error: rusqlite::Error) -> StoreError {
             return StoreError::Busy(error.to_string());
         }
     }
-    StoreError::Internal(error.to_string())
+    StoreError::internal(error)
 }
 
 impl rusqlite::ToSql for Value {
@@ -168,7 +168,7 @@ impl SqliteStore {
         metrics: Arc<Metrics>,
     ) -> StoreResult<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Internal(e.to_string()))?;
+            std::fs::create_dir_all(dir).map_err(StoreError::internal)?;
         }
         let mut writer_conn = open_connection(path).map_err(db_err)?;
         futures_executor::block_on(migrate(&mut SqliteDb(&mut writer_conn)))?;
@@ -183,7 +183,7 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpoint_conn, checkpoint_rx))
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+            .map_err(StoreError::internal)?;
         let readers = (0..READERS)
             .map(|_| open_connection(path))
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -192,7 +192,7 @@ impl SqliteStore {
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(writer_conn, rx, sink, metrics))
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+            .map_err(StoreError::internal)?;
         Ok(SqlStore::new(SqliteEngine {
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(thread)),
@@ -208,11 +208,11 @@ impl Engine for SqliteEngine {
     fn write(&self, job: Job) -> StoreResult<()> {
         let sender = self.writer.lock().unwrap().clone();
         let Some(sender) = sender else {
-            return Err(StoreError::Internal("store is closed".into()));
+            return Err(StoreError::internal("store is closed"));
         };
         sender
             .send(job)
-            .map_err(|_| StoreError::Internal("store writer stopped".into()))
+            .map_err(|_| StoreError::internal("store writer stopped"))
     }
 
     async fn read(&self, job: ReadJob) -> StoreResult<()> {
@@ -220,7 +220,7 @@ impl Engine for SqliteEngine {
             .reader_permits
             .acquire()
             .await
-            .map_err(|_| StoreError::Internal("store closed".into()))?;
+            .map_err(|_| StoreError::internal("store closed"))?;
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = readers.lock().unwrap().pop().expect("a reader per permit");
@@ -228,7 +228,7 @@ impl Engine for SqliteEngine {
             readers.lock().unwrap().push(conn);
         })
         .await
-        .map_err(|e| StoreError::Internal(e.to_string()))
+        .map_err(StoreError::internal)
     }
 
     fn close(&self) {
@@ -313,7 +313,7 @@ fn writer_loop(
         for job in batch.drain(..) {
             (job.complete)(match &result {
                 Ok(()) => Ok(()),
-                Err(e) => Err(StoreError::Internal(e.to_string())),
+                Err(e) => Err(e.clone()),
             });
         }
     }

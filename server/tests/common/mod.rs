@@ -215,27 +215,39 @@ impl TestServer {
 /// (the same suite runs against both engines).
 pub async fn test_database(dir: &TempDir) -> Database {
     match std::env::var("WSMSCHAT_TEST_POSTGRES") {
-        Ok(base) if !base.is_empty() => {
-            let base = base.trim_end_matches('/').to_owned();
-            let name = format!(
-                "wsmschat_t_{}",
-                wsmschat_server::util::new_id("").to_lowercase()
-            );
-            let (client, conn) =
-                tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
-                    .await
-                    .expect("connect to the test PostgreSQL");
-            tokio::spawn(conn);
-            client
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap();
-            Database::Postgres {
-                url: format!("{base}/{name}"),
-                pool_size: 8,
-            }
-        }
+        Ok(base) if !base.is_empty() => postgres_database(&base).await,
         _ => Database::Sqlite(dir.path().join("wsmschat.db")),
+    }
+}
+
+/// The PostgreSQL server tests use when they need one whatever the suite's engine (a
+/// cluster): `WSMSCHAT_TEST_POSTGRES`, else the local one.
+pub fn postgres_base() -> String {
+    std::env::var("WSMSCHAT_TEST_POSTGRES")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A fresh PostgreSQL database on the server at `base`.
+pub async fn postgres_database(base: &str) -> Database {
+    let base = base.trim_end_matches('/').to_owned();
+    let name = format!(
+        "wsmschat_t_{}",
+        wsmschat_server::util::new_id("").to_lowercase()
+    );
+    let (client, conn) =
+        tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test PostgreSQL");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    Database::Postgres {
+        url: format!("{base}/{name}"),
+        pool_size: 8,
     }
 }
 

@@ -1,5 +1,5 @@
 // wsmschat agent console: plain ES modules on the wasm SDK the widget uses (the full build with
-// the agent calls, `wsmschat_sdk.js`, served by the chat server at /widget/).
+// the agent calls, `wsmschat_sdk.js`, served by the chat server at /sdk/).
 //
 // Server: this page's origin, or the one an operator configures in this folder's index.html
 // (<meta name="wsmschat-server" content="https://chat.example.com">) when the console is hosted
@@ -36,7 +36,7 @@ let SDK = null; // the module: { default: init, ChatClient }
 
 async function loadSdk() {
   if (SDK) return SDK;
-  const mod = await import(`${SERVER}/widget/wsmschat_sdk.js`);
+  const mod = await import(`${SERVER}/sdk/wsmschat_sdk.js`);
   await mod.default();
   SDK = mod;
   return mod;

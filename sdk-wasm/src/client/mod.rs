@@ -1,0 +1,260 @@
+//! `ChatClient`: one duplex chat connection over gRPC-web (see the crate docs), split by
+//! concern:
+//!
+//! - this file: the state one client shares between its tasks ([`Shared`]), events to JS,
+//!   the visitor session;
+//! - [`stream`]: the Subscribe stream, heartbeats and reconnects;
+//! - [`outbox`]: ordered, retried, persisted sends;
+//! - [`errors`]: JS errors from statuses; [`rpc`]: the unary calls;
+//! - [`api`]: the `#[wasm_bindgen]` JS API.
+//!
+//! What to do with a message, a send or a failure is decided in [`crate::state`] (plain Rust,
+//! unit-tested on the host); these files only carry it out in the browser.
+
+mod api;
+mod errors;
+mod outbox;
+mod rpc;
+mod stream;
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::rc::Rc;
+
+use futures_channel::mpsc::UnboundedSender;
+use js_sys::{Array, Function, Promise};
+use tonic::{Request, Status};
+use tonic_web_wasm_client::Client;
+use tonic_web_wasm_client::options::FetchOptions;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+use wsmschat::v1;
+use wsmschat::v1::client_event::Event as Ce;
+
+#[cfg(feature = "agent")]
+pub(crate) use errors::normalize_server;
+use errors::{classify, error};
+pub(crate) use rpc::Rpc;
+
+use crate::js::{self, O, get_opt_str, get_str};
+use crate::rt::Store;
+use crate::state::{Cursors, Outbox};
+
+/// Unary calls give up after this long (and sends are then retried).
+const UNARY_TIMEOUT_MS: u64 = 15_000;
+
+/// The caller's promise handles of one send (resolve, reject); None once settled.
+pub(crate) type Settle = Option<(Function, Function)>;
+
+pub(crate) struct Shared {
+    server: String,
+    unary: Client,
+    streaming: Client,
+    pub(crate) token: RefCell<String>,
+    store: Store,
+    /// Visitor clients persist their token and outbox under this site key; "" for agents.
+    site_key: String,
+    state: Cell<&'static str>,
+    handlers: RefCell<Vec<(String, Function)>>,
+    /// Highest seq delivered per conversation: the resume cursors.
+    cursors: RefCell<Cursors>,
+    inbox: Cell<bool>,
+    started: Cell<bool>,
+    closed: Cell<bool>,
+    heartbeat_ms: Cell<u32>,
+    stream_wake: RefCell<Option<UnboundedSender<()>>>,
+    /// Sends not yet acknowledged, with their callers' promise handles.
+    outbox: RefCell<Outbox<Settle>>,
+    pump_wake: RefCell<Option<UnboundedSender<()>>>,
+    visitor_id: RefCell<String>,
+    verified: Cell<bool>,
+    site: RefCell<JsValue>,
+    pub(crate) agent: RefCell<JsValue>,
+    open_conversations: RefCell<JsValue>,
+    connect_opts: RefCell<JsValue>,
+}
+
+/// A chat connection: a visitor on a site (`ChatClient.connect`), an agent
+/// (`ChatClient.login`) or a service/agent token (`ChatClient.withToken`). Subscribe to events
+/// with `on`, open the live stream with `start`, and send with `send`.
+#[wasm_bindgen]
+pub struct ChatClient {
+    pub(crate) sh: Rc<Shared>,
+}
+
+pub(crate) fn promise<F>(fut: F) -> Promise
+where
+    F: Future<Output = Result<JsValue, JsValue>> + 'static,
+{
+    future_to_promise(fut)
+}
+
+impl Shared {
+    pub(crate) fn new(server: String, store: Store, site_key: String) -> Rc<Self> {
+        let timeout = std::time::Duration::from_millis(UNARY_TIMEOUT_MS);
+        Rc::new(Shared {
+            unary: Client::new_with_options(server.clone(), FetchOptions::new().timeout(timeout)),
+            streaming: Client::new(server.clone()),
+            server,
+            token: RefCell::new(String::new()),
+            store,
+            site_key,
+            state: Cell::new("idle"),
+            handlers: RefCell::new(Vec::new()),
+            cursors: RefCell::new(Cursors::default()),
+            inbox: Cell::new(false),
+            started: Cell::new(false),
+            closed: Cell::new(false),
+            heartbeat_ms: Cell::new(0),
+            stream_wake: RefCell::new(None),
+            outbox: RefCell::new(Outbox::default()),
+            pump_wake: RefCell::new(None),
+            visitor_id: RefCell::new(String::new()),
+            verified: Cell::new(false),
+            site: RefCell::new(JsValue::UNDEFINED),
+            agent: RefCell::new(JsValue::UNDEFINED),
+            open_conversations: RefCell::new(Array::new().into()),
+            connect_opts: RefCell::new(JsValue::UNDEFINED),
+        })
+    }
+
+    pub(super) fn key(&self, what: &str) -> String {
+        format!("wsmschat:{}:{what}", self.site_key)
+    }
+
+    pub(crate) fn req<T>(&self, msg: T) -> Request<T> {
+        let mut r = Request::new(msg);
+        if self.token.borrow().is_empty() {
+            return r;
+        }
+        if let Ok(v) = format!("Bearer {}", self.token.borrow()).parse() {
+            r.metadata_mut().insert("authorization", v);
+        }
+        r
+    }
+
+    pub(crate) fn err(&self, s: &Status) -> JsValue {
+        let (code, msg) = classify(&self.server, s);
+        error(code, &format!("wsmschat: {msg}"))
+    }
+
+    pub(crate) fn chat(&self) -> Rpc<'_> {
+        Rpc(self)
+    }
+
+    pub(crate) fn admin(&self) -> Rpc<'_> {
+        Rpc(self)
+    }
+
+    pub(crate) fn session(&self) -> Rpc<'_> {
+        Rpc(self)
+    }
+
+    pub(super) fn emit(&self, name: &str, payload: &JsValue) {
+        let targets: Vec<Function> = self
+            .handlers
+            .borrow()
+            .iter()
+            .filter(|(n, _)| n == name || n == "*")
+            .map(|(_, f)| f.clone())
+            .collect();
+        for f in targets {
+            if let Err(e) = f.call2(&JsValue::NULL, payload, &JsValue::from_str(name)) {
+                web_sys::console::error_2(&"wsmschat: an event handler threw".into(), &e);
+            }
+        }
+    }
+
+    pub(super) fn set_state(
+        &self,
+        state: &'static str,
+        attempt: u32,
+        retry_in: Option<u32>,
+        err: Option<&str>,
+    ) {
+        if self.state.get() == state && state != "offline" {
+            return;
+        }
+        self.state.set(state);
+        let mut o = O::new().s("state", state).n("attempt", attempt as f64);
+        if let Some(ms) = retry_in {
+            o = o.n("retryInMs", ms as f64);
+        }
+        if let Some(e) = err {
+            o = o.s("error", e);
+        }
+        self.emit("state", &o.done());
+    }
+
+    pub(super) async fn publish(&self, ev: Ce) -> Result<v1::Ack, Status> {
+        let req = self.req(v1::PublishRequest {
+            event: Some(v1::ClientEvent {
+                request_id: String::new(),
+                event: Some(ev),
+            }),
+        });
+        Ok(self.chat().publish(req).await?.ack.unwrap_or_default())
+    }
+
+    // ---- visitor session -----------------------------------------------------------------
+
+    pub(super) async fn start_session(&self, o: &JsValue) -> Result<(), JsValue> {
+        let window = web_sys::window();
+        let nav = window.as_ref().map(|w| w.navigator());
+        let token = self.store.get(&self.key("token")).unwrap_or_default();
+        let req = v1::StartVisitorSessionRequest {
+            site_key: self.site_key.clone(),
+            visitor_token: token.clone(),
+            user_id: get_str(o, "userId"),
+            user_hash: get_str(o, "userHash"),
+            name: get_str(o, "name"),
+            email: get_str(o, "email"),
+            page_url: get_opt_str(o, "pageUrl").unwrap_or_else(|| {
+                window
+                    .as_ref()
+                    .and_then(|w| w.location().href().ok())
+                    .unwrap_or_default()
+            }),
+            locale: get_opt_str(o, "locale")
+                .unwrap_or_else(|| nav.as_ref().and_then(|n| n.language()).unwrap_or_default()),
+            user_agent: nav
+                .as_ref()
+                .and_then(|n| n.user_agent().ok())
+                .unwrap_or_default(),
+        };
+        let r = self
+            .session()
+            .start_visitor_session(Request::new(req))
+            .await
+            .map_err(|s| self.err(&s))?;
+        let changed_visitor = *self.visitor_id.borrow() != r.visitor_id;
+        if r.visitor_token != token {
+            self.store.set(&self.key("token"), &r.visitor_token);
+        }
+        if changed_visitor && !self.visitor_id.borrow().is_empty() {
+            // Another person (identify/shutdown): nothing of the previous one may leak.
+            self.cursors.borrow_mut().clear();
+            self.outbox.borrow_mut().clear();
+            self.save_outbox();
+        }
+        *self.token.borrow_mut() = r.visitor_token;
+        *self.visitor_id.borrow_mut() = r.visitor_id;
+        self.verified.set(r.verified);
+        *self.site.borrow_mut() = r.site.as_ref().map(js::site_info).unwrap_or_default();
+        *self.open_conversations.borrow_mut() = js::array(&r.open_conversations, js::conversation);
+        if changed_visitor {
+            self.wake_stream();
+        }
+        Ok(())
+    }
+
+    pub(super) fn fail(&self, e: JsValue) {
+        if let Some(m) = js_sys::Reflect::get(&e, &"message".into())
+            .ok()
+            .and_then(|m| m.as_string())
+        {
+            crate::rt::error(&m);
+        }
+        self.emit("error", &e);
+    }
+}

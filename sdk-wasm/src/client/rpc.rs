@@ -1,0 +1,51 @@
+//! The RPCs, with the generated clients' method names, all through [`crate::raw::unary`].
+
+use tonic::{Request, Status};
+use wsmschat::v1;
+
+use super::Shared;
+use crate::raw;
+
+/// The RPCs of one client.
+pub(crate) struct Rpc<'a>(pub(super) &'a Shared);
+
+macro_rules! rpcs {
+    ($($name:ident: $path:literal, $req:ty => $resp:ty;)*) => {
+        impl Rpc<'_> {
+            $(
+                pub(crate) async fn $name(&self, r: Request<$req>) -> Result<$resp, Status> {
+                    raw::unary(self.0.unary.clone(), r, $path).await
+                }
+            )*
+        }
+    };
+}
+
+rpcs! {
+    publish: "/wsmschat.v1.ChatService/Publish", v1::PublishRequest => v1::PublishResponse;
+    get_conversation: "/wsmschat.v1.ChatService/GetConversation", v1::GetConversationRequest => v1::GetConversationResponse;
+    get_history: "/wsmschat.v1.ChatService/GetHistory", v1::GetHistoryRequest => v1::GetHistoryResponse;
+    start_visitor_session: "/wsmschat.v1.SessionService/StartVisitorSession", v1::StartVisitorSessionRequest => v1::StartVisitorSessionResponse;
+    logout: "/wsmschat.v1.SessionService/Logout", v1::LogoutRequest => v1::LogoutResponse;
+}
+
+#[cfg(feature = "agent")]
+rpcs! {
+    list_conversations: "/wsmschat.v1.ChatService/ListConversations", v1::ListConversationsRequest => v1::ListConversationsResponse;
+    get_visitor: "/wsmschat.v1.ChatService/GetVisitor", v1::GetVisitorRequest => v1::GetVisitorResponse;
+    list_canned_replies: "/wsmschat.v1.ChatService/ListCannedReplies", v1::ListCannedRepliesRequest => v1::ListCannedRepliesResponse;
+    list_agent_presence: "/wsmschat.v1.ChatService/ListAgentPresence", v1::ListAgentPresenceRequest => v1::ListAgentPresenceResponse;
+    login: "/wsmschat.v1.SessionService/Login", v1::LoginRequest => v1::LoginResponse;
+    list_sites: "/wsmschat.v1.AdminService/ListSites", v1::ListSitesRequest => v1::ListSitesResponse;
+    create_site: "/wsmschat.v1.AdminService/CreateSite", v1::CreateSiteRequest => v1::CreateSiteResponse;
+    update_site: "/wsmschat.v1.AdminService/UpdateSite", v1::UpdateSiteRequest => v1::UpdateSiteResponse;
+    list_agents: "/wsmschat.v1.AdminService/ListAgents", v1::ListAgentsRequest => v1::ListAgentsResponse;
+    create_agent: "/wsmschat.v1.AdminService/CreateAgent", v1::CreateAgentRequest => v1::CreateAgentResponse;
+    update_agent: "/wsmschat.v1.AdminService/UpdateAgent", v1::UpdateAgentRequest => v1::UpdateAgentResponse;
+    create_api_key: "/wsmschat.v1.AdminService/CreateApiKey", v1::CreateApiKeyRequest => v1::CreateApiKeyResponse;
+    list_api_keys: "/wsmschat.v1.AdminService/ListApiKeys", v1::ListApiKeysRequest => v1::ListApiKeysResponse;
+    revoke_api_key: "/wsmschat.v1.AdminService/RevokeApiKey", v1::RevokeApiKeyRequest => v1::RevokeApiKeyResponse;
+    put_canned_reply: "/wsmschat.v1.AdminService/PutCannedReply", v1::PutCannedReplyRequest => v1::PutCannedReplyResponse;
+    delete_canned_reply: "/wsmschat.v1.AdminService/DeleteCannedReply", v1::DeleteCannedReplyRequest => v1::DeleteCannedReplyResponse;
+    get_site_report: "/wsmschat.v1.AdminService/GetSiteReport", v1::GetSiteReportRequest => v1::GetSiteReportResponse;
+}
