@@ -161,14 +161,14 @@ fn build() -> Fixture {
             .authenticate(&started.visitor_token)
             .await
             .expect("the visitor token resolves");
-        let agent = Principal::Agent {
-            agent: core
-                .store
-                .agent_by_email(&demo.admin_email)
-                .await
-                .expect("the seeded admin exists")
-                .agent,
-        };
+        let login = core
+            .login(&demo.admin_email, ADMIN_PASSWORD.into(), None)
+            .await
+            .expect("the seeded admin logs in");
+        let agent = core
+            .authenticate(&login.token)
+            .await
+            .expect("the admin token resolves");
         let ack = core
             .publish(
                 &visitor,
