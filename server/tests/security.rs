@@ -998,11 +998,56 @@ async fn agents_and_keys_see_only_their_sites_and_restricted_topics() {
         v1::ConversationStatus::Queued as i32,
         "not assigned across sites"
     );
-    assert_eq!(
-        conversation(&mut chat, &admin, &c1).await.assignee_id,
-        agent.id,
-        "assigned on its own site"
+    // Assignment is the router's (off the ack path): wait for it.
+    let deadline = Instant::now() + WAIT;
+    while conversation(&mut chat, &admin, &c1).await.assignee_id != agent.id {
+        assert!(
+            Instant::now() < deadline,
+            "c1 never assigned on its own site"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Agents of other sites stay out of its presence list (admins see everyone).
+    adm.create_agent(authed(
+        &admin,
+        v1::CreateAgentRequest {
+            agent: Some(v1::Agent {
+                email: "site2@example.com".into(),
+                name: "Two".into(),
+                site_ids: vec![site2.id.clone()],
+                ..Default::default()
+            }),
+            password: "agent-password".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    let names = |token: &str| {
+        let mut chat = chat.clone();
+        let token = token.to_owned();
+        async move {
+            chat.list_agent_presence(authed(&token, v1::ListAgentPresenceRequest {}))
+                .await
+                .unwrap()
+                .into_inner()
+                .agents
+                .into_iter()
+                .map(|a| a.name)
+                .collect::<Vec<_>>()
+        }
+    };
+    let seen = names(&token).await;
+    assert!(seen.contains(&"One".to_string()), "{seen:?}");
+    assert!(
+        seen.contains(&"Demo Admin".to_string()),
+        "all-site agents are listed: {seen:?}"
     );
+    assert!(
+        !seen.contains(&"Two".to_string()),
+        "a site-2 agent listed to a site-1 agent: {seen:?}"
+    );
+    assert!(names(&admin).await.contains(&"Two".to_string()));
 
     // Canned replies of other sites stay out of its list.
     adm.put_canned_reply(authed(

@@ -120,6 +120,19 @@ impl Core {
         }
     }
 
+    /// May a staff member see another agent (presence lists)? Staff limited to sites see the
+    /// agents serving one of their sites or every site.
+    pub fn may_see_agent(&self, principal: &Principal, other: &v1::Agent) -> bool {
+        let mine: &[String] = match principal {
+            Principal::Agent { agent } if !principal.is_admin() => &agent.site_ids,
+            Principal::Service { site_ids, .. } => site_ids,
+            _ => return true,
+        };
+        mine.is_empty()
+            || other.site_ids.is_empty()
+            || other.site_ids.iter().any(|s| mine.contains(s))
+    }
+
     /// Where a staff member may look, for list queries; None: everywhere.
     pub fn staff_scope(&self, principal: &Principal) -> Option<Vec<SiteScope>> {
         match principal {

@@ -161,7 +161,8 @@ impl Core {
             .collect())
     }
 
-    /// Active agents with their cluster-wide status and current load (staff only).
+    /// Active agents with their cluster-wide status and current load (staff only; staff
+    /// limited to sites see the agents who serve one of those sites, or every site).
     pub async fn agent_presence(
         &self,
         principal: &Principal,
@@ -176,7 +177,7 @@ impl Core {
         let status = self.presence.snapshot();
         Ok(agents
             .into_iter()
-            .filter(|a| a.active)
+            .filter(|a| a.active && self.may_see_agent(principal, a))
             .map(|a| v1::AgentPresence {
                 status: status
                     .get(&a.id)
