@@ -72,6 +72,12 @@ test('agent console: assignment, reply, private note, transfer, resolve, rating,
     try { await c.listSites(); return 'allowed'; } catch (e) { return e.code; } finally { c.close(); }
   });
   assert.equal(denied, 7, 'AdminService.ListSites must answer PERMISSION_DENIED to an agent');
+  // The full SDK lives at /sdk/; pages that imported it from /widget/ before keep working.
+  for (const path of ['/sdk/wsmschat_sdk.js', '/widget/wsmschat_sdk.js']) {
+    const r = await fetch(`${server.url}${path}`);
+    assert.equal(r.status, 200, `${path} is served`);
+    assert.match(r.headers.get('content-type') || '', /javascript/, path);
+  }
   // The session survived that reload; back to the inbox.
   await a.goto(`${server.url}/console/#/inbox`);
   await a.locator('.conn:has-text("Connected")').waitFor({ timeout: 15000 });

@@ -31,7 +31,7 @@ impl Core {
     }
 
     /// Resolves a bearer token, with when it expires (ms; `i64::MAX`: never).
-    pub async fn authenticate_full(&self, token: &str) -> CoreResult<(Principal, i64)> {
+    pub(super) async fn authenticate_full(&self, token: &str) -> CoreResult<(Principal, i64)> {
         self.auth.resolve_full(self.store.as_ref(), token).await
     }
 
@@ -87,7 +87,7 @@ impl Core {
     /// May a staff member see conversations of `site_id` under `topic`? Admins see all; agents
     /// their sites (all when they list none), and on a site that restricts agents to their
     /// topics only those (agents without topics: all); chat keys their sites.
-    pub fn may_see(&self, principal: &Principal, site_id: &str, topic: &str) -> bool {
+    pub(super) fn may_see(&self, principal: &Principal, site_id: &str, topic: &str) -> bool {
         if !self.may_see_site(principal, site_id) {
             return false;
         }
@@ -108,7 +108,7 @@ impl Core {
     }
 
     /// May a staff member see a site's visitors at all?
-    pub fn may_see_site(&self, principal: &Principal, site_id: &str) -> bool {
+    pub(super) fn may_see_site(&self, principal: &Principal, site_id: &str) -> bool {
         match principal {
             Principal::Agent { agent } if !principal.is_admin() => {
                 agent.site_ids.is_empty() || agent.site_ids.iter().any(|s| s == site_id)
@@ -122,7 +122,7 @@ impl Core {
 
     /// May a staff member see another agent (presence lists)? Staff limited to sites see the
     /// agents serving one of their sites or every site.
-    pub fn may_see_agent(&self, principal: &Principal, other: &v1::Agent) -> bool {
+    pub(super) fn may_see_agent(&self, principal: &Principal, other: &v1::Agent) -> bool {
         let mine: &[String] = match principal {
             Principal::Agent { agent } if !principal.is_admin() => &agent.site_ids,
             Principal::Service { site_ids, .. } => site_ids,
@@ -134,7 +134,7 @@ impl Core {
     }
 
     /// Where a staff member may look, for list queries; None: everywhere.
-    pub fn staff_scope(&self, principal: &Principal) -> Option<Vec<SiteScope>> {
+    pub(super) fn staff_scope(&self, principal: &Principal) -> Option<Vec<SiteScope>> {
         match principal {
             Principal::Agent { agent } if !principal.is_admin() => {
                 let sites = self.sites.read().unwrap();

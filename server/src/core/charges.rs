@@ -12,7 +12,7 @@ impl Core {
     /// Runs `f` (an argon2 hash or verify) on the hash pool, at most `hash_concurrency` at
     /// once; waits at most 5 s for a slot (UNAVAILABLE then), so a login flood costs bounded
     /// memory and never takes the threads store reads run on.
-    pub async fn with_hash_slot<T: Send + 'static>(
+    pub(super) async fn with_hash_slot<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> CoreResult<T> {
@@ -32,7 +32,11 @@ impl Core {
     }
 
     /// Refuses a login attempt while its account or address is locked out.
-    pub fn login_allowed(&self, email: &str, ip: Option<std::net::IpAddr>) -> CoreResult<()> {
+    pub(super) fn login_allowed(
+        &self,
+        email: &str,
+        ip: Option<std::net::IpAddr>,
+    ) -> CoreResult<()> {
         let account = email.trim().to_lowercase();
         let wait = [
             self.login_by_account.locked_for(&account),
@@ -51,7 +55,7 @@ impl Core {
     }
 
     /// Records a login outcome for the throttles.
-    pub fn login_result(&self, email: &str, ip: Option<std::net::IpAddr>, ok: bool) {
+    pub(super) fn login_result(&self, email: &str, ip: Option<std::net::IpAddr>, ok: bool) {
         let account = email.trim().to_lowercase();
         if ok {
             self.login_by_account.succeeded(&account);
@@ -64,7 +68,10 @@ impl Core {
     }
 
     /// Checks a search query and takes a search slot (held while the search runs).
-    pub async fn search_slot(&self, query: &str) -> CoreResult<tokio::sync::SemaphorePermit<'_>> {
+    pub(super) async fn search_slot(
+        &self,
+        query: &str,
+    ) -> CoreResult<tokio::sync::SemaphorePermit<'_>> {
         if query.len() > MAX_SEARCH_BYTES {
             return Err(CoreError::InvalidArgument(format!(
                 "query is {} bytes; the limit is {MAX_SEARCH_BYTES}",
@@ -98,7 +105,7 @@ impl Core {
     }
 
     /// A new visitor from `ip` (flood of fresh visitor tokens).
-    pub fn charge_new_visitor(&self, ip: Option<std::net::IpAddr>) -> CoreResult<()> {
+    pub(super) fn charge_new_visitor(&self, ip: Option<std::net::IpAddr>) -> CoreResult<()> {
         Self::charge_per_minute(
             &self.new_visitor_limiter,
             ip,
@@ -132,7 +139,7 @@ impl Core {
     }
 
     /// Charges the IP limiter alone (session starts, logins).
-    pub fn charge_ip(&self, ip: Option<std::net::IpAddr>) -> CoreResult<()> {
+    pub(super) fn charge_ip(&self, ip: Option<std::net::IpAddr>) -> CoreResult<()> {
         match ip {
             Some(ip) if !self.ip_limiter.check(&limits::ip_key(ip)) => Err(
                 CoreError::ResourceExhausted(format!("too many requests from {ip}")),

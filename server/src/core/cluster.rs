@@ -42,7 +42,7 @@ const GAP_READ_LIMIT: u32 = 10_000;
 /// This node's membership: its id and the transport.
 pub struct Cluster {
     /// Random id of this node (process).
-    pub node: String,
+    node: String,
     transport: Arc<RedisTransport>,
 }
 
@@ -79,7 +79,7 @@ impl Core {
             self.stopping.subscribe(),
         ));
         self.hub.set_remote(cluster.clone());
-        let _ = self.bus.set(cluster);
+        let _ = self.cluster.set(cluster);
         tracing::info!(%node, channel = %transport.channel(), "Joined the cluster (Redis bus connected)");
         Ok(())
     }

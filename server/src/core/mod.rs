@@ -163,7 +163,7 @@ pub struct Core {
     /// Topics the router task is asked to serve (see [`workflow`]).
     router: Arc<workflow::RouterInbox>,
     /// This node's cluster membership, when clustered.
-    bus: OnceLock<Arc<cluster::Cluster>>,
+    cluster: OnceLock<Arc<cluster::Cluster>>,
     /// Flipped at shutdown: background tasks (bus) stop.
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Revocations (logout, deactivation, key revoked, password reset), local or from other
@@ -223,7 +223,7 @@ impl Core {
             presence: Presence::default(),
             sites: RwLock::new((HashMap::new(), Instant::now() - SITE_CACHE_TTL * 2)),
             router: Arc::default(),
-            bus: OnceLock::new(),
+            cluster: OnceLock::new(),
             stopping: tokio::sync::watch::Sender::new(false),
             revocations: tokio::sync::broadcast::Sender::new(1024),
             hash_permits: tokio::sync::Semaphore::new(hash_slots),
@@ -244,13 +244,13 @@ impl Core {
     /// other node (they re-check their token and end if it no longer holds).
     pub fn revoke(&self, what: Revoked) {
         self.revoke_local(what.clone());
-        if let Some(bus) = self.bus.get() {
+        if let Some(bus) = self.cluster.get() {
             bus.publish_revoked(&what);
         }
     }
 
     /// [`Core::revoke`] on this node only (what the bus delivers from other nodes).
-    pub fn revoke_local(&self, what: Revoked) {
+    fn revoke_local(&self, what: Revoked) {
         self.auth.clear();
         let _ = self.revocations.send(what);
     }
@@ -278,13 +278,13 @@ impl Core {
     }
 
     /// Fills what the store does not know (agents online for the topic).
-    pub fn decorate(&self, mut c: v1::Conversation) -> v1::Conversation {
+    fn decorate(&self, mut c: v1::Conversation) -> v1::Conversation {
         c.agents_online = self.presence.online_for(&c.topic).len() as u32;
         c
     }
 
     /// Pushes a conversation snapshot to everyone following it.
-    pub fn announce(&self, c: v1::Conversation) {
+    fn announce(&self, c: v1::Conversation) {
         let c = self.decorate(c);
         let (conversation_id, visitor_id) = (c.id.clone(), c.visitor_id.clone());
         self.hub.deliver(
@@ -323,7 +323,7 @@ impl Core {
             tracing::warn!(%error, "Readiness: the database does not answer");
             return Readiness::Unavailable;
         }
-        if let Some(bus) = self.bus.get() {
+        if let Some(bus) = self.cluster.get() {
             if let Err(error) = bus.ping().await {
                 tracing::warn!(%error, "Readiness: Redis does not answer");
                 return Readiness::Degraded;

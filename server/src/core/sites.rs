@@ -25,7 +25,7 @@ impl Core {
     /// Sites were created or changed here: reload now, and tell the other nodes to.
     pub async fn sites_changed(&self) -> CoreResult<()> {
         self.reload_sites().await?;
-        if let Some(bus) = self.bus.get() {
+        if let Some(bus) = self.cluster.get() {
             bus.publish_sites_changed();
         }
         Ok(())
@@ -77,7 +77,7 @@ impl Core {
     }
 
     /// Every topic of every site.
-    pub async fn all_topics(&self) -> Vec<String> {
+    pub(super) async fn all_topics(&self) -> Vec<String> {
         let _ = self.reload_sites().await;
         let mut all: Vec<String> = self
             .sites

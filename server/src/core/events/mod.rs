@@ -63,16 +63,17 @@ impl Core {
         ev: v1::ClientEvent,
     ) -> v1::ServerEvent {
         let (request_id, client_msg_id) = event_ids(&ev);
-        let result = match self.authenticate(token).await {
-            Ok(principal) => match ev.event {
+        let result = async {
+            let principal = self.authenticate(token).await?;
+            match ev.event {
                 Some(Ce::Watch(w)) => self.watch(&principal, stream_id, w).await.map(|_| v1::Ack {
                     request_id: request_id.clone(),
                     ..Default::default()
                 }),
                 _ => self.publish(&principal, ip, ev, Some(stream_id)).await,
-            },
-            Err(e) => Err(e),
-        };
+            }
+        }
+        .await;
         match result {
             Ok(ack) => v1::ServerEvent {
                 event: Some(Se::Ack(ack)),

@@ -35,7 +35,7 @@ impl Core {
     /// Agent presence changed: tell the inbox, and an agent coming online takes queued work.
     pub async fn presence_changed(self: &Arc<Self>, agent: &v1::Agent, status: v1::PresenceStatus) {
         // Other nodes get it with the agent's topics (their routers need them).
-        if let Some(bus) = self.bus.get() {
+        if let Some(bus) = self.cluster.get() {
             bus.publish_presence(agent, status, false);
         }
         // Inbox streams get the cluster-wide status (the agent may be online on another node).
