@@ -2,7 +2,11 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock (the system's monotonic clock unless a test pauses it), so refills and
+// lockouts are tested on a paused clock instead of by sleeping.
+use tokio::time::Instant;
 
 /// The key of a client address in per-address limits: the IPv4 address, or the /64 of an IPv6
 /// address (one subscriber usually gets a whole /64, so per-address limits would not hold).
@@ -254,6 +258,61 @@ mod tests {
         assert!(t.locked_for("b").is_none());
         t.succeeded("a");
         assert!(t.locked_for("a").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_refills_at_its_rate_up_to_its_burst() {
+        let l = RateLimiter::new(2, 3);
+        for _ in 0..3 {
+            assert!(l.check("a"));
+        }
+        assert!(!l.check("a"), "the burst is spent");
+        tokio::time::advance(Duration::from_millis(400)).await;
+        assert!(!l.check("a"), "0.8 of a token after 400 ms at 2/s");
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert!(l.check("a"), "a whole token after 600 ms");
+        assert!(!l.check("a"));
+        // A long quiet spell saves up the burst, not more.
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        for _ in 0..3 {
+            assert!(l.check("a"));
+        }
+        assert!(!l.check("a"), "at most the burst is saved up");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_per_minute_bucket_refills_per_minute() {
+        let l = RateLimiter::per_minute(6);
+        for _ in 0..6 {
+            assert!(l.check("ip"));
+        }
+        assert!(!l.check("ip"));
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(!l.check("ip"), "6 a minute: one every 10 s");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(l.check("ip"));
+        assert!(!l.check("ip"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lockout_runs_out_and_the_next_one_doubles_up_to_the_cap() {
+        let t = FailureThrottle::new(1, Duration::from_secs(4));
+        t.failed("a");
+        assert_eq!(t.locked_for("a"), None, "one free failure");
+        t.failed("a");
+        assert_eq!(t.locked_for("a"), Some(Duration::from_secs(1)));
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert_eq!(t.locked_for("a"), Some(Duration::from_millis(1)));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(t.locked_for("a"), None, "the lock ran out");
+        t.failed("a");
+        assert_eq!(t.locked_for("a"), Some(Duration::from_secs(2)));
+        t.failed("a");
+        assert_eq!(t.locked_for("a"), Some(Duration::from_secs(4)));
+        t.failed("a");
+        assert_eq!(t.locked_for("a"), Some(Duration::from_secs(4)), "capped");
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(t.locked_for("a"), None);
     }
 
     #[test]

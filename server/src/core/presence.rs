@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock (the system's unless a test pauses it): expiry is tested on a paused clock.
+use tokio::time::Instant;
 
 use wsmschat::v1;
 
@@ -226,4 +229,62 @@ fn best(a: v1::PresenceStatus, b: v1::PresenceStatus) -> v1::PresenceStatus {
 
 fn changed(before: v1::PresenceStatus, after: v1::PresenceStatus) -> Option<v1::PresenceStatus> {
     (before != after).then_some(after)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::advance;
+    use wsmschat::v1::PresenceStatus::{Away, Offline, Online};
+
+    use super::{Presence, REMOTE_TTL};
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn another_nodes_agent_expires_unless_refreshed() {
+        let p = Presence::default();
+        assert!(p.set_remote("n1", "a1", Online, vec!["Order".into()]));
+        assert_eq!(p.status("a1"), Online);
+        assert_eq!(p.online_for("order"), ["a1"]);
+        assert!(p.online_for("Payment").is_empty(), "not one of its topics");
+
+        // A refresh just before the TTL changes nothing but keeps the agent for another TTL.
+        advance(REMOTE_TTL - SECOND).await;
+        assert!(!p.set_remote("n1", "a1", Online, vec!["Order".into()]));
+        advance(REMOTE_TTL - SECOND).await;
+        assert_eq!(
+            p.status("a1"),
+            Online,
+            "refreshed {:?} ago",
+            REMOTE_TTL - SECOND
+        );
+        assert_eq!(p.online_for("Order"), ["a1"]);
+
+        // No refresh for a whole TTL: its node is taken for dead.
+        advance(SECOND).await;
+        assert_eq!(p.status("a1"), Offline);
+        assert!(p.online_for("Order").is_empty());
+        assert_eq!(p.snapshot().get("a1"), Some(&Offline));
+        // An announcement brings it back, as a change.
+        assert!(p.set_remote("n1", "a1", Away, vec![]));
+        assert_eq!(p.status("a1"), Away);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_offline_from_another_node_counts_once_the_online_one_is_stale() {
+        let p = Presence::default();
+        p.set_remote("n1", "a1", Online, vec!["Order".into()]);
+        // The agent left n2 while still online on n1: n1's fresh entry stands.
+        advance(REMOTE_TTL - SECOND).await;
+        assert!(!p.set_remote("n2", "a1", Offline, vec!["Payment".into()]));
+        assert_eq!(p.status("a1"), Online);
+        assert_eq!(p.topics_of("a1"), Some(vec!["Order".to_string()]));
+        // Once n1's entry is stale, n2's word replaces it.
+        advance(SECOND).await;
+        assert!(!p.set_remote("n2", "a1", Offline, vec!["Payment".into()]));
+        assert_eq!(p.topics_of("a1"), Some(vec!["Payment".to_string()]));
+        assert_eq!(p.status("a1"), Offline);
+    }
 }
