@@ -3,12 +3,15 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+// tokio's clock (the system's unless a test pauses it): the cache's TTL is tested on a paused
+// clock.
+use tokio::time::Instant;
 use wsmschat::ids::{AGENT_TOKEN_PREFIX, API_KEY_PREFIX, VISITOR_TOKEN_PREFIX};
 use wsmschat::v1;
 
@@ -181,7 +184,7 @@ pub fn origin_allowed(patterns: &[String], origin: &str) -> bool {
 
 /// How long a resolved token is trusted without asking the store again. Short, so a logout or
 /// a deactivation on another node takes effect quickly.
-const CACHE_TTL: Duration = Duration::from_secs(30);
+pub(crate) const CACHE_TTL: Duration = Duration::from_secs(30);
 /// Largest number of cached tokens before the cache is cleared.
 const CACHE_MAX: usize = 100_000;
 

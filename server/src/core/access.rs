@@ -221,3 +221,38 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::auth::{CACHE_TTL, token_hash};
+    use crate::core::testkit::TestCore;
+    use crate::error::CoreError;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_deleted_behind_the_cache_stops_working_within_the_cache_ttl() {
+        let t = TestCore::sqlite().await;
+        let (_, token) = t.visitor().await;
+        t.core.authenticate(&token).await.unwrap();
+        // Another node logs the visitor out: this node's cache does not hear of it.
+        t.core
+            .store
+            .delete_visitor_token(token_hash(&token))
+            .await
+            .unwrap();
+        tokio::time::advance(CACHE_TTL - Duration::from_millis(1)).await;
+        assert!(t.core.auth.is_cached(&token));
+        assert!(
+            t.core.authenticate(&token).await.is_ok(),
+            "trusted while cached"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!t.core.auth.is_cached(&token));
+        assert!(matches!(
+            t.core.authenticate(&token).await,
+            Err(CoreError::Unauthenticated(_))
+        ));
+        t.finish().await;
+    }
+}

@@ -27,6 +27,8 @@ pub mod report;
 pub mod session;
 mod sites;
 pub mod stream;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod workflow;
 
 use std::collections::HashMap;

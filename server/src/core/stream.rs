@@ -489,3 +489,266 @@ impl State {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::StreamExt;
+    use tokio::time::{Instant, timeout, timeout_at};
+    use wsmschat::v1;
+    use wsmschat::v1::client_event::Event as Ce;
+    use wsmschat::v1::server_event::Event as Se;
+
+    use super::{EventStream, REPLAY_PAGE};
+    use crate::core::event;
+    use crate::core::hub::Route;
+    use crate::core::testkit::TestCore;
+    use crate::error::CoreError;
+
+    /// How long a test waits for an event that must come.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn cursor(conversation_id: &str, after_seq: u64) -> v1::ConversationCursor {
+        v1::ConversationCursor {
+            conversation_id: conversation_id.into(),
+            after_seq,
+        }
+    }
+
+    async fn open(
+        t: &TestCore,
+        token: &str,
+        cursors: Vec<v1::ConversationCursor>,
+        inbox: bool,
+    ) -> (EventStream, u64) {
+        let principal = t.principal(token).await;
+        let permit = t.core.reserve_stream(&principal, None).unwrap();
+        let subscription = v1::Subscription { cursors, inbox };
+        t.core
+            .open_stream(permit, principal, token.to_owned(), subscription, None)
+            .await
+            .unwrap()
+    }
+
+    async fn next(s: &mut EventStream) -> Se {
+        timeout(WAIT, s.next())
+            .await
+            .expect("an event in time")
+            .expect("the stream is open")
+            .expect("not an error")
+            .event
+            .unwrap()
+    }
+
+    /// The seqs of the next `n` messages (other events are skipped).
+    async fn seqs(s: &mut EventStream, n: usize) -> Vec<u64> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            if let Se::Message(m) = next(s).await {
+                out.push(m.seq);
+            }
+        }
+        out
+    }
+
+    /// Nothing more comes for a while.
+    async fn quiet(s: &mut EventStream) {
+        let more = timeout(Duration::from_millis(200), s.next()).await;
+        assert!(more.is_err(), "unexpected {more:?}");
+    }
+
+    fn conversation_of(ev: &Se) -> Option<&str> {
+        match ev {
+            Se::Message(m) => Some(&m.conversation_id),
+            Se::Conversation(c) => Some(&c.id),
+            Se::Typing(t) => Some(&t.conversation_id),
+            Se::Read(r) => Some(&r.conversation_id),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resumed_stream_replays_after_its_cursor_then_goes_live_without_gap_or_duplicate() {
+        let t = TestCore::any().await;
+        let (_, v) = t.visitor().await;
+        let conv = t.send(&v, "", "1").await.conversation_id;
+        for text in ["2", "3", "4", "5"] {
+            t.send(&v, &conv, text).await;
+        }
+        let (mut s, _) = open(&t, &v, vec![cursor(&conv, 2)], false).await;
+        // Committed after the stream registered and before it replayed: in the store and in
+        // the stream's live queue both.
+        t.send(&v, &conv, "6").await;
+        t.send(&v, &conv, "7").await;
+        assert!(matches!(next(&mut s).await, Se::Ready(_)));
+        assert_eq!(seqs(&mut s, 5).await, [3, 4, 5, 6, 7]);
+        t.send(&v, &conv, "8").await;
+        assert_eq!(
+            seqs(&mut s, 1).await,
+            [8],
+            "the live copies of 6 and 7 were dropped"
+        );
+        quiet(&mut s).await;
+        drop(s);
+        t.finish().await;
+    }
+
+    #[tokio::test]
+    async fn a_long_replay_is_paged_and_a_message_between_pages_comes_once() {
+        let t = TestCore::any().await;
+        let (_, v) = t.visitor().await;
+        let conv = t.send(&v, "", "1").await.conversation_id;
+        let page = REPLAY_PAGE as u64;
+        let stored = page + 20;
+        futures_util::future::join_all((2..=stored).map(|_| t.send(&v, &conv, "x"))).await;
+        let (mut s, _) = open(&t, &v, vec![cursor(&conv, 0)], false).await;
+        assert!(matches!(next(&mut s).await, Se::Ready(_)));
+        assert_eq!(seqs(&mut s, page as usize).await, Vec::from_iter(1..=page));
+        // The client has taken the first page; the next one is read after this commit.
+        t.send(&v, &conv, "between pages").await;
+        let rest = seqs(&mut s, (stored + 1 - page) as usize).await;
+        assert_eq!(rest, Vec::from_iter(page + 1..=stored + 1));
+        t.send(&v, &conv, "live").await;
+        assert_eq!(seqs(&mut s, 1).await, [stored + 2]);
+        quiet(&mut s).await;
+        drop(s);
+        t.finish().await;
+    }
+
+    #[tokio::test]
+    async fn a_watch_on_a_wide_stream_replays_only_what_precedes_its_live_messages() {
+        let t = TestCore::any().await;
+        let (_, v) = t.visitor().await;
+        let bot = t.service_key(vec![]).await;
+        let conv = t.send(&v, "", "1").await.conversation_id;
+        t.send(&v, &conv, "2").await;
+        t.send(&v, &conv, "3").await;
+        let (mut s, stream_id) = open(&t, &bot, vec![], true).await;
+        assert!(matches!(next(&mut s).await, Se::Ready(_)));
+        t.send(&v, &conv, "4").await;
+        assert_eq!(
+            seqs(&mut s, 1).await,
+            [4],
+            "the inbox follows every conversation"
+        );
+        let watch = v1::ClientEvent {
+            request_id: "w".into(),
+            event: Some(Ce::Watch(v1::WatchConversation {
+                cursor: Some(cursor(&conv, 1)),
+            })),
+        };
+        let answer = t.core.stream_event(&bot, None, stream_id, watch).await;
+        assert!(matches!(answer.event, Some(Se::Ack(_))), "{answer:?}");
+        // 2 and 3 were missed; 4 was sent live already.
+        assert_eq!(seqs(&mut s, 2).await, [2, 3]);
+        t.send(&v, &conv, "5").await;
+        assert_eq!(seqs(&mut s, 1).await, [5]);
+        quiet(&mut s).await;
+        drop(s);
+        t.finish().await;
+    }
+
+    #[tokio::test]
+    async fn a_site_scoped_inbox_gets_its_sites_conversations_only() {
+        let t = TestCore::any().await;
+        let other = t.other_site().await;
+        let key = t.service_key(vec![t.site.id.clone()]).await;
+        let (_, mine) = t.visitor().await;
+        let (_, theirs) = t.visitor_of(&other).await;
+        let (mut s, _) = open(&t, &key, vec![], true).await;
+        assert!(matches!(next(&mut s).await, Se::Ready(_)));
+        // Each time the other site's event comes first: only ours may arrive.
+        let their_conv = t.send(&theirs, "", "theirs").await.conversation_id;
+        let my_conv = t.send(&mine, "", "mine").await.conversation_id;
+        for round in 0..2 {
+            if round == 1 {
+                t.send(&theirs, &their_conv, "theirs again").await;
+                t.send(&mine, &my_conv, "mine again").await;
+            }
+            loop {
+                let ev = next(&mut s).await;
+                assert_ne!(conversation_of(&ev), Some(their_conv.as_str()), "{ev:?}");
+                if matches!(&ev, Se::Message(m) if m.conversation_id == my_conv) {
+                    break;
+                }
+            }
+        }
+        drop(s);
+        t.finish().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_stream_beats_every_interval_and_any_event_pushes_the_beat_back() {
+        let t = TestCore::sqlite().await;
+        let (visitor_id, v) = t.visitor().await;
+        let conv = t.send(&v, "", "hello").await.conversation_id;
+        let every = t.core.config.heartbeat;
+        let early = every - Duration::from_millis(1);
+        let (mut s, _) = open(&t, &v, vec![], false).await;
+        let opened = Instant::now();
+        assert!(matches!(next(&mut s).await, Se::Ready(_)));
+        for n in 1..=2 {
+            assert!(
+                timeout(early, s.next()).await.is_err(),
+                "beat {n} came early"
+            );
+            assert!(matches!(next(&mut s).await, Se::Heartbeat(_)));
+            assert_eq!(opened.elapsed(), every * n);
+        }
+        // An event 5 s later goes out at once, and the next beat is due an interval after it.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let typing = event(Se::Typing(v1::TypingChanged {
+            conversation_id: conv.clone(),
+            on: true,
+            ..Default::default()
+        }));
+        let route = Route {
+            conversation_id: &conv,
+            visitor_id: &visitor_id,
+            staff_only: false,
+        };
+        t.core.hub.deliver(route, typing);
+        assert!(matches!(next(&mut s).await, Se::Typing(_)));
+        let sent = Instant::now();
+        assert!(
+            timeout(early, s.next()).await.is_err(),
+            "the beat was not pushed back"
+        );
+        assert!(matches!(next(&mut s).await, Se::Heartbeat(_)));
+        assert_eq!(sent.elapsed(), every);
+        drop(s);
+        t.finish().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_ends_when_its_agent_session_expires() {
+        let t = TestCore::sqlite().await;
+        let ttl = Duration::from_secs(120);
+        let (_, token) = t.agent_session(ttl).await;
+        let (mut s, _) = open(&t, &token, vec![], false).await;
+        let opened = Instant::now();
+        assert!(matches!(next(&mut s).await, Se::Ready(_)));
+        // Until then it only beats (and re-checks its token every 30 s: still valid).
+        let beats = opened + ttl - Duration::from_secs(5);
+        let mut n = 0;
+        loop {
+            match timeout_at(beats, s.next()).await {
+                Err(_) => break,
+                Ok(Some(Ok(v1::ServerEvent {
+                    event: Some(Se::Heartbeat(_)),
+                }))) => n += 1,
+                Ok(other) => panic!("at {:?}: {other:?}", opened.elapsed()),
+            }
+        }
+        assert_eq!(n, 7, "a beat every 15 s");
+        match timeout(WAIT, s.next()).await {
+            Ok(Some(Err(CoreError::Unauthenticated(_)))) => {}
+            other => panic!("not ended at expiry: {other:?}"),
+        }
+        assert!(opened.elapsed() <= ttl, "ended at {:?}", opened.elapsed());
+        assert!(s.next().await.is_none());
+        drop(s);
+        t.finish().await;
+    }
+}
