@@ -358,3 +358,224 @@ impl CommitSink for Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn hub() -> Arc<Hub> {
+        Hub::new(Arc::new(Metrics::new()))
+    }
+
+    fn reg(visitor: Option<&str>, inbox: bool, conversations: &[&str]) -> Registration {
+        Registration {
+            visitor_view: visitor.is_some(),
+            visitor_id: visitor.map(str::to_owned),
+            inbox,
+            conversations: conversations.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    /// A staff stream: no visitor, following `conversations` (and the inbox if asked).
+    fn staff(inbox: bool, conversations: &[&str]) -> Registration {
+        reg(None, inbox, conversations)
+    }
+
+    fn route<'a>(conversation_id: &'a str, visitor_id: &'a str, staff_only: bool) -> Route<'a> {
+        Route {
+            conversation_id,
+            visitor_id,
+            staff_only,
+        }
+    }
+
+    fn message(conversation_id: &str, seq: u64) -> Arc<v1::ServerEvent> {
+        Arc::new(v1::ServerEvent {
+            event: Some(v1::server_event::Event::Message(v1::Message {
+                conversation_id: conversation_id.into(),
+                seq,
+                ..Default::default()
+            })),
+        })
+    }
+
+    /// The seqs of the messages waiting in a stream's queue (and the watches, as 0).
+    fn drain(sub: &mut Subscription) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        while let Ok(out) = sub.rx.try_recv() {
+            seqs.push(match out {
+                Outbound::Event(ev) => match &ev.event {
+                    Some(v1::server_event::Event::Message(m)) => m.seq,
+                    other => panic!("not a message: {other:?}"),
+                },
+                Outbound::Watch(_) => 0,
+            });
+        }
+        seqs
+    }
+
+    #[test]
+    fn an_event_reaches_its_conversation_its_visitor_and_the_inbox_only() {
+        let hub = hub();
+        let mut conv = hub.register(staff(false, &["c1"])).unwrap();
+        let mut other_conv = hub.register(staff(false, &["c2"])).unwrap();
+        let mut visitor = hub.register(reg(Some("v1"), false, &[])).unwrap();
+        let mut other_visitor = hub.register(reg(Some("v2"), false, &[])).unwrap();
+        let mut inbox = hub.register(staff(true, &[])).unwrap();
+        // Followed three ways at once: one copy.
+        let mut all = hub.register(reg(Some("v1"), true, &["c1"])).unwrap();
+
+        hub.deliver(route("c1", "v1", false), message("c1", 1));
+        assert_eq!(drain(&mut conv), [1]);
+        assert_eq!(drain(&mut visitor), [1]);
+        assert_eq!(drain(&mut inbox), [1]);
+        assert_eq!(drain(&mut all), [1]);
+        assert!(drain(&mut other_conv).is_empty());
+        assert!(drain(&mut other_visitor).is_empty());
+        assert_eq!(hub.metrics.resyncs.get(), 0);
+    }
+
+    #[test]
+    fn notes_never_reach_visitor_streams() {
+        let hub = hub();
+        let mut staff_stream = hub.register(staff(false, &["c1"])).unwrap();
+        let mut inbox = hub.register(staff(true, &[])).unwrap();
+        let mut visitor = hub.register(reg(Some("v1"), false, &[])).unwrap();
+        // A visitor stream with a cursor on its conversation, and one (wrongly) on the inbox.
+        let mut visitor_cursor = hub.register(reg(Some("v1"), false, &["c1"])).unwrap();
+        let mut visitor_inbox = hub.register(reg(Some("v9"), true, &[])).unwrap();
+
+        hub.deliver(route("c1", "v1", true), message("c1", 7));
+        assert_eq!(drain(&mut staff_stream), [7]);
+        assert_eq!(drain(&mut inbox), [7]);
+        assert!(drain(&mut visitor).is_empty());
+        assert!(drain(&mut visitor_cursor).is_empty());
+        assert!(drain(&mut visitor_inbox).is_empty());
+    }
+
+    #[test]
+    fn the_sending_stream_gets_no_echo_and_inbox_events_reach_the_inbox_only() {
+        let hub = hub();
+        let mut sender = hub.register(reg(Some("v1"), false, &[])).unwrap();
+        let mut agent = hub.register(staff(true, &[])).unwrap();
+        let mut watcher = hub.register(staff(false, &["c1"])).unwrap();
+        hub.deliver_except(route("c1", "v1", false), message("c1", 1), Some(sender.id));
+        assert!(drain(&mut sender).is_empty(), "the ack carries its seq");
+        assert_eq!(drain(&mut agent), [1]);
+        assert_eq!(drain(&mut watcher), [1]);
+
+        hub.deliver_inbox(message("c1", 2));
+        assert_eq!(drain(&mut agent), [2]);
+        assert!(drain(&mut watcher).is_empty());
+        assert!(drain(&mut sender).is_empty());
+    }
+
+    #[test]
+    fn watch_adds_a_conversation_and_asks_for_its_replay_first() {
+        let hub = hub();
+        let mut s = hub.register(staff(false, &[])).unwrap();
+        hub.deliver(route("c1", "v1", false), message("c1", 1));
+        assert!(drain(&mut s).is_empty(), "not followed yet");
+        let cursor = |after_seq| v1::ConversationCursor {
+            conversation_id: "c1".into(),
+            after_seq,
+        };
+        hub.watch(s.id, cursor(1));
+        hub.deliver(route("c1", "v1", false), message("c1", 2));
+        // The watch (the replay request) is queued ahead of the live message.
+        assert_eq!(drain(&mut s), [0, 2]);
+        // Watching it again changes nothing.
+        hub.watch(s.id, cursor(2));
+        assert!(drain(&mut s).is_empty());
+        assert_eq!(hub.index.read().unwrap().by_conversation["c1"], [s.id]);
+    }
+
+    #[test]
+    fn a_dropped_stream_is_unindexed_everywhere() {
+        let hub = hub();
+        let keep = hub.register(staff(false, &["c1"])).unwrap();
+        let gone = hub.register(reg(Some("v1"), true, &["c1", "c2"])).unwrap();
+        hub.watch(
+            gone.id,
+            v1::ConversationCursor {
+                conversation_id: "c3".into(),
+                after_seq: 0,
+            },
+        );
+        drop(gone);
+        let index = hub.index.read().unwrap();
+        assert_eq!(index.entries.len(), 1);
+        assert_eq!(index.by_conversation.len(), 1, "c2 and c3 had no one else");
+        assert_eq!(index.by_conversation["c1"], [keep.id]);
+        assert!(index.by_visitor.is_empty());
+        assert!(index.inbox.is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_drops_its_stream_as_lagged_and_only_it() {
+        let hub = hub();
+        let mut slow = hub.register(staff(false, &["c1"])).unwrap();
+        let mut fast = hub.register(staff(false, &["c1"])).unwrap();
+        for seq in 1..=STREAM_QUEUE as u64 {
+            hub.deliver(route("c1", "v1", false), message("c1", seq));
+            assert_eq!(drain(&mut fast), [seq]);
+        }
+        assert!(!slow.flags.lagged.load(Ordering::Relaxed), "full, not over");
+        hub.deliver(
+            route("c1", "v1", false),
+            message("c1", STREAM_QUEUE as u64 + 1),
+        );
+        assert!(slow.flags.lagged.load(Ordering::Relaxed));
+        assert_eq!(hub.metrics.resyncs.get(), 1);
+        assert_eq!(drain(&mut fast), [STREAM_QUEUE as u64 + 1]);
+        assert!(!fast.flags.lagged.load(Ordering::Relaxed));
+        // What it had queued is still there; then its queue ends (the stream resyncs).
+        assert_eq!(drain(&mut slow).len(), STREAM_QUEUE);
+        assert!(slow.rx.try_recv().is_err());
+        assert!(slow.rx.is_closed());
+        assert!(!hub.index.read().unwrap().entries.contains_key(&slow.id));
+    }
+
+    #[test]
+    fn shutdown_ends_every_stream_and_refuses_new_ones() {
+        let hub = hub();
+        let mut s = hub.register(staff(true, &["c1"])).unwrap();
+        hub.shutdown();
+        assert!(s.rx.is_closed());
+        assert!(
+            !s.flags.lagged.load(Ordering::Relaxed),
+            "a clean end, not a resync"
+        );
+        assert!(hub.register(staff(true, &[])).is_none());
+        hub.deliver(route("c1", "v1", false), message("c1", 1));
+        assert!(drain(&mut s).is_empty());
+    }
+
+    /// Records what the hub hands to the other nodes.
+    #[derive(Default)]
+    struct Nodes(Mutex<Vec<Option<String>>>);
+
+    impl Remote for Nodes {
+        fn publish(&self, route: Option<Route<'_>>, _: &v1::ServerEvent) {
+            let route = route.map(|r| r.conversation_id.to_owned());
+            self.0.lock().unwrap().push(route);
+        }
+    }
+
+    #[test]
+    fn local_deliveries_go_to_the_other_nodes_and_theirs_do_not_come_back() {
+        let hub = hub();
+        let nodes = Arc::new(Nodes::default());
+        hub.set_remote(nodes.clone());
+        let mut s = hub.register(staff(true, &[])).unwrap();
+        hub.deliver(route("c1", "v1", false), message("c1", 1));
+        hub.deliver_inbox(message("c1", 2));
+        // From the bus: this node's streams only.
+        hub.deliver_local(route("c1", "v1", false), message("c1", 3));
+        hub.deliver_inbox_local(message("c1", 4));
+        assert_eq!(drain(&mut s), [1, 2, 3, 4]);
+        assert_eq!(*nodes.0.lock().unwrap(), [Some("c1".to_string()), None]);
+    }
+}
