@@ -377,7 +377,14 @@ async fn presence_refresher(
 
 #[cfg(test)]
 mod tests {
-    use super::{FIRST_SEEN_WINDOW, Next, Sequencer};
+    use std::sync::Arc;
+
+    use wsmschat::v1;
+    use wsmschat::v1::server_event::Event as Se;
+
+    use super::{Envelope, FIRST_SEEN_WINDOW, Next, SEQ_MEMORY, Sequencer, handle};
+    use crate::core::hub::{Outbound, Registration, Subscription};
+    use crate::core::testkit::TestCore;
 
     #[test]
     fn the_sequencer_delivers_in_order_and_fills_gaps() {
@@ -410,5 +417,150 @@ mod tests {
         assert_eq!(s.next("c", 8, false), Next::Deliver);
         s.reset();
         assert_eq!(s.next("c", 9, false), Next::Fill { after: 0 });
+    }
+
+    #[test]
+    fn repeats_and_late_copies_are_skipped() {
+        let mut s = Sequencer::default();
+        s.filled("c", 5);
+        assert_eq!(s.next("c", 6, false), Next::Deliver);
+        // The same publish twice, or an old one late: never delivered again.
+        for seq in [6, 6, 5, 1] {
+            assert_eq!(s.next("c", seq, false), Next::Skip, "seq {seq}");
+        }
+        // An echo of our own older message moves nothing back.
+        assert_eq!(s.next("c", 3, true), Next::Skip);
+        assert_eq!(s.next("c", 7, false), Next::Deliver);
+    }
+
+    #[test]
+    fn arrivals_beyond_a_gap_ask_for_the_same_fill_until_one_is_done() {
+        let mut s = Sequencer::default();
+        s.filled("c", 10);
+        // 11 was lost; 13 then 12 arrive: each asks to read after 10 (nothing moves before a
+        // fill).
+        assert_eq!(s.next("c", 13, false), Next::Fill { after: 10 });
+        assert_eq!(s.next("c", 12, false), Next::Fill { after: 10 });
+        // The fill read up to 13: 11 and 12 arriving late are old news, 14 is next.
+        s.filled("c", 13);
+        assert_eq!(s.next("c", 11, false), Next::Skip);
+        assert_eq!(s.next("c", 12, false), Next::Skip);
+        assert_eq!(s.next("c", 14, false), Next::Deliver);
+        // Our own messages (delivered here at commit) need no fill, even past a gap.
+        assert_eq!(s.next("c", 20, true), Next::Skip);
+        assert_eq!(s.next("c", 21, false), Next::Deliver);
+        // Conversations are sequenced apart.
+        assert_eq!(s.next("d", 2, false), Next::Fill { after: 0 });
+        assert_eq!(s.next("c", 22, false), Next::Deliver);
+    }
+
+    #[test]
+    fn a_full_memory_starts_over_from_the_store() {
+        let mut s = Sequencer::default();
+        for i in 0..SEQ_MEMORY {
+            s.filled(&format!("c{i}"), 100);
+        }
+        // Everything was forgotten: the next message re-reads its conversation's recent window.
+        assert_eq!(
+            s.next("c0", 101, false),
+            Next::Fill {
+                after: 101 - FIRST_SEEN_WINDOW
+            }
+        );
+        // Another conversation known before is new again too (until a fill).
+        assert_eq!(
+            s.next("c1", 101, false),
+            Next::Fill {
+                after: 101 - FIRST_SEEN_WINDOW
+            }
+        );
+        s.filled("c0", 101);
+        assert_eq!(s.next("c0", 102, false), Next::Deliver);
+    }
+
+    /// The texts of the messages waiting in a subscription's queue.
+    fn texts(sub: &mut Subscription) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(Outbound::Event(ev)) = sub.rx.try_recv() {
+            if let Some(Se::Message(m)) = &ev.event {
+                out.push(m.text.clone());
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_gap_is_filled_from_the_store_in_order_and_notes_stay_with_staff() {
+        let t = TestCore::any().await;
+        let (visitor_id, visitor) = t.visitor().await;
+        let bot = t.service_key(vec![]).await;
+        let conv = t.send(&visitor, "", "1").await.conversation_id;
+        t.send(&visitor, &conv, "2").await;
+        t.send(&visitor, &conv, "3").await;
+        t.send_note(&bot, &conv, "4 (note)").await;
+        t.send(&visitor, &conv, "5").await;
+        // This node's streams: staff following the conversation, and the visitor's.
+        let mut staff = t
+            .core
+            .hub
+            .register(Registration {
+                visitor_view: false,
+                visitor_id: None,
+                inbox: false,
+                conversations: vec![conv.clone()],
+            })
+            .unwrap();
+        let mut own = t
+            .core
+            .hub
+            .register(Registration {
+                visitor_view: true,
+                visitor_id: Some(visitor_id.clone()),
+                inbox: false,
+                conversations: vec![],
+            })
+            .unwrap();
+        let envelope = |node: &str, seq: u64| Envelope {
+            node: node.into(),
+            conversation_id: conv.clone(),
+            visitor_id: visitor_id.clone(),
+            event: Some(v1::ServerEvent {
+                event: Some(Se::Message(v1::Message {
+                    conversation_id: conv.clone(),
+                    seq,
+                    text: format!("{seq} (bus)"),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        };
+        let core: &Arc<_> = &t.core;
+        let mut seq = Sequencer::default();
+        // This node has delivered up to 2; 3 and 4 were lost on the bus; 5 arrives: 3, 4 and
+        // 5 are read from the store and delivered in order (the bus copy of 5 is not).
+        seq.filled(&conv, 2);
+        handle(core, "me", &mut seq, envelope("n2", 5)).await;
+        assert_eq!(texts(&mut staff), ["3", "4 (note)", "5"]);
+        assert_eq!(texts(&mut own), ["3", "5"], "the note is staff only");
+        // A repeat of 5 and an echo of our own 6: nothing. 7 follows at once, from the bus.
+        handle(core, "me", &mut seq, envelope("n2", 5)).await;
+        handle(core, "me", &mut seq, envelope("me", 6)).await;
+        assert!(texts(&mut staff).is_empty());
+        handle(core, "me", &mut seq, envelope("n2", 7)).await;
+        assert_eq!(texts(&mut staff), ["7 (bus)"]);
+        // 9 after a lost 8 that the store does not have yet (replica lag): read, then
+        // delivered as received.
+        handle(core, "me", &mut seq, envelope("n2", 9)).await;
+        assert_eq!(texts(&mut staff), ["9 (bus)"]);
+        assert_eq!(texts(&mut own), ["7 (bus)", "9 (bus)"]);
+
+        // A node that never saw the conversation reads its recent window first.
+        let mut fresh = Sequencer::default();
+        handle(core, "me", &mut fresh, envelope("n2", 5)).await;
+        assert_eq!(texts(&mut staff), ["1", "2", "3", "4 (note)", "5"]);
+        handle(core, "me", &mut fresh, envelope("n2", 6)).await;
+        assert_eq!(texts(&mut staff), ["6 (bus)"]);
+        drop((staff, own));
+        t.finish().await;
     }
 }

@@ -212,6 +212,17 @@ impl TestCore {
             .await
     }
 
+    /// A private note (staff only) into `conversation_id`; its ack.
+    pub(crate) async fn send_note(
+        &self,
+        token: &str,
+        conversation_id: &str,
+        text: &str,
+    ) -> v1::Ack {
+        self.send_kind(token, conversation_id, text, v1::MessageKind::Note)
+            .await
+    }
+
     async fn send_kind(
         &self,
         token: &str,
