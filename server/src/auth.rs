@@ -59,6 +59,25 @@ impl Principal {
         }
     }
 
+    /// "visitor", "agent" or "service": what kind of caller this is (logs, spans).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Principal::Visitor { .. } => "visitor",
+            Principal::Agent { .. } => "agent",
+            Principal::Service { .. } => "service",
+        }
+    }
+
+    /// The visitor id, agent id or API key id: who this is in logs and spans (never a token
+    /// or a secret).
+    pub fn id(&self) -> &str {
+        match self {
+            Principal::Visitor { visitor_id, .. } => visitor_id,
+            Principal::Agent { agent } => &agent.id,
+            Principal::Service { key_id, .. } => key_id,
+        }
+    }
+
     /// Agents and chat-scoped services see every conversation.
     pub fn is_staff(&self) -> bool {
         match self {

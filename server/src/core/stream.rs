@@ -196,6 +196,9 @@ impl Core {
         };
         self.metrics.streams.inc();
         let id = sub.id;
+        // On the span of the RPC that opened the stream (rpc/chat.rs declares the field): what
+        // is logged while the stream runs carries its id.
+        tracing::Span::current().record("stream", id);
         let mut heartbeat = tokio::time::interval_at(
             Instant::now() + self.config.heartbeat,
             self.config.heartbeat,
@@ -271,6 +274,7 @@ impl State {
                 return None;
             }
             if self.sub.flags.lagged.load(Ordering::Relaxed) {
+                tracing::debug!("Stream fell behind; asking the client to resync");
                 self.done = true;
                 self.pending.push_back(v1::ServerEvent {
                     event: Some(Se::ResyncRequired(v1::ResyncRequired {
@@ -401,6 +405,7 @@ impl State {
 
     /// Ends the stream with `error`, dropping what it had not sent yet.
     fn end_with(&mut self, error: CoreError) {
+        tracing::debug!(%error, "Stream ended");
         self.pending.clear();
         self.to_replay.clear();
         self.error = Some(error);

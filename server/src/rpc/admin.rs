@@ -26,6 +26,11 @@ impl AdminApi {
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/CreateSite", principal, principal_id)
+    )]
     async fn create_site(
         &self,
         req: Request<v1::CreateSiteRequest>,
@@ -36,6 +41,11 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::CreateSiteResponse { site: Some(site) }))
     }
 
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/UpdateSite", principal, principal_id)
+    )]
     async fn update_site(
         &self,
         req: Request<v1::UpdateSiteRequest>,
@@ -49,6 +59,11 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::UpdateSiteResponse { site: Some(site) }))
     }
 
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/ListSites", principal, principal_id)
+    )]
     async fn list_sites(
         &self,
         req: Request<v1::ListSitesRequest>,
@@ -58,6 +73,11 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::ListSitesResponse { sites }))
     }
 
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/CreateAgent", principal, principal_id)
+    )]
     async fn create_agent(
         &self,
         req: Request<v1::CreateAgentRequest>,
@@ -73,6 +93,11 @@ impl AdminService for AdminApi {
         }))
     }
 
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/UpdateAgent", principal, principal_id)
+    )]
     async fn update_agent(
         &self,
         req: Request<v1::UpdateAgentRequest>,
@@ -88,6 +113,11 @@ impl AdminService for AdminApi {
         }))
     }
 
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/ListAgents", principal, principal_id)
+    )]
     async fn list_agents(
         &self,
         req: Request<v1::ListAgentsRequest>,
@@ -97,6 +127,11 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::ListAgentsResponse { agents }))
     }
 
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/CreateApiKey", principal, principal_id)
+    )]
     async fn create_api_key(
         &self,
         req: Request<v1::CreateApiKeyRequest>,
@@ -113,6 +148,11 @@ impl AdminService for AdminApi {
         }))
     }
 
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/ListApiKeys", principal, principal_id)
+    )]
     async fn list_api_keys(
         &self,
         req: Request<v1::ListApiKeysRequest>,
@@ -122,6 +162,11 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::ListApiKeysResponse { api_keys }))
     }
 
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/RevokeApiKey", principal, principal_id)
+    )]
     async fn revoke_api_key(
         &self,
         req: Request<v1::RevokeApiKeyRequest>,
@@ -131,6 +176,11 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::RevokeApiKeyResponse {}))
     }
 
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/PutCannedReply", principal, principal_id)
+    )]
     async fn put_canned_reply(
         &self,
         req: Request<v1::PutCannedReplyRequest>,
@@ -143,6 +193,11 @@ impl AdminService for AdminApi {
         }))
     }
 
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/DeleteCannedReply", principal, principal_id)
+    )]
     async fn delete_canned_reply(
         &self,
         req: Request<v1::DeleteCannedReplyRequest>,
@@ -154,6 +209,11 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::DeleteCannedReplyResponse {}))
     }
 
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/GetSiteReport", principal, principal_id)
+    )]
     async fn get_site_report(
         &self,
         req: Request<v1::GetSiteReportRequest>,

@@ -1,6 +1,12 @@
 //! gRPC handlers: thin adapters from tonic requests to the core. Each one reads the request's
 //! metadata (bearer token, client address, `Origin`), calls one core use case and maps its
 //! `CoreError` to a status; no rule of the chat lives here, and no handler touches the store.
+//!
+//! Each handler runs in an `rpc` span (`#[tracing::instrument]`) named by its `method`; once
+//! the caller is identified the span gets `principal` (visitor, agent, service) and
+//! `principal_id` (never a token). Streams run in their RPC's span too, with the `stream` id
+//! the core records; an event's `conversation` is recorded by the core (on the span of a
+//! Publish, on an `event` span per Chat event). Whatever is logged inside carries them.
 
 pub mod admin;
 pub mod chat;
@@ -63,6 +69,7 @@ pub async fn caller<T>(core: &Arc<Core>, req: &Request<T>) -> Result<Caller, Sta
     let token = bearer(req)?;
     let ip = peer_ip(req);
     let principal = core.identify(&token, ip, origin(req).as_deref()).await?;
+    record_principal(&principal);
     Ok(Caller {
         principal,
         ip,
@@ -76,4 +83,11 @@ pub async fn charged_caller<T>(core: &Arc<Core>, req: &Request<T>) -> Result<Cal
     let who = caller(core, req).await?;
     core.charge(&who.principal.author_key(), who.ip)?;
     Ok(who)
+}
+
+/// Records who the caller is on the current span (the RPC's).
+fn record_principal(principal: &Principal) {
+    let span = tracing::Span::current();
+    span.record("principal", principal.kind());
+    span.record("principal_id", principal.id());
 }

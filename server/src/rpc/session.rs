@@ -17,6 +17,11 @@ pub struct SessionApi {
 
 #[tonic::async_trait]
 impl SessionService for SessionApi {
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "SessionService/StartVisitorSession")
+    )]
     async fn start_visitor_session(
         &self,
         req: Request<v1::StartVisitorSessionRequest>,
@@ -35,6 +40,7 @@ impl SessionService for SessionApi {
         Ok(Response::new(self.core.start_visitor_session(start).await?))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "SessionService/Login"))]
     async fn login(
         &self,
         req: Request<v1::LoginRequest>,
@@ -46,6 +52,7 @@ impl SessionService for SessionApi {
         ))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "SessionService/Logout"))]
     async fn logout(
         &self,
         req: Request<v1::LogoutRequest>,

@@ -18,6 +18,7 @@ mod typing;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument;
 use wsmschat::v1;
 use wsmschat::v1::client_event::Event as Ce;
 use wsmschat::v1::server_event::Event as Se;
@@ -38,6 +39,11 @@ impl Core {
         origin: Option<u64>,
     ) -> CoreResult<v1::Ack> {
         let started = Instant::now();
+        // On the current span (a Publish RPC's, or a Chat event's): logs from here on name
+        // the conversation. A new conversation's id is recorded once it has one (send.rs).
+        if let Some(id) = ev.event.as_ref().and_then(conversation_of) {
+            tracing::Span::current().record("conversation", id);
+        }
         let result = self.apply(principal, ip, ev, origin).await;
         match &result {
             Ok(_) => self
@@ -62,24 +68,37 @@ impl Core {
         stream_id: u64,
         ev: v1::ClientEvent,
     ) -> v1::ServerEvent {
-        let (request_id, client_msg_id) = event_ids(&ev);
-        let result = async {
-            let principal = self.authenticate(token).await?;
-            match ev.event {
-                Some(Ce::Watch(w)) => self.watch(&principal, stream_id, w).await.map(|_| v1::Ack {
-                    request_id: request_id.clone(),
-                    ..Default::default()
-                }),
-                _ => self.publish(&principal, ip, ev, Some(stream_id)).await,
+        // One span per event, inside the stream's: a Chat stream carries events of many
+        // conversations, so each event's conversation is its own span's field.
+        let span = tracing::info_span!("event", conversation = tracing::field::Empty);
+        async move {
+            let (request_id, client_msg_id) = event_ids(&ev);
+            let result = async {
+                let principal = self.authenticate(token).await?;
+                match ev.event {
+                    Some(Ce::Watch(w)) => {
+                        if let Some(c) = &w.cursor {
+                            tracing::Span::current()
+                                .record("conversation", c.conversation_id.as_str());
+                        }
+                        self.watch(&principal, stream_id, w).await.map(|_| v1::Ack {
+                            request_id: request_id.clone(),
+                            ..Default::default()
+                        })
+                    }
+                    _ => self.publish(&principal, ip, ev, Some(stream_id)).await,
+                }
+            }
+            .await;
+            match result {
+                Ok(ack) => v1::ServerEvent {
+                    event: Some(Se::Ack(ack)),
+                },
+                Err(e) => event_error(request_id, client_msg_id, e),
             }
         }
-        .await;
-        match result {
-            Ok(ack) => v1::ServerEvent {
-                event: Some(Se::Ack(ack)),
-            },
-            Err(e) => event_error(request_id, client_msg_id, e),
-        }
+        .instrument(span)
+        .await
     }
 
     /// Checks the envelope, charges the caller, and dispatches to the event's file.
@@ -125,6 +144,23 @@ impl Core {
         }
         Ok(ack)
     }
+}
+
+/// The conversation an event names, if any (a visitor's first message names none yet).
+fn conversation_of(body: &Ce) -> Option<&str> {
+    let id = match body {
+        Ce::SendMessage(m) => &m.conversation_id,
+        Ce::Typing(t) => &t.conversation_id,
+        Ce::MarkRead(r) => &r.conversation_id,
+        Ce::Join(j) => &j.conversation_id,
+        Ce::Assign(a) => &a.conversation_id,
+        Ce::Resolve(r) => &r.conversation_id,
+        Ce::Reopen(r) => &r.conversation_id,
+        Ce::Rate(r) => &r.conversation_id,
+        Ce::Watch(w) => &w.cursor.as_ref()?.conversation_id,
+        Ce::SetPresence(_) => return None,
+    };
+    (!id.is_empty()).then_some(id.as_str())
 }
 
 /// The request id and (for a send) the client_msg_id an answer to `ev` carries.

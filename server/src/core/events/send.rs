@@ -132,7 +132,13 @@ impl Core {
                 new.conversation_id = Some(m.conversation_id);
             }
         }
+        let started_conversation = new.new_conversation.is_some();
         let appended = self.store.append_message(new).await?;
+        if started_conversation {
+            // The event named no conversation (events/mod.rs recorded none): now it has one.
+            tracing::Span::current()
+                .record("conversation", appended.message.conversation_id.as_str());
+        }
         if !appended.duplicate {
             self.metrics.messages_in.inc();
         }
