@@ -1,5 +1,6 @@
 // Admin pages (admin role only; the server refuses AdminService calls from other agents anyway).
-import { h, replace, errText, copyText, duration, fullTime } from './dom.js';
+import { h, replace } from './dom.js';
+import { errText, copyText, duration, fullTime } from './format.js';
 
 const SECTIONS = [
   ['sites', 'Sites'], ['agents', 'Agents'], ['canned', 'Canned replies'], ['keys', 'API keys'], ['report', 'Report'],

@@ -97,17 +97,30 @@ export interface ReadEvent { conversationId: string; readerKind: AuthorKind; seq
 export interface PresenceEvent { agentId: string; agentName: string; status: Presence; }
 /** `retryInMs` is set while offline; `error` says why the last attempt failed. */
 export interface StateEvent { state: ConnectionState; attempt: number; retryInMs?: number; error?: string; }
-/** A send's progress: "sending" (in flight), "waiting" (will be retried), "sent", "failed". */
-export interface OutboxEvent {
-  clientMsgId: string; conversationId: string; topic: string; text: string;
-  status: "sending" | "waiting" | "sent" | "failed"; error?: string; ack?: Ack;
-}
 /** Errors thrown/rejected by the SDK carry the gRPC status. */
 export interface ChatError extends Error { code: number; codeName: string; }
 
+/** `view(conversationId, topic)` changed: render it again. */
+export interface ViewEvent { conversationId: string; topic: string; }
+/** A line of a `ConversationView`: a stored message ("sent"), or a send of this client not
+ *  stored yet ("sending", "waiting": will be retried, "failed": refused, see `error`; retry
+ *  with `send(text, { clientMsgId })` or drop with `discard`). Sends have `seq` 0. */
+export interface ViewMessage extends Message {
+  status: "sent" | "sending" | "waiting" | "failed"; error?: string; topic?: string;
+}
+/** One conversation as a UI renders it (see `ChatClient.view`). */
+export interface ConversationView {
+  conversationId: string; topic: string; messages: ViewMessage[];
+  visitorReadSeq: number; agentReadSeq: number;
+  /** Older messages exist before `oldestSeq` (load them with `history(id, { beforeSeq })`). */
+  hasMore: boolean; oldestSeq: number;
+  /** The newest history page was loaded. */
+  loaded: boolean;
+}
+
 export interface ChatEvents {
   message: Message; conversation: Conversation; typing: TypingEvent; read: ReadEvent;
-  presence: PresenceEvent; state: StateEvent; outbox: OutboxEvent; error: ChatError;
+  presence: PresenceEvent; state: StateEvent; error: ChatError; view: ViewEvent;
   ready: { streamId: string; heartbeatMs: number };
 }
 export type ChatEventName = keyof ChatEvents;

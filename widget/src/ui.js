@@ -2,96 +2,9 @@
 // User text is only ever set with textContent / text nodes: never HTML.
 import init, { ChatClient } from './wsmschat_widget_sdk.js?v=__VERSION__';
 
-const STRINGS = {
-  en: {
-    openChat: 'Open chat', closeChat: 'Close chat', chat: 'Chat',
-    online: 'We are online', onlineHint: 'We usually reply in a few minutes',
-    offline: 'We are away', offlineHint: 'Leave a message, we will reply here',
-    chattingWith: 'Chatting with {name}', topicQuestion: 'What is your question about?',
-    agentsOnline: 'online', nobodyOnline: 'offline',
-    name: 'Your name (optional)', email: 'Your email (optional)',
-    placeholder: 'Write a message…', send: 'Send', back: 'Back',
-    sending: 'Sending…', waiting: 'Waiting for network…', sent: 'Sent', read: 'Read',
-    failed: 'Not delivered.', retry: 'Retry',
-    today: 'Today', yesterday: 'Yesterday',
-    typing: '{name} is typing…', someone: 'Support',
-    queued: 'You are number {n} in the queue. An agent will be with you shortly.',
-    queuedOffline: 'No agent is online right now. Leave your message: we will answer here as soon as we are back.',
-    leaveEmail: 'Get the reply by email too:', save: 'Save', saved: 'Thanks, we will write to {email}.',
-    reconnecting: 'Connection lost. Reconnecting…', connecting: 'Connecting…',
-    unavailable: 'The chat is not available right now.',
-    assigned: '{name} joined the conversation', transferred: 'Transferred to {name}',
-    resolved: 'The conversation was marked as resolved', reopened: 'The conversation was reopened',
-    rated: 'You rated this conversation {score}/5',
-    rateQuestion: 'How would you rate this conversation?', rateComment: 'Anything to add? (optional)',
-    rateSend: 'Send rating', rateThanks: 'Thank you for your feedback!', star: '{n} of 5',
-    newConversation: 'Start a new conversation', newMessage: 'New message',
-    you: 'You', messages: 'Messages'
-  },
-  de: {
-    openChat: 'Chat öffnen', closeChat: 'Chat schließen', chat: 'Chat',
-    online: 'Wir sind online', onlineHint: 'Wir antworten meist in wenigen Minuten',
-    offline: 'Wir sind nicht da', offlineHint: 'Hinterlassen Sie eine Nachricht, wir antworten hier',
-    chattingWith: 'Im Chat mit {name}', topicQuestion: 'Worum geht es bei Ihrer Frage?',
-    agentsOnline: 'online', nobodyOnline: 'offline',
-    name: 'Ihr Name (optional)', email: 'Ihre E-Mail (optional)',
-    placeholder: 'Nachricht schreiben…', send: 'Senden', back: 'Zurück',
-    sending: 'Wird gesendet…', waiting: 'Warte auf Netzwerk…', sent: 'Gesendet', read: 'Gelesen',
-    failed: 'Nicht zugestellt.', retry: 'Erneut senden',
-    today: 'Heute', yesterday: 'Gestern',
-    typing: '{name} schreibt…', someone: 'Support',
-    queued: 'Sie sind Nummer {n} in der Warteschlange. Gleich ist jemand für Sie da.',
-    queuedOffline: 'Gerade ist niemand online. Hinterlassen Sie Ihre Nachricht: Wir antworten hier, sobald wir zurück sind.',
-    leaveEmail: 'Antwort auch per E-Mail erhalten:', save: 'Speichern', saved: 'Danke, wir schreiben an {email}.',
-    reconnecting: 'Verbindung unterbrochen. Verbinde neu…', connecting: 'Verbinde…',
-    unavailable: 'Der Chat ist gerade nicht verfügbar.',
-    assigned: '{name} ist dem Gespräch beigetreten', transferred: 'Weitergeleitet an {name}',
-    resolved: 'Das Gespräch wurde als gelöst markiert', reopened: 'Das Gespräch wurde wieder geöffnet',
-    rated: 'Sie haben dieses Gespräch mit {score}/5 bewertet',
-    rateQuestion: 'Wie bewerten Sie dieses Gespräch?', rateComment: 'Möchten Sie etwas ergänzen? (optional)',
-    rateSend: 'Bewertung senden', rateThanks: 'Danke für Ihr Feedback!', star: '{n} von 5',
-    newConversation: 'Neues Gespräch beginnen', newMessage: 'Neue Nachricht',
-    you: 'Sie', messages: 'Nachrichten'
-  }
-};
+import { h, icon, linkify } from './dom.js?v=__VERSION__';
+import { STRINGS, pickLocale } from './strings.js?v=__VERSION__';
 
-function pickLocale(wanted) {
-  const list = [wanted, ...(navigator.languages || [navigator.language])].filter(Boolean);
-  for (const l of list) {
-    const base = String(l).toLowerCase().split('-')[0];
-    if (STRINGS[base]) return base;
-  }
-  return 'en';
-}
-
-// ---- DOM helpers (no innerHTML anywhere) ------------------------------------------------
-
-function h(tag, props, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(props || {})) {
-    if (v == null || v === false) continue;
-    if (k === 'class') el.className = v;
-    else if (k === 'text') el.textContent = v;
-    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-    else if (k in el && typeof v !== 'string') el[k] = v;
-    else el.setAttribute(k, v === true ? '' : v);
-  }
-  for (const c of children.flat()) if (c != null && c !== false) el.append(c);
-  return el;
-}
-
-const SVGNS = 'http://www.w3.org/2000/svg';
-function icon(d, cls) {
-  const s = document.createElementNS(SVGNS, 'svg');
-  s.setAttribute('viewBox', '0 0 24 24');
-  s.setAttribute('aria-hidden', 'true');
-  s.setAttribute('focusable', 'false');
-  if (cls) s.setAttribute('class', cls);
-  const p = document.createElementNS(SVGNS, 'path');
-  p.setAttribute('d', d);
-  s.append(p);
-  return s;
-}
 const ICONS = {
   close: 'M6.4 5 12 10.6 17.6 5 19 6.4 13.4 12l5.6 5.6-1.4 1.4-5.6-5.6L6.4 19 5 17.6l5.6-5.6L5 6.4z',
   back: 'M15.4 5.4 14 4l-8 8 8 8 1.4-1.4L8.8 12z',
@@ -103,21 +16,6 @@ const ICONS = {
   chevron: 'M8.6 16.6 13.2 12 8.6 7.4 10 6l6 6-6 6z',
   star: 'M12 17.3 18.2 21l-1.6-7L22 9.2l-7.2-.6L12 2 9.2 8.6 2 9.2 7.5 14l-1.7 7z'
 };
-
-// Text with http(s) links made clickable; everything else stays plain text.
-const URL_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
-function linkify(text) {
-  const out = [];
-  let last = 0;
-  for (const m of text.matchAll(URL_RE)) {
-    let url = m[0].replace(/[.,;:!?)\]}]+$/, '');
-    if (m.index > last) out.push(document.createTextNode(text.slice(last, m.index)));
-    out.push(h('a', { href: url, target: '_blank', rel: 'noopener noreferrer nofollow', text: url }));
-    last = m.index + url.length;
-  }
-  if (last < text.length) out.push(document.createTextNode(text.slice(last)));
-  return out;
-}
 
 function storageHas(key) {
   try { return !!window.localStorage.getItem(key); } catch { return false; }
@@ -139,8 +37,7 @@ class Widget {
     this.site = null;
     this.conv = null;           // the current conversation (Conversation shape)
     this.draftTopic = null;     // chosen topic before the first message creates the conversation
-    this.messages = new Map();  // seq -> Message of the current conversation
-    this.pending = new Map();   // clientMsgId -> { text, status, error }
+    // Messages, pending sends and read marks are the SDK's: `client.view(...)` merges them.
     this.isOpen = false;
     this.unread = 0;
     this.handlers = {};
@@ -353,24 +250,26 @@ class Widget {
     client.on('typing', (e) => this.onTypingEvent(e));
     client.on('read', (e) => this.onRead(e));
     client.on('state', (e) => { this.connState = e.state; this.renderBanner(); this.emit('state', e.state); });
-    client.on('outbox', (e) => this.onOutbox(e));
+    client.on('view', (e) => this.onView(e));
     client.on('error', (e) => { this.failed = e.message; this.render(); });
-    for (const p of client.pending()) {
-      this.pending.set(p.clientMsgId, { text: p.text, status: 'waiting', conversationId: p.conversationId, topic: p.topic });
-    }
+    const pending = client.pending();
     const open = client.openConversations[0];
-    if (open || this.pending.size) {
+    if (open || pending.length) {
       // A conversation is going on: follow it live (for the unread badge) even while closed.
       client.start();
     }
-    if (!this.conv && !this.draftTopic) this.resetConversation(open);
+    if (!this.conv && !this.draftTopic) {
+      // Sends kept from before a reload that will start a conversation show under their topic.
+      const starting = !open && pending.find((p) => !p.conversationId);
+      this.resetConversation(open);
+      if (starting) { this.draftTopic = starting.topic; this.render(); }
+    }
     this.emit('ready');
   }
 
   resetConversation(conv) {
     this.conv = conv || null;
     this.draftTopic = null;
-    this.messages.clear();
     this.agentTyping = null;
     if (this.conv) this.loadHistory();
     this.render();
@@ -379,11 +278,9 @@ class Widget {
   async loadHistory() {
     const conv = this.conv;
     try {
-      const page = await this.client.history(conv.id, { limit: 100 });
+      await this.client.history(conv.id, { limit: 100 });
       if (this.conv !== conv) return;
-      for (const m of page.messages) this.messages.set(m.seq, m);
-      this.unreadFromHistory();
-      this.renderMessages();
+      this.unreadFromView();
       if (this.isOpen) this.markRead();
     } catch (e) {
       console.warn(e.message || e);
@@ -392,25 +289,52 @@ class Widget {
 
   // ---- events from the SDK -----------------------------------------------------------------
 
+  // The conversation shown: the current one, or the sends that will start one on the chosen
+  // topic; null on the home screen.
+  currentView() {
+    if (!this.client) return null;
+    if (this.conv) return this.client.view(this.conv.id);
+    if (this.draftTopic) return this.client.view('', this.draftTopic);
+    return null;
+  }
+
+  // A conversation starts being shown (ours, just created, or one an agent wrote in).
+  adopt(id, topic) {
+    this.conv = { id, topic, status: 'queued', queuePosition: 0, agentReadSeq: 0, visitorReadSeq: 0, agentsOnline: this.onlineFor(topic), rating: 0, assigneeName: '' };
+    this.draftTopic = null;
+    this.client.getConversation(id).then((c) => {
+      if (this.conv && this.conv.id === c.id) { this.conv = c; this.render(); }
+    }).catch(() => {});
+    this.loadHistory();
+    this.render();
+  }
+
+  onView(e) {
+    // Our first send on the chosen topic was stored: its conversation is the one shown now.
+    if (!this.conv && this.draftTopic && e.conversationId && e.topic === this.draftTopic) {
+      this.adopt(e.conversationId, e.topic);
+      return;
+    }
+    const shown = this.conv ? e.conversationId === this.conv.id : !e.conversationId && e.topic === this.draftTopic;
+    if (shown) this.renderMessages();
+  }
+
   onMessage(m) {
     if (m.kind === 'note') return;
     const mine = m.authorKind === 'visitor';
-    if (mine && this.pending.has(m.clientMsgId)) this.pending.delete(m.clientMsgId);
     if (!this.conv || this.conv.id !== m.conversationId) {
       const adopt = (!this.conv && (mine || this.draftTopic === null)) || (this.conv && this.conv.status === 'resolved' && !mine && !this.isOpen);
       if (!adopt && !(mine && this.draftTopic)) {
         if (!mine) this.notify(m, true);
         return;
       }
-      this.conv = { id: m.conversationId, topic: this.draftTopic || '', status: 'queued', queuePosition: 0, agentReadSeq: 0, visitorReadSeq: 0, agentsOnline: 0, rating: 0, assigneeName: '' };
-      this.draftTopic = null;
-      this.messages.clear();
-      this.loadHistory();
+      this.adopt(m.conversationId, this.draftTopic || '');
     }
-    this.messages.set(m.seq, m);
-    if (!mine && m.authorKind !== 'system') this.agentTyping = null;
-    this.renderMessages();
-    if (!mine && m.authorKind !== 'system') this.notify(m, false);
+    if (!mine && m.authorKind !== 'system') {
+      this.agentTyping = null;
+      this.renderTyping();
+      this.notify(m, false);
+    }
     this.emit('message', m);
   }
 
@@ -437,30 +361,11 @@ class Widget {
 
   onRead(e) {
     if (!this.conv || e.conversationId !== this.conv.id) return;
+    // The view re-renders the read marks; another tab of ours reading clears the badge here.
     if (e.readerKind === 'visitor') {
       this.conv.visitorReadSeq = Math.max(this.conv.visitorReadSeq || 0, e.seq);
-      this.unreadFromHistory();
-    } else {
-      this.conv.agentReadSeq = Math.max(this.conv.agentReadSeq || 0, e.seq);
-      this.renderMessages();
+      this.unreadFromView();
     }
-  }
-
-  onOutbox(e) {
-    const p = this.pending.get(e.clientMsgId);
-    if (!p) return;
-    p.status = e.status;
-    p.error = e.error;
-    if (e.status === 'sent') {
-      this.pending.delete(e.clientMsgId);
-      if (e.ack && this.conv && this.conv.id === e.ack.conversationId && !this.messages.has(e.ack.seq)) {
-        this.messages.set(e.ack.seq, {
-          conversationId: e.ack.conversationId, seq: e.ack.seq, clientMsgId: e.clientMsgId, kind: 'text',
-          authorKind: 'visitor', authorId: '', authorName: '', text: e.text, createdAt: e.ack.createdAt
-        });
-      }
-    }
-    this.renderMessages();
   }
 
   // ---- unread, title and sound -------------------------------------------------------------
@@ -477,11 +382,12 @@ class Widget {
     document.title = '(' + this.unread + ') ' + this.t('newMessage') + ' · ' + this.titleSaved;
   }
 
-  unreadFromHistory() {
-    if (!this.conv) return;
-    const readUpTo = this.conv.visitorReadSeq || 0;
+  unreadFromView() {
+    const v = this.conv && this.currentView();
+    if (!v) return;
+    const readUpTo = Math.max(this.conv.visitorReadSeq || 0, v.visitorReadSeq);
     let n = 0;
-    for (const m of this.messages.values()) {
+    for (const m of v.messages) {
       if (m.seq > readUpTo && (m.authorKind === 'agent' || m.authorKind === 'service')) n++;
     }
     if (this.isOpen && !document.hidden) n = 0;
@@ -529,7 +435,7 @@ class Widget {
   markRead() {
     if (!this.client || !this.conv || !this.isOpen || document.hidden) return;
     let last = 0;
-    for (const s of this.messages.keys()) last = Math.max(last, s);
+    for (const m of this.currentView().messages) last = Math.max(last, m.seq);
     this.setUnread(0);
     this.restoreTitle();
     if (last > (this.conv.visitorReadSeq || 0)) {
@@ -556,38 +462,32 @@ class Widget {
     this.typingOn = false;
   }
 
+  // Sends the composer's text, or again a send that failed (same clientMsgId: stored once).
   async submit(retryId) {
-    const retry = retryId && this.pending.get(retryId);
+    const v = retryId && this.currentView();
+    const retry = v && v.messages.find((m) => m.clientMsgId === retryId && m.status !== 'sent');
     const text = retry ? retry.text : this.input.value.trim();
     if (!text) return;
     if (!(await this.ensureSession())) return;
     this.client.start();
-    const clientMsgId = retryId || ChatClient.newId();
-    const opts = { clientMsgId };
+    const opts = { clientMsgId: retryId || ChatClient.newId() };
     if (this.conv) opts.conversationId = this.conv.id;
-    else opts.topic = this.draftTopic || (this.site && this.site.topics[0]) || '';
-    this.pending.set(clientMsgId, { text, status: 'sending' });
+    else {
+      opts.topic = this.draftTopic || (this.site && this.site.topics[0]) || '';
+      this.draftTopic = opts.topic;
+    }
     if (!retry) {
       this.input.value = '';
       this.autosize();
       this.stopTyping();
     }
-    this.renderMessages();
     try {
-      const ack = await this.client.send(text, opts);
-      if (!this.conv) {
-        this.conv = { id: ack.conversationId, topic: opts.topic, status: 'queued', queuePosition: 0, agentReadSeq: 0, visitorReadSeq: 0, agentsOnline: this.onlineFor(opts.topic), rating: 0, assigneeName: '' };
-        this.draftTopic = null;
-        this.client.getConversation(ack.conversationId).then((c) => {
-          if (this.conv && this.conv.id === c.id) { this.conv = c; this.render(); }
-        }).catch(() => {});
-        this.render();
-      }
+      // The view shows it at once (sending, waiting, failed), then as stored.
+      await this.client.send(text, opts);
     } catch (e) {
-      const p = this.pending.get(clientMsgId);
-      if (p) { p.status = 'failed'; p.error = e.message; }
       console.warn(e.message || e);
-      this.renderMessages();
+      // Refused before it was queued (too long): give the text back.
+      if (!retry && !this.input.value && !this.currentView().messages.some((m) => m.clientMsgId === opts.clientMsgId)) this.input.value = text;
     }
   }
 
@@ -611,7 +511,6 @@ class Widget {
     if (this.conv && this.conv.status !== 'resolved') return;
     this.conv = null;
     this.draftTopic = null;
-    this.messages.clear();
     this.render();
     this.focusFirst();
   }
@@ -723,11 +622,17 @@ class Widget {
     const topic = (conv && conv.topic) || this.draftTopic;
     if (topic) items.push(h('div', { class: 'topic-chip', text: topic }));
     if (greeting) items.push(this.bubble({ authorKind: 'agent', authorName: (this.site && this.site.name) || '', text: greeting }, { intro: true }));
-    const list = [...this.messages.values()].sort((a, b) => a.seq - b.seq);
+    const v = this.currentView();
+    const lines = v ? v.messages.filter((m) => m.kind !== 'note') : [];
+    const readSeq = v ? v.agentReadSeq : 0;
     let lastDay = '';
     let lastAuthor = '';
-    const lastMine = [...list].reverse().find((m) => m.authorKind === 'visitor');
-    for (const m of list) {
+    const lastMine = [...lines].reverse().find((m) => m.authorKind === 'visitor' && m.status === 'sent');
+    for (const m of lines) {
+      if (m.status !== 'sent') {
+        items.push(this.bubble(m, { pending: m, last: true }));
+        continue;
+      }
       const day = this.dayLabel(m.createdAt);
       if (day !== lastDay) {
         items.push(h('div', { class: 'day', role: 'separator', text: day }));
@@ -740,12 +645,8 @@ class Widget {
         continue;
       }
       const author = m.authorKind + ':' + m.authorId;
-      items.push(this.bubble(m, { showName: author !== lastAuthor, last: m === lastMine }));
+      items.push(this.bubble(m, { showName: author !== lastAuthor, last: m === lastMine, readSeq }));
       lastAuthor = author;
-    }
-    for (const [id, p] of this.pending) {
-      if (conv && p.conversationId && p.conversationId !== conv.id) continue;
-      items.push(this.bubble({ authorKind: 'visitor', text: p.text, clientMsgId: id }, { pending: p, last: true }));
     }
     if (conv && conv.status === 'queued') {
       const text = conv.agentsOnline > 0 && conv.queuePosition > 0 ? t('queued', { n: conv.queuePosition }) : t('queuedOffline');
@@ -762,7 +663,7 @@ class Widget {
     this.renderHeader();
   }
 
-  bubble(m, { showName = true, last = false, pending = null, intro = false } = {}) {
+  bubble(m, { showName = true, last = false, pending = null, intro = false, readSeq = 0 } = {}) {
     const t = this.t;
     const mine = m.authorKind === 'visitor';
     const row = h('div', { class: 'msg ' + (mine ? 'mine' : 'theirs') + (intro ? ' intro' : '') });
@@ -777,14 +678,15 @@ class Widget {
         if (pending.status === 'failed') { status = t('failed'); ic = ICONS.alert; }
         else if (pending.status === 'waiting') { status = t('waiting'); ic = ICONS.clock; }
         else { status = t('sending'); ic = ICONS.clock; }
-      } else if (this.conv && (this.conv.agentReadSeq || 0) >= m.seq) { status = t('read'); ic = ICONS.checks; }
+      } else if (Math.max(readSeq, (this.conv && this.conv.agentReadSeq) || 0) >= m.seq) { status = t('read'); ic = ICONS.checks; }
       else { status = t('sent'); ic = ICONS.check; }
       const st = h('span', { class: 'status' + (pending ? ' ' + pending.status : ''), title: status }, icon(ic));
       if (last || pending) st.append(h('span', { text: status }));
       else st.append(h('span', { class: 'sr', text: status }));
       meta.append(st);
       if (pending && pending.status === 'failed') {
-        meta.append(h('button', { type: 'button', class: 'link', text: t('retry'), onclick: () => this.submit(m.clientMsgId) }));
+        meta.append(h('button', { type: 'button', class: 'link', text: t('retry'), onclick: () => this.submit(m.clientMsgId) }),
+          h('button', { type: 'button', class: 'link', text: t('remove'), onclick: () => this.client.discard(m.clientMsgId) }));
       }
     }
     row.append(meta);

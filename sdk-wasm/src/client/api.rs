@@ -17,7 +17,7 @@ use super::stream::run_stream;
 use super::{ChatClient, Shared, promise};
 use crate::js::{self, O, get_bool, get_num, get_opt_str, get_str};
 use crate::rt::{self, Store};
-use crate::state::Pending;
+use crate::state::{Pending, SendState};
 use crate::types::*;
 
 fn online_listener(sh: &Rc<Shared>) {
@@ -235,6 +235,15 @@ impl ChatClient {
             follows,
             text,
             note,
+            state: SendState::Sending,
+            error: String::new(),
+        };
+        let (view_conversation, view_topic) = {
+            let o = sh.outbox.borrow();
+            (
+                o.conversation_of(&pending).to_owned(),
+                pending.topic.clone(),
+            )
         };
         if let Some((existing, settle)) = sh.outbox.borrow_mut().push(pending, settle) {
             // A retry of a send still in the outbox: answer both callers with one Ack.
@@ -254,8 +263,42 @@ impl ChatClient {
             };
         }
         sh.save_outbox();
+        sh.emit_view(&view_conversation, &view_topic);
         sh.kick_pump();
         p
+    }
+
+    /// The merged view of a conversation, the one thing a chat UI needs to render it: its
+    /// messages by seq (history pages and live ones, each once), then this client's sends not
+    /// stored yet (status "sending", "waiting" or "failed", with `error`), and the read marks.
+    /// Opens the conversation's view: from now on its live messages are kept (call
+    /// `history` to load the stored ones) and every change is a `view` event. With
+    /// `conversationId` "", the sends that will start a new conversation on `topic`.
+    #[wasm_bindgen(unchecked_return_type = "ConversationView")]
+    pub fn view(&self, conversation_id: String, topic: Option<String>) -> JsValue {
+        if !conversation_id.is_empty() {
+            self.sh.views.borrow_mut().open(&conversation_id);
+        }
+        self.sh
+            .view_js(&conversation_id, topic.as_deref().unwrap_or_default())
+    }
+
+    /// Stops keeping a conversation's view (the UI left it). Only memory: nothing is lost.
+    #[wasm_bindgen(js_name = closeView)]
+    pub fn close_view(&self, conversation_id: String) {
+        self.sh.views.borrow_mut().close(&conversation_id);
+    }
+
+    /// Drops a failed (or still pending) send from the view and the outbox. A send already in
+    /// flight may still be stored. Returns whether there was one.
+    pub fn discard(&self, client_msg_id: String) -> bool {
+        let sh = &self.sh;
+        let gone = sh.outbox.borrow_mut().discard(&client_msg_id);
+        let Some(p) = gone else { return false };
+        let conversation = sh.outbox.borrow().conversation_of(&p).to_owned();
+        sh.save_outbox();
+        sh.emit_view(&conversation, &p.topic);
+        true
     }
 
     /// Tells the other side that I am typing (`on`) or stopped. Best effort.
@@ -276,6 +319,15 @@ impl ChatClient {
     /// Marks the conversation read up to and including `seq`.
     #[wasm_bindgen(js_name = markRead, unchecked_return_type = "Promise<Ack>")]
     pub fn mark_read(&self, conversation_id: String, seq: f64) -> Promise {
+        let by_visitor = !self.sh.site_key.is_empty();
+        if self
+            .sh
+            .views
+            .borrow_mut()
+            .read(&conversation_id, by_visitor, seq as u64)
+        {
+            self.sh.emit_view(&conversation_id, "");
+        }
         self.event(Ce::MarkRead(v1::MarkRead {
             conversation_id,
             seq: seq as u64,
@@ -293,7 +345,8 @@ impl ChatClient {
     }
 
     /// A page of a conversation's messages before `beforeSeq` (0/omitted: the newest),
-    /// ascending. Loading the newest page also moves the resume cursor.
+    /// ascending. Loading the newest page also moves the resume cursor; every page is merged
+    /// into the conversation's `view` (which it opens).
     #[wasm_bindgen(unchecked_return_type = "Promise<HistoryPage>")]
     pub fn history(
         &self,
@@ -319,10 +372,18 @@ impl ChatClient {
                 let newest = r.messages.last().map(|m| m.seq).unwrap_or(0);
                 sh.cursors.borrow_mut().advance(&conversation_id, newest);
             }
-            Ok(O::new()
+            let page = O::new()
                 .v("messages", js::array(&r.messages, js::message))
                 .b("hasMore", r.has_more)
-                .done())
+                .done();
+            sh.views.borrow_mut().page(
+                &conversation_id,
+                r.messages.iter().map(super::Stored::new).collect(),
+                r.has_more,
+                before_seq == 0,
+            );
+            sh.emit_view(&conversation_id, "");
+            Ok(page)
         })
     }
 
@@ -398,6 +459,9 @@ impl ChatClient {
                 .get_conversation(sh.req(v1::GetConversationRequest { conversation_id }))
                 .await
                 .map_err(|s| sh.err(&s))?;
+            if let Some(c) = &r.conversation {
+                sh.conversation_marks(c);
+            }
             Ok(r.conversation
                 .as_ref()
                 .map(js::conversation)

@@ -38,7 +38,7 @@ pub(crate) use rpc::Rpc;
 
 use crate::js::{self, O, get_opt_str, get_str};
 use crate::rt::Store;
-use crate::state::{Cursors, Outbox};
+use crate::state::{Cursors, Item, Line, Outbox, Pending, Views};
 
 /// Unary calls give up after this long (and sends are then retried).
 const UNARY_TIMEOUT_MS: u64 = 15_000;
@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     stream_wake: RefCell<Option<UnboundedSender<()>>>,
     /// Sends not yet acknowledged, with their callers' promise handles.
     outbox: RefCell<Outbox<Settle>>,
+    /// The conversations the app opened: what `view()` merges with the outbox.
+    views: RefCell<Views<Stored>>,
     pump_wake: RefCell<Option<UnboundedSender<()>>>,
     visitor_id: RefCell<String>,
     verified: Cell<bool>,
@@ -108,6 +110,7 @@ impl Shared {
             heartbeat_ms: Cell::new(0),
             stream_wake: RefCell::new(None),
             outbox: RefCell::new(Outbox::default()),
+            views: RefCell::new(Views::default()),
             pump_wake: RefCell::new(None),
             visitor_id: RefCell::new(String::new()),
             verified: Cell::new(false),
@@ -235,6 +238,7 @@ impl Shared {
             // Another person (identify/shutdown): nothing of the previous one may leak.
             self.cursors.borrow_mut().clear();
             self.outbox.borrow_mut().clear();
+            self.views.borrow_mut().clear();
             self.save_outbox();
         }
         *self.token.borrow_mut() = r.visitor_token;
@@ -248,6 +252,110 @@ impl Shared {
         Ok(())
     }
 
+    // ---- the merged conversation view ----------------------------------------------------
+
+    /// Tells the app that `view(conversation_id, topic)` changed.
+    pub(super) fn emit_view(&self, conversation_id: &str, topic: &str) {
+        let o = O::new()
+            .s("conversationId", conversation_id)
+            .s("topic", topic)
+            .done();
+        self.emit("view", &o);
+    }
+
+    /// Who this client's own messages are from.
+    fn own_author(&self) -> (v1::AuthorKind, String) {
+        if !self.site_key.is_empty() {
+            return (v1::AuthorKind::Visitor, self.visitor_id.borrow().clone());
+        }
+        let agent = self.agent.borrow();
+        match js::get_opt_str(&agent, "id") {
+            Some(id) => (v1::AuthorKind::Agent, id),
+            None => (v1::AuthorKind::Service, String::new()),
+        }
+    }
+
+    /// Our acknowledged send as a message, until the stream or history brings the stored one.
+    pub(super) fn own_message(&self, p: &Pending, ack: &v1::Ack) -> Stored {
+        let (kind, id) = self.own_author();
+        let js = O::new()
+            .s("conversationId", &ack.conversation_id)
+            .n("seq", ack.seq as f64)
+            .s("clientMsgId", &p.client_msg_id)
+            .s("kind", if p.note { "note" } else { "text" })
+            .s("authorKind", js::author_kind(kind as i32))
+            .s("authorId", &id)
+            .s("authorName", "")
+            .s("text", &p.text)
+            .n("createdAt", ack.created_at_ms as f64)
+            .s("status", "sent")
+            .done();
+        Stored {
+            seq: ack.seq,
+            client_msg_id: p.client_msg_id.clone(),
+            js,
+        }
+    }
+
+    /// The merged view as JS (see `ConversationView` in types.rs).
+    pub(super) fn view_js(&self, conversation_id: &str, topic: &str) -> JsValue {
+        let views = self.views.borrow();
+        let outbox = self.outbox.borrow();
+        let view = views.get(conversation_id);
+        let (kind, author_id) = self.own_author();
+        let lines: Array = crate::state::lines(view, &outbox, conversation_id, topic)
+            .into_iter()
+            .map(|l| match l {
+                Line::Stored(m) => m.js.clone(),
+                Line::Send(p) => {
+                    let mut o = O::new()
+                        .s("conversationId", outbox.conversation_of(p))
+                        .n("seq", 0.0)
+                        .s("clientMsgId", &p.client_msg_id)
+                        .s("kind", if p.note { "note" } else { "text" })
+                        .s("authorKind", js::author_kind(kind as i32))
+                        .s("authorId", &author_id)
+                        .s("authorName", "")
+                        .s("text", &p.text)
+                        .n("createdAt", 0.0)
+                        .s("topic", &p.topic)
+                        .s("status", p.state.as_str());
+                    if !p.error.is_empty() {
+                        o = o.s("error", &p.error);
+                    }
+                    o.done()
+                }
+            })
+            .collect();
+        let (visitor_read, agent_read, has_more, loaded) = view
+            .map(|v| (v.visitor_read_seq, v.agent_read_seq, v.has_more, v.loaded))
+            .unwrap_or_default();
+        O::new()
+            .s("conversationId", conversation_id)
+            .s("topic", topic)
+            .v("messages", lines)
+            .n("visitorReadSeq", visitor_read as f64)
+            .n("agentReadSeq", agent_read as f64)
+            .b("hasMore", has_more)
+            .b("loaded", loaded)
+            .n(
+                "oldestSeq",
+                view.map(|v| v.oldest_seq()).unwrap_or(0) as f64,
+            )
+            .done()
+    }
+
+    /// A conversation's read marks as a Conversation event or a fetch tells them.
+    pub(super) fn conversation_marks(&self, c: &v1::Conversation) {
+        let mut views = self.views.borrow_mut();
+        let a = views.read(&c.id, true, c.visitor_read_seq);
+        let b = views.read(&c.id, false, c.agent_read_seq);
+        drop(views);
+        if a || b {
+            self.emit_view(&c.id, "");
+        }
+    }
+
     pub(super) fn fail(&self, e: JsValue) {
         if let Some(m) = js_sys::Reflect::get(&e, &"message".into())
             .ok()
@@ -256,5 +364,34 @@ impl Shared {
             crate::rt::error(&m);
         }
         self.emit("error", &e);
+    }
+}
+
+/// A stored message as the view keeps it: converted to JS once (with `status: "sent"`), so a
+/// render only hands out the same objects again.
+pub(crate) struct Stored {
+    seq: u64,
+    client_msg_id: String,
+    js: JsValue,
+}
+
+impl Stored {
+    pub(crate) fn new(m: &v1::Message) -> Self {
+        let js = js::message(m);
+        let _ = js_sys::Reflect::set(&js, &"status".into(), &"sent".into());
+        Stored {
+            seq: m.seq,
+            client_msg_id: m.client_msg_id.clone(),
+            js,
+        }
+    }
+}
+
+impl Item for Stored {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn client_msg_id(&self) -> &str {
+        &self.client_msg_id
     }
 }

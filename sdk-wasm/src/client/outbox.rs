@@ -18,7 +18,7 @@ use super::Shared;
 use super::errors::{classify, error};
 use crate::js::{self, O, get_str};
 use crate::rt::{backoff_ms, sleep};
-use crate::state::{self, Pending};
+use crate::state::{self, Pending, SendState};
 
 impl Shared {
     pub(super) fn kick_pump(self: &Rc<Self>) {
@@ -34,20 +34,15 @@ impl Shared {
         spawn_local(pump(self.clone(), rx));
     }
 
-    fn outbox_event(&self, e: &Pending, status: &str, err: Option<&str>, ack: Option<&v1::Ack>) {
-        let mut o = O::new()
-            .s("clientMsgId", &e.client_msg_id)
-            .s("conversationId", &e.conversation_id)
-            .s("topic", &e.topic)
-            .s("text", &e.text)
-            .s("status", status);
-        if let Some(m) = err {
-            o = o.s("error", m);
-        }
-        if let Some(a) = ack {
-            o = o.v("ack", js::ack(a));
-        }
-        self.emit("outbox", &o.done());
+    /// Tells the app a send moved (sending, waiting, stored, refused): a `view` event for
+    /// its conversation, whose view says where the send stands. The view is the one place a
+    /// send's status is read from.
+    fn send_moved(&self, e: &Pending, stored_in: Option<&str>) {
+        let conversation = match stored_in {
+            Some(c) => c.to_owned(),
+            None => self.outbox.borrow().conversation_of(e).to_owned(),
+        };
+        self.emit_view(&conversation, &e.topic);
     }
 
     pub(super) fn save_outbox(&self) {
@@ -80,6 +75,8 @@ impl Shared {
             follows: get_str(&o, "follows"),
             text: get_str(&o, "text"),
             note: get_str(&o, "kind") == "note",
+            state: SendState::Waiting,
+            error: String::new(),
         });
         self.outbox.borrow_mut().restore(items, || None);
     }
@@ -108,7 +105,10 @@ async fn pump(sh: Rc<Shared>, mut wake: UnboundedReceiver<()>) {
         }
         let next = sh.outbox.borrow_mut().head().cloned();
         let Some(head) = next else { break };
-        sh.outbox_event(&head, "sending", None, None);
+        sh.outbox
+            .borrow_mut()
+            .mark(&head.client_msg_id, SendState::Sending, "");
+        sh.send_moved(&head, None);
         let cmid = head.client_msg_id.clone();
         let msg = v1::SendMessage {
             conversation_id: head.conversation_id.clone(),
@@ -130,8 +130,11 @@ async fn pump(sh: Rc<Shared>, mut wake: UnboundedReceiver<()>) {
                     continue;
                 };
                 sh.cursors.borrow_mut().follow(&ack.conversation_id);
+                sh.views
+                    .borrow_mut()
+                    .acked(&ack.conversation_id, sh.own_message(&e, &ack));
                 sh.save_outbox();
-                sh.outbox_event(&e, "sent", None, Some(&ack));
+                sh.send_moved(&e, Some(&ack.conversation_id));
                 if let Some((resolve, _)) = settle.take() {
                     let _ = resolve.call1(&JsValue::NULL, &js::ack(&ack));
                 }
@@ -140,15 +143,16 @@ async fn pump(sh: Rc<Shared>, mut wake: UnboundedReceiver<()>) {
                 let (code, msg) = classify(&sh.server, &status);
                 if faults.retry(&cmid, code as i32) {
                     attempt += 1;
-                    sh.outbox_event(&head, "waiting", Some(&msg), None);
+                    sh.outbox.borrow_mut().mark(&cmid, SendState::Waiting, &msg);
+                    sh.send_moved(&head, None);
                     let delay = backoff_ms(attempt);
                     let _ = select(Box::pin(sleep(delay)), wake.next()).await;
                     while wake.try_recv().is_ok() {}
                 } else {
-                    let gone = sh.outbox.borrow_mut().remove(&cmid);
+                    let gone = sh.outbox.borrow_mut().refuse(&cmid, &msg);
                     if let Some((e, mut settle)) = gone {
                         sh.save_outbox();
-                        sh.outbox_event(&e, "failed", Some(&msg), None);
+                        sh.send_moved(&e, None);
                         if let Some((_, reject)) = settle.take() {
                             let _ = reject
                                 .call1(&JsValue::NULL, &error(code, &format!("wsmschat: {msg}")));

@@ -44,11 +44,36 @@ impl Shared {
                 if !self.cursors.borrow_mut().accept(&m.conversation_id, m.seq) {
                     return false;
                 }
+                // The app hears of the message first (to pick what it shows), then of the view.
                 self.emit("message", &js::message(&m));
+                let conversation = m.conversation_id.clone();
+                let mut views = self.views.borrow_mut();
+                if !self.site_key.is_empty() {
+                    // A visitor's stream brings only their own conversations: keep them all.
+                    views.open(&conversation);
+                }
+                let changed = views.message(&conversation, super::Stored::new(&m));
+                drop(views);
+                if changed {
+                    self.emit_view(&conversation, "");
+                }
             }
-            Se::Conversation(c) => self.emit("conversation", &js::conversation(&c)),
+            Se::Conversation(c) => {
+                self.emit("conversation", &js::conversation(&c));
+                self.conversation_marks(&c);
+            }
             Se::Typing(t) => self.emit("typing", &js::typing(&t)),
-            Se::Read(r) => self.emit("read", &js::read(&r)),
+            Se::Read(r) => {
+                self.emit("read", &js::read(&r));
+                let by_visitor = r.reader_kind == v1::AuthorKind::Visitor as i32;
+                if self
+                    .views
+                    .borrow_mut()
+                    .read(&r.conversation_id, by_visitor, r.seq)
+                {
+                    self.emit_view(&r.conversation_id, "");
+                }
+            }
             Se::Presence(p) => self.emit("presence", &js::presence_changed(&p)),
             Se::ResyncRequired(_) => return true,
             Se::Heartbeat(_) | Se::Ack(_) | Se::Error(_) => {}

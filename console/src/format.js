@@ -1,46 +1,5 @@
-// Tiny DOM helpers. User content only ever goes in as text nodes / textContent / attribute values:
-// nothing here parses HTML.
-
-/** h('div', { class: 'x', onclick: fn, 'aria-label': '..' }, child, 'text', [more]) */
-export function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  if (attrs) {
-    for (const [k, v] of Object.entries(attrs)) {
-      if (v === undefined || v === null || v === false) continue;
-      if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
-      else if (k === 'class') el.className = v;
-      else if (k === 'text') el.textContent = v;
-      else if (k === 'value') el.value = v;
-      else if (k === 'checked' || k === 'disabled' || k === 'selected' || k === 'hidden' || k === 'required' || k === 'readOnly') el[k] = !!v;
-      else if (k === 'dataset') Object.assign(el.dataset, v);
-      // Through the CSSOM: a style attribute would need 'unsafe-inline' in the console's CSP.
-      else if (k === 'style') el.style.cssText = String(v);
-      else el.setAttribute(k, v === true ? '' : String(v));
-    }
-  }
-  append(el, children);
-  return el;
-}
-
-function append(el, children) {
-  for (const c of children) {
-    if (c === undefined || c === null || c === false) continue;
-    if (Array.isArray(c)) append(el, c);
-    else if (c instanceof Node) el.appendChild(c);
-    else el.appendChild(document.createTextNode(String(c)));
-  }
-}
-
-export function clear(el) {
-  while (el.firstChild) el.removeChild(el.firstChild);
-  return el;
-}
-
-export function replace(el, ...children) {
-  clear(el);
-  append(el, children);
-  return el;
-}
+// The console's formatting and small browser helpers (times, durations, screen-reader
+// announcements, error texts, the clipboard).
 
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 const dayFmt = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short' });

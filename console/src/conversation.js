@@ -1,0 +1,384 @@
+// The open conversation: its header and actions, the log (rendered from the SDK's merged
+// view), read marks and the composer.
+import { h, replace } from './dom.js';
+import { time, fullTime, announce, errText } from './format.js';
+import { HISTORY_PAGE, STATUS_LABEL, SDK, S, ui } from './state.js';
+import { upsertConv, placeInList, scheduleRenderList } from './inbox.js';
+import { refreshAgentsSoon } from './live.js';
+import { loadVisitor } from './visitor.js';
+
+// ---- conversation view ----------------------------------------------------------------------
+
+export function closeConversation() {
+  clearTimeout(readTimer);
+  S.cv = null;
+  replace(ui.convPane, h('div', { class: 'empty' }, h('p', { text: 'Pick a conversation from the inbox.' })));
+  replace(ui.visitorPane, h('p', { class: 'muted', text: 'Visitor details appear here.' }));
+  scheduleRenderList();
+}
+
+export async function openConversation(id) {
+  if (!ui.convPane) return;
+  const cv = {
+    id, conv: S.convs.get(id) || null, nodes: new Map(), minSeq: 0, maxSeq: 0, logQueued: false,
+    hasMore: false, loadingOlder: false, typingTimer: 0, typingSent: false, typingIdle: 0, mode: 'text',
+  };
+  S.cv = cv;
+  cv.header = h('div', { class: 'conv-header' });
+  cv.older = h('button', { type: 'button', class: 'btn ghost small older', text: 'Load earlier messages', hidden: true, onclick: loadOlder });
+  cv.msgs = h('ol', { class: 'messages', 'aria-label': 'Messages' });
+  cv.log = h('div', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', tabindex: '0', 'aria-label': 'Conversation history' },
+    cv.older, cv.msgs);
+  cv.log.addEventListener('scroll', () => {
+    if (cv.log.scrollTop < 40 && cv.hasMore && !cv.loadingOlder) loadOlder();
+    if (nearBottom()) cv.jump.hidden = true;
+  });
+  cv.jump = h('button', { type: 'button', class: 'btn small jump', hidden: true, text: 'New messages ↓', onclick: () => { scrollToBottom(); cv.jump.hidden = true; } });
+  cv.typing = h('div', { class: 'typing', 'aria-live': 'polite' });
+  cv.composer = renderComposer(cv);
+  replace(ui.convPane, cv.header, h('div', { class: 'log-wrap' }, cv.log, cv.jump), cv.typing, cv.composer);
+  scheduleRenderList();
+  // Open the SDK's view now, so live messages arriving while history loads are kept.
+  S.client.view(id);
+  try {
+    const [conv] = await Promise.all([S.client.getConversation(id), S.client.history(id, { limit: HISTORY_PAGE })]);
+    if (S.cv !== cv) return;
+    upsertConv(conv);
+    cv.conv = S.convs.get(id);
+    renderConvHeader();
+    renderLog();
+    scrollToBottom();
+    markRead();
+    loadVisitor(cv);
+  } catch (e) {
+    if (S.cv === cv) replace(ui.convPane, h('div', { class: 'empty', role: 'alert' }, h('p', { text: `Could not open the conversation: ${errText(e)}` })));
+  }
+}
+
+function nearBottom() {
+  const l = S.cv.log;
+  return l.scrollHeight - l.scrollTop - l.clientHeight < 80;
+}
+function scrollToBottom() { const l = S.cv.log; l.scrollTop = l.scrollHeight; }
+
+async function loadOlder() {
+  const cv = S.cv;
+  if (!cv || cv.loadingOlder || !cv.hasMore) return;
+  cv.loadingOlder = true;
+  cv.older.textContent = 'Loading…';
+  try {
+    cv.log.setAttribute('aria-busy', 'true'); // older messages are not news: keep the live region quiet
+    // The page merges into the view; renderLog keeps what the agent was reading in place.
+    await S.client.history(cv.id, { beforeSeq: cv.minSeq, limit: HISTORY_PAGE });
+    if (S.cv !== cv) return;
+    renderLog();
+  } catch (e) {
+    announce(`Could not load earlier messages: ${errText(e)}`);
+  } finally {
+    setTimeout(() => cv.log.removeAttribute('aria-busy'), 0);
+    cv.loadingOlder = false;
+    cv.older.textContent = 'Load earlier messages';
+  }
+}
+
+const SYSTEM_TEXT = {
+  assigned: (s) => `Assigned to ${s.agentName}`,
+  joined: (s) => `${s.agentName} joined`,
+  transferred: (s) => `Transferred to ${s.agentName}`,
+  resolved: () => 'Resolved',
+  reopened: () => 'Reopened',
+  rated: (s) => `The visitor rated ${s.score} of 5`,
+};
+
+function messageEl(m) {
+  const when = h('time', { datetime: new Date(m.createdAt).toISOString(), title: fullTime(m.createdAt), text: time(m.createdAt) });
+  if (m.kind === 'system') {
+    const s = m.system || { kind: '' };
+    const text = (SYSTEM_TEXT[s.kind] || (() => m.text || 'System'))(s);
+    return h('li', { class: 'msg system', dataset: { seq: m.seq } }, h('span', { text }), ' · ', when);
+  }
+  const mine = m.authorKind !== 'visitor';
+  const cls = ['msg', mine ? 'out' : 'in', m.kind === 'note' ? 'note' : '', m.authorId === S.me.id ? 'own' : ''].join(' ');
+  const status = mine && m.kind === 'text' ? h('span', { class: 'send-status' }) : null;
+  const li = h('li', { class: cls, dataset: { seq: m.seq, who: `${m.authorKind}:${m.authorId}:${m.kind}`, at: m.createdAt } },
+    h('div', { class: 'meta' },
+      h('span', { class: 'author', text: m.authorName || (m.authorId === S.me.id ? S.me.name : mine ? 'Agent' : 'Visitor') }),
+      m.kind === 'note' ? h('span', { class: 'tag note-tag', text: 'Private note' }) : null,
+      when, status),
+    h('div', { class: 'bubble', title: `${m.authorName} · ${fullTime(m.createdAt)}`, text: m.text }));
+  return li;
+}
+
+/** Renders the log once per burst of `view` events. */
+export function scheduleLog() {
+  const cv = S.cv;
+  if (!cv || cv.logQueued) return;
+  cv.logQueued = true;
+  queueMicrotask(() => {
+    cv.logQueued = false;
+    if (S.cv === cv) renderLog();
+  });
+}
+
+/** The log renders the SDK's merged view (`client.view`): stored messages by seq, then this
+ *  console's sends not stored yet. Nodes are kept by key (seq, or the send's clientMsgId) and
+ *  built again only when what they show changed; the reading position stays put when older
+ *  messages come in above it. */
+function renderLog() {
+  const cv = S.cv;
+  if (!cv) return;
+  const v = S.client.view(cv.id);
+  const stick = nearBottom();
+  const anchor = stick ? null : cv.msgs.firstElementChild;
+  const anchorTop = anchor ? anchor.offsetTop : 0;
+  const prevMax = cv.maxSeq;
+  const nodes = new Map();
+  const els = [];
+  for (const m of v.messages) {
+    const stored = m.status === 'sent';
+    const key = stored ? `s${m.seq}` : `p${m.clientMsgId}`;
+    const sig = stored ? 'sent' : `${m.status}|${m.error || ''}`;
+    let node = cv.nodes.get(key);
+    if (!node || node.sig !== sig) node = { el: stored ? messageEl(m) : sendEl(cv, m), sig };
+    nodes.set(key, node);
+    els.push(node.el);
+    if (stored) cv.maxSeq = Math.max(cv.maxSeq, m.seq);
+  }
+  cv.nodes = nodes;
+  let cur = cv.msgs.firstChild;
+  for (const el of els) {
+    if (el === cur) cur = cur.nextSibling;
+    else cv.msgs.insertBefore(el, cur);
+  }
+  while (cur) {
+    const next = cur.nextSibling;
+    cur.remove();
+    cur = next;
+  }
+  for (const el of els) groupWithPrevious(el);
+  cv.minSeq = v.oldestSeq;
+  cv.hasMore = v.hasMore;
+  cv.older.hidden = !v.hasMore;
+  updateReadMarks(v.visitorReadSeq);
+  if (stick) scrollToBottom();
+  else {
+    if (anchor && anchor.isConnected) cv.log.scrollTop += anchor.offsetTop - anchorTop;
+    if (cv.maxSeq > prevMax) cv.jump.hidden = false;
+  }
+}
+
+/** A send of this console not stored yet: sending, waiting for the network, or refused. */
+function sendEl(cv, m) {
+  const [cls, label] = m.status === 'failed' ? ['failed', `Not sent: ${m.error || 'refused'}`]
+    : m.status === 'waiting' ? ['waiting', 'Waiting for the network…'] : ['sending', 'Sending…'];
+  return h('li', { class: `msg out own ${m.kind === 'note' ? 'note' : ''} pending`, dataset: { cmid: m.clientMsgId } },
+    h('div', { class: 'meta' }, h('span', { class: 'author', text: S.me.name }),
+      m.kind === 'note' ? h('span', { class: 'tag note-tag', text: 'Private note' }) : null,
+      h('span', { class: `send-status ${cls}`, text: label }),
+      m.status === 'failed' ? [
+        h('button', { type: 'button', class: 'btn small retry', text: 'Retry', onclick: () => sendMessage(cv, m.text, m.kind, m.clientMsgId) }),
+        h('button', { type: 'button', class: 'btn small ghost', text: 'Discard', onclick: () => S.client.discard(m.clientMsgId) }),
+      ] : null),
+    h('div', { class: 'bubble', text: m.text }));
+}
+
+/** Consecutive messages of one author within 5 minutes show the author line once. */
+function groupWithPrevious(el) {
+  const prev = el.previousElementSibling;
+  const same = !!prev && !!el.dataset.who && prev.dataset.who === el.dataset.who
+    && Number(el.dataset.at) - Number(prev.dataset.at) < 5 * 60 * 1000;
+  el.classList.toggle('cont', same);
+}
+
+function updateReadMarks(viewRead = 0) {
+  const cv = S.cv;
+  if (!cv || !cv.conv) return;
+  const read = Math.max(cv.conv.visitorReadSeq || 0, viewRead);
+  for (const el of cv.msgs.querySelectorAll('.msg.out:not(.pending) .send-status')) {
+    const seq = Number(el.closest('li').dataset.seq);
+    const t = seq <= read ? 'Read' : 'Sent';
+    if (el.textContent !== t) { el.textContent = t; el.className = `send-status ${t.toLowerCase()}`; }
+  }
+}
+
+export let readTimer = 0;
+export function markRead() {
+  const cv = S.cv;
+  if (!cv || !cv.maxSeq) return;
+  S.localRead.set(cv.id, Math.max(S.localRead.get(cv.id) || 0, cv.maxSeq));
+  scheduleRenderList();
+  clearTimeout(readTimer);
+  readTimer = setTimeout(() => {
+    if (!S.client || S.cv !== cv) return;
+    const c = S.convs.get(cv.id);
+    if (c && c.agentReadSeq >= cv.maxSeq) return;
+    S.client.markRead(cv.id, cv.maxSeq).catch(() => {});
+  }, 300);
+}
+
+export function setTyping(text) {
+  const cv = S.cv;
+  if (!cv) return;
+  clearTimeout(cv.typingTimer);
+  cv.typing.textContent = text || '';
+  if (text) cv.typingTimer = setTimeout(() => { cv.typing.textContent = ''; }, 8000);
+}
+
+export function renderConvHeader() {
+  const cv = S.cv;
+  const c = cv.conv;
+  if (!c) return;
+  const mine = c.assigneeId === S.me.id;
+  const actions = [];
+  if (!mine && c.status !== 'resolved') actions.push(h('button', { type: 'button', class: 'btn primary', onclick: () => act('join', 'Taken'), text: 'Take' }));
+  cv.assignSel = h('select', { id: 'assign-to', 'aria-label': c.assigneeId ? 'Transfer to' : 'Assign to' });
+  actions.push(h('span', { class: 'assign' }, cv.assignSel,
+    h('button', { type: 'button', class: 'btn', text: c.assigneeId ? 'Transfer' : 'Assign', onclick: () => {
+      if (cv.assignSel.value) act('assign', 'Assigned', cv.assignSel.value);
+    } })));
+  if (c.status === 'resolved') actions.push(h('button', { type: 'button', class: 'btn', onclick: () => act('reopen', 'Reopened'), text: 'Reopen' }));
+  else actions.push(h('button', { type: 'button', class: 'btn', onclick: () => act('resolve', 'Resolved'), text: 'Resolve' }));
+  replace(cv.header,
+    h('div', { class: 'conv-title' },
+      h('h2', { text: c.visitorName || 'Visitor' }),
+      h('span', { class: `status ${c.status}`, text: STATUS_LABEL[c.status] || c.status }),
+      h('span', { class: 'topic', text: c.topic }),
+      h('span', { class: 'muted', text: c.assigneeName ? `Assigned to ${mine ? 'me' : c.assigneeName}` : (c.status === 'queued' ? `In queue (#${c.queuePosition || '?'})` : 'Unassigned') }),
+      c.rating ? h('span', { class: 'rating', text: `Rated ${c.rating}/5` }) : null,
+      h('button', { type: 'button', class: 'btn ghost small visitor-toggle', 'aria-controls': 'visitor-pane', onclick: () => ui.layout.classList.toggle('show-visitor'), text: 'Visitor' })),
+    h('div', { class: 'actions', role: 'group', 'aria-label': 'Actions' }, actions),
+    cv.actionMsg = h('p', { class: 'action-msg', role: 'status' }));
+  renderAssignOptions();
+}
+
+export function renderAssignOptions() {
+  const cv = S.cv;
+  if (!cv || !cv.assignSel || !cv.conv) return;
+  const cur = cv.assignSel.value;
+  const others = S.agents.filter((a) => a.agentId !== cv.conv.assigneeId);
+  replace(cv.assignSel, h('option', { value: '', text: cv.conv.assigneeId ? 'Transfer to…' : 'Assign to…' }),
+    others.map((a) => h('option', { value: a.agentId, text: `${a.agentId === S.me.id ? 'Me' : a.name} · ${a.status}${a.capacity ? ` · ${a.load}/${a.capacity}` : ''}` })));
+  if ([...cv.assignSel.options].some((o) => o.value === cur)) cv.assignSel.value = cur;
+}
+
+async function act(what, done, arg) {
+  const cv = S.cv;
+  if (!cv) return;
+  cv.actionMsg.textContent = '…';
+  try {
+    if (what === 'assign') await S.client.assign(cv.id, arg);
+    else await S.client[what](cv.id);
+    const before = S.convs.get(cv.id);
+    const c = upsertConv(await S.client.getConversation(cv.id));
+    if (S.cv === cv) {
+      cv.conv = c;
+      renderConvHeader();
+      cv.actionMsg.textContent = done;
+    }
+    placeInList(c, before);
+    refreshAgentsSoon();
+  } catch (e) {
+    if (S.cv === cv) cv.actionMsg.textContent = `Could not do that: ${errText(e)}`;
+  }
+}
+
+// ---- composer -------------------------------------------------------------------------------
+
+function renderComposer(cv) {
+  const ta = h('textarea', { id: 'composer', rows: '3', placeholder: 'Reply… (Enter sends, Shift+Enter new line, / for canned replies)', 'aria-label': 'Reply',
+    'aria-autocomplete': 'list', 'aria-controls': 'canned-list', 'aria-expanded': 'false' });
+  const modeReply = h('button', { type: 'button', class: 'mode', 'aria-pressed': 'true', text: 'Reply' });
+  const modeNote = h('button', { type: 'button', class: 'mode', 'aria-pressed': 'false', text: 'Private note' });
+  const setMode = (m) => {
+    cv.mode = m;
+    modeReply.setAttribute('aria-pressed', String(m === 'text'));
+    modeNote.setAttribute('aria-pressed', String(m === 'note'));
+    form.classList.toggle('note-mode', m === 'note');
+    ta.setAttribute('aria-label', m === 'note' ? 'Private note (agents only)' : 'Reply');
+    ta.placeholder = m === 'note' ? 'Private note: only agents see it' : 'Reply… (Enter sends, Shift+Enter new line, / for canned replies)';
+    ta.focus();
+  };
+  modeReply.addEventListener('click', () => setMode('text'));
+  modeNote.addEventListener('click', () => setMode('note'));
+  const popup = h('ul', { id: 'canned-list', class: 'canned', role: 'listbox', 'aria-label': 'Canned replies', hidden: true });
+  const sendBtn = h('button', { type: 'submit', class: 'btn primary', text: 'Send' });
+  const form = h('form', { class: 'composer' },
+    h('div', { class: 'modes', role: 'group', 'aria-label': 'Message kind' }, modeReply, modeNote),
+    popup,
+    h('div', { class: 'compose-row' }, ta, sendBtn));
+  let items = [];
+  let active = 0;
+  const closePopup = () => { popup.hidden = true; ta.setAttribute('aria-expanded', 'false'); ta.removeAttribute('aria-activedescendant'); items = []; };
+  const pick = (r) => { ta.value = r.text; closePopup(); ta.focus(); };
+  const showPopup = async () => {
+    const v = ta.value;
+    if (!v.startsWith('/') || v.includes('\n')) return closePopup();
+    if (!S.canned) {
+      try { S.canned = await S.client.listCannedReplies(null); } catch { S.canned = []; }
+    }
+    const q = v.slice(1).toLowerCase();
+    const siteId = cv.conv?.siteId;
+    items = S.canned.filter((r) => (!r.siteId || r.siteId === siteId) && (r.shortcut.toLowerCase().startsWith(q) || r.text.toLowerCase().includes(q))).slice(0, 8);
+    if (!items.length) {
+      replace(popup, h('li', { class: 'none', text: 'No canned reply matches.' }));
+    } else {
+      active = Math.min(active, items.length - 1);
+      replace(popup, items.map((r, i) => h('li', { id: `canned-${i}`, role: 'option', 'aria-selected': String(i === active), class: i === active ? 'active' : '',
+        onmousedown: (e) => { e.preventDefault(); pick(r); } }, h('strong', { text: `/${r.shortcut}` }), ' ', h('span', { text: r.text }))));
+      ta.setAttribute('aria-activedescendant', `canned-${active}`);
+    }
+    popup.hidden = false;
+    ta.setAttribute('aria-expanded', 'true');
+  };
+  ta.addEventListener('input', () => { active = 0; showPopup(); ownTyping(cv, ta.value.length > 0); });
+  ta.addEventListener('blur', () => setTimeout(closePopup, 150));
+  ta.addEventListener('keydown', (e) => {
+    if (!popup.hidden && items.length) {
+      if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+        e.preventDefault();
+        active = (active + (e.key === 'ArrowDown' ? 1 : items.length - 1)) % items.length;
+        showPopup();
+        return;
+      }
+      if (e.key === 'Enter' || e.key === 'Tab') { e.preventDefault(); pick(items[active]); return; }
+    }
+    if (e.key === 'Escape' && !popup.hidden) { e.preventDefault(); closePopup(); return; }
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
+  });
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = ta.value;
+    if (!text.trim()) return;
+    ta.value = '';
+    closePopup();
+    ownTyping(cv, false);
+    sendMessage(cv, text, cv.mode);
+    ta.focus();
+  });
+  return form;
+}
+
+function ownTyping(cv, on) {
+  clearTimeout(cv.typingIdle);
+  if (on) {
+    const now = Date.now();
+    if (!cv.typingSent || now - cv.typingSentAt > 3000) {
+      cv.typingSent = true;
+      cv.typingSentAt = now;
+      if (cv.mode !== 'note') S.client.typing(cv.id, true).catch(() => {});
+    }
+    cv.typingIdle = setTimeout(() => ownTyping(cv, false), 4000);
+  } else if (cv.typingSent) {
+    cv.typingSent = false;
+    S.client.typing(cv.id, false).catch(() => {});
+  }
+}
+
+/** Sends (or sends again, with the same clientMsgId) a reply or note; the view shows its
+ *  progress and the stored message. */
+function sendMessage(cv, text, kind, cmid) {
+  S.client.send(text, { conversationId: cv.id, kind, clientMsgId: cmid || SDK.ChatClient.newId() }).then((ack) => {
+    S.localRead.set(cv.id, Math.max(S.localRead.get(cv.id) || 0, ack.seq));
+  }, () => { /* shown as failed in the view */ });
+  scrollToBottom();
+}
