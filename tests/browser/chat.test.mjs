@@ -1,27 +1,19 @@
 // The widget end to end: a third-party page on origin A, the chat server on origin B, a
 // native agent (Rust, bidi Chat over HTTP/2) on the other side.
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import {
-  startServer, startStatic, startAgent, browser, closeBrowser, newPage, openShop, sendText,
-  bubbleTexts, waitForBubble, waitFor, W, ARTIFACTS
+  stack, browser, newPage, openShop, sendText, bubbleTexts, waitForBubble, waitFor, W, ARTIFACTS
 } from './harness.mjs';
 
+const s = stack();
 let server, shop, agent;
 
 before(async () => {
-  server = await startServer();
-  shop = await startStatic();
-  agent = await startAgent(server);
-});
-
-after(async () => {
-  await closeBrowser();
-  await agent?.kill();
-  await server?.kill();
-  server?.cleanup();
-  await shop?.close();
+  server = await s.startServer();
+  shop = await s.startStatic();
+  agent = await s.startAgent(server);
 });
 
 test('customer on origin A chats with a native agent through the server on origin B', async () => {

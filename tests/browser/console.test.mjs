@@ -3,23 +3,17 @@
 // sees it live, replies, adds a private note the customer never gets, transfers to agent B, who
 // resolves; the customer rates 5 and the admin report counts it. Also: a wrong password shows a
 // clear error, and a non-admin agent can neither open the admin pages nor call AdminService.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import {
-  ROOT, BIN, PASSWORD, ARTIFACTS, startServer, startStatic, browser, closeBrowser, newPage, openShop,
-  sendText, waitForBubble, bubbleTexts, waitFor, sleep, W
+  stack, ROOT, BIN, PASSWORD, ARTIFACTS, browser, newPage, openShop, sendText, waitForBubble, bubbleTexts, waitFor, sleep, W
 } from './harness.mjs';
 
+const s = stack();
 const AGENT_PW = 'agent-password-1';
 let server, shop;
-after(async () => {
-  await closeBrowser();
-  await server?.kill();
-  server?.cleanup();
-  await shop?.close();
-});
 
 function createAgent(email, name, topic) {
   execFileSync(BIN, ['agent', 'create', '--data-dir', server.dataDir, '--email', email, '--name', name,
@@ -43,8 +37,8 @@ const row = (page, text) => page.locator('#conv-list li', { hasText: text });
 const msgBubbles = (page) => page.locator('.log .msg .bubble');
 
 test('agent console: assignment, reply, private note, transfer, resolve, rating, report', async () => {
-  server = await startServer({ args: ['--console-dir', join(ROOT, 'console/dist')] });
-  shop = await startStatic();
+  server = await s.startServer({ args: ['--console-dir', join(ROOT, 'console/dist')] });
+  shop = await s.startStatic();
   createAgent('ana@example.com', 'Ana Order', 'Order');
   createAgent('ben@example.com', 'Ben Delivery', 'Delivery');
 

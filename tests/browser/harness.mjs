@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, extname, resolve, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -154,6 +155,40 @@ export async function startAgent(server, email = 'admin@example.com', password =
   };
   await agent.next((e) => e.event === 'ready', 15000, 'agent ready');
   return agent;
+}
+
+/** The running parts of one test file (servers, static pages, agents, the browser), torn down
+ *  after its last test whatever failed, newest first: `const s = stack()`, then
+ *  `s.startServer(..)`, `s.startStatic(..)`, `s.startAgent(..)` (the harness's starters,
+ *  remembered for teardown) in a `before` hook or a test; `s.own(stop)` for anything else. */
+export function stack() {
+  const parts = [];
+  const s = {
+    async startServer(opts = {}) {
+      const x = await startServer(opts);
+      // A restart on the same data dir leaves the directory to the first server's teardown.
+      parts.push(async () => { await x.kill(); if (!opts.dataDir) x.cleanup(); });
+      return x;
+    },
+    async startStatic(opts) {
+      const x = await startStatic(opts);
+      parts.push(() => x.close());
+      return x;
+    },
+    async startAgent(...args) {
+      const x = await startAgent(...args);
+      parts.push(() => x.kill());
+      return x;
+    },
+    own(stop) { parts.push(stop); },
+  };
+  after(async () => {
+    await closeBrowser();
+    while (parts.length) {
+      try { await parts.pop()(); } catch (e) { console.warn('teardown:', e); }
+    }
+  });
+  return s;
 }
 
 let browserPromise = null;

@@ -1,13 +1,13 @@
 // The widget on pages that try hard to break it: global resets, `* { all: unset }`, a strict
 // Content-Security-Policy, blocked localStorage; and a page whose origin the site does not allow.
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import {
-  startServer, startStatic, startAgent, browser, closeBrowser, newPage, sendText,
-  waitForBubble, waitFor, W, ARTIFACTS
+  stack, browser, newPage, sendText, waitForBubble, waitFor, W, ARTIFACTS
 } from './harness.mjs';
 
+const s = stack();
 let server, shop, agent, foreign;
 
 const HOSTILE_CSS = `
@@ -28,28 +28,19 @@ function hostilePage(serverUrl) {
 }
 
 before(async () => {
-  server = await startServer({ args: ['--allow-origin', 'http://127.0.0.2:*'] });
-  agent = await startAgent(server);
+  server = await s.startServer({ args: ['--allow-origin', 'http://127.0.0.2:*'] });
+  agent = await s.startAgent(server);
   // Only the chat server's origin (plus 'wasm-unsafe-eval') is allowed: no inline anything.
   const csp = `default-src 'none'; script-src 'self' ${server.url} 'wasm-unsafe-eval'; ` +
     `style-src 'self' ${server.url}; connect-src ${server.url}; img-src 'self'; base-uri 'none'; form-action 'none'`;
-  shop = await startStatic({
+  shop = await s.startStatic({
     pages: {
       '/hostile.html': { body: () => hostilePage(server.url), headers: { 'content-security-policy': csp } },
       '/hostile.css': { body: HOSTILE_CSS, headers: { 'content-type': 'text/css' } }
     }
   });
   // A page on an origin the demo site does not list (CORS lets it call, the site refuses it).
-  foreign = await startStatic({ host: '127.0.0.2', bind: '127.0.0.2' });
-});
-
-after(async () => {
-  await closeBrowser();
-  await agent?.kill();
-  await server?.kill();
-  server?.cleanup();
-  await shop?.close();
-  await foreign?.close();
+  foreign = await s.startStatic({ host: '127.0.0.2', bind: '127.0.0.2' });
 });
 
 test('hostile page: CSS resets, strict CSP, blocked localStorage; still a working widget', async () => {

@@ -1,25 +1,18 @@
 // Delivery across a server crash: SIGKILL mid-conversation, messages typed while the server is
 // down are delivered after it returns; nothing lost, nothing duplicated, on both sides.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, startStatic, startAgent, browser, closeBrowser, newPage, openShop, sendText,
-  bubbleTexts, waitForBubble, waitFor, W
+  stack, browser, newPage, openShop, sendText, bubbleTexts, waitForBubble, waitFor, W
 } from './harness.mjs';
 
+const s = stack();
 let server, shop, agent;
-after(async () => {
-  await closeBrowser();
-  await agent?.kill();
-  await server?.kill();
-  server?.cleanup();
-  await shop?.close();
-});
 
 test('SIGKILL and restart of the server mid-conversation loses and duplicates nothing', async () => {
-  server = await startServer();
-  shop = await startStatic();
-  agent = await startAgent(server);
+  server = await s.startServer();
+  shop = await s.startStatic();
+  agent = await s.startAgent(server);
   const context = await (await browser()).newContext();
   const page = await newPage(context);
   await openShop(page, shop, server);
@@ -40,8 +33,8 @@ test('SIGKILL and restart of the server mid-conversation loses and duplicates no
   await page.locator('wsmschat-widget .msg.mine .status.waiting, wsmschat-widget .msg.mine .status.sending').first().waitFor({ timeout: 10000 });
 
   // Same port, same data: the server comes back; the SDK reconnects and flushes its outbox.
-  server = await startServer({ dataDir: server.dataDir, port: server.port });
-  agent = await startAgent(server);
+  server = await s.startServer({ dataDir: server.dataDir, port: server.port });
+  agent = await s.startAgent(server);
   agent.send({ cmd: 'watch', conversationId, afterSeq: first.seq });
   // The outbox may flush (1) before this agent's inbox stream opens and (2) after: the watch
   // then replays (1) after the live (2). Each arrives once; the order is by seq.

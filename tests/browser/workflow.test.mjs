@@ -1,25 +1,18 @@
 // Support workflow in the widget: leave a message when nobody is online, unread badge and title
 // while the panel is closed, rating after resolve, the command queue before load.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import {
-  startServer, startStatic, startAgent, browser, closeBrowser, newPage, openShop, sendText,
-  waitForBubble, waitFor, W, ARTIFACTS
+  stack, browser, newPage, openShop, sendText, waitForBubble, waitFor, W, ARTIFACTS
 } from './harness.mjs';
 
+const s = stack();
 let server, shop, agent;
-after(async () => {
-  await closeBrowser();
-  await agent?.kill();
-  await server?.kill();
-  server?.cleanup();
-  await shop?.close();
-});
 
 test('nobody online: leave a message; an agent answers later; unread badge, title, rating', async () => {
-  server = await startServer();
-  shop = await startStatic();
+  server = await s.startServer();
+  shop = await s.startStatic();
   const context = await (await browser()).newContext();
   const page = await newPage(context);
   // Commands queued before widget.js loads are run once it has.
@@ -47,7 +40,7 @@ test('nobody online: leave a message; an agent answers later; unread badge, titl
   await page.locator('wsmschat-widget .panel .icon-btn[aria-label="Close chat"]').click();
   await page.locator(W.panel).waitFor({ state: 'hidden' });
   const originalTitle = await page.title();
-  agent = await startAgent(server);
+  agent = await s.startAgent(server);
   const conv = await agent.next((e) => e.event === 'conversation' && e.status === 2, 10000, 'auto-assigned conversation');
   agent.send({ cmd: 'send', conversationId: conv.id, text: 'Yes, within 60 days.' });
   await page.locator(W.badge).waitFor({ state: 'visible', timeout: 10000 });
