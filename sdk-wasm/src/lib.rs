@@ -14,13 +14,17 @@
 //! - keeps unacknowledged sends in an ordered outbox (persisted with the visitor token, so a
 //!   reload does not lose them) and retries them with their original `client_msg_id` (the server
 //!   answers a retry of a stored message with the original seq, so nothing is stored twice);
-//! - reports `connecting` / `online` / `offline` / `closed` as `state` events.
+//! - reports `connecting` / `online` / `offline` / `closed` as `state` events;
+//! - owns the chat state a UI renders: `view(conversationId)` merges history pages, live
+//!   messages (each once, by seq) and this client's sends not stored yet (sending, waiting,
+//!   failed) with the read marks, and a `view` event says when it changed.
 //!
 //! Feature `agent` (default) adds the agent, service and admin calls the console needs; the
 //! widget is built without it (smaller wasm).
 //!
 //! Everything but [`state`] is compiled for `wasm32` only. [`state`] (cursors, the outbox,
-//! retry and reconnect decisions) is plain Rust, built and unit-tested on the host too. Build with `scripts/build-web`.
+//! retry and reconnect decisions, the merged conversation views) is plain Rust, built and
+//! unit-tested on the host too. Build with `scripts/build-web`.
 
 pub mod state;
 
