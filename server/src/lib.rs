@@ -18,6 +18,12 @@
 //! - [`auth`]: tokens, passwords, identity verification, origin patterns (pure functions and
 //!   the token cache, used by core).
 //! - [`demo`]: seeds a demo site and admin through the core's admin use cases.
+//!
+//! Tracing: every RPC runs in an `rpc` span (`method`, then `principal` and `principal_id`
+//! once the caller is known); a stream's events are polled inside it (with `stream`), and a
+//! Chat event in a child `event` span with its `conversation`. Core unit tests build an
+//! in-process core with `core/testkit.rs`; time-dependent ones run on tokio's paused clock
+//! (limits, presence, the token cache and heartbeats read `tokio::time::Instant`).
 
 pub mod auth;
 pub mod bus;
