@@ -188,3 +188,76 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::core::testkit::TestCore;
+
+    /// The head of a topic's queue read in one pass numbers each site's conversations as a
+    /// count per conversation would (sites interleaved in the topic's order), on both engines.
+    #[tokio::test]
+    async fn a_queue_page_numbers_each_sites_conversations_like_a_count() {
+        let t = TestCore::any().await;
+        let other = t.other_site().await;
+        let mut ids = Vec::new();
+        for i in 0..7 {
+            let (_, token) = if i % 3 == 1 {
+                t.visitor_of(&other).await
+            } else {
+                t.visitor().await
+            };
+            ids.push(
+                t.send(&token, "", &format!("question {i}"))
+                    .await
+                    .conversation_id,
+            );
+            // Distinct queue times, so the queue's order is the order of creation.
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        }
+        let page = t
+            .core
+            .store
+            .queued(vec!["Order".into()], 100)
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 7);
+        let got: Vec<(String, u32)> = page
+            .iter()
+            .map(|c| (c.id.clone(), c.queue_position))
+            .collect();
+        let mut counted = Vec::new();
+        for c in &page {
+            let one = t.core.store.conversation(&c.id).await.unwrap();
+            counted.push((one.id, one.queue_position));
+        }
+        assert_eq!(
+            got, counted,
+            "positions from the page equal the per-row counts"
+        );
+        // Sites are numbered apart: the first site has 5 queued, the other 2.
+        let mut mine: Vec<u32> = page
+            .iter()
+            .filter(|c| c.site_id == t.site.id)
+            .map(|c| c.queue_position)
+            .collect();
+        mine.sort();
+        assert_eq!(mine, [1, 2, 3, 4, 5]);
+        assert!(
+            page.iter()
+                .filter(|c| c.site_id == other.id)
+                .map(|c| c.queue_position)
+                .eq([1, 2])
+        );
+        // A short page is still the head: positions 1..n per site.
+        let head = t.core.store.queued(vec!["Order".into()], 3).await.unwrap();
+        assert_eq!(
+            head.iter().map(|c| c.queue_position).collect::<Vec<_>>(),
+            [1, 1, 2]
+        );
+        assert_eq!(
+            ids[..3],
+            head.iter().map(|c| c.id.clone()).collect::<Vec<_>>()[..]
+        );
+        t.finish().await;
+    }
+}

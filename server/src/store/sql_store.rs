@@ -6,6 +6,7 @@
 //! last_seq`), so seqs are dense and idempotency checks see every committed retry; an assignment
 //! locks the conversation and the candidate agents (in id order) before counting loads.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -1560,17 +1561,25 @@ impl<E: Engine> Store for SqlStore<E> {
             Box::pin(async move {
                 let mut out = Vec::new();
                 for topic in topics {
-                    out.extend(
-                        query_rows(
-                            db,
-                            &format!(
-                                "{CONVERSATION_SELECT} WHERE c.status = 1 AND c.topic = $1 ORDER BY c.queued_at, c.id LIMIT $2"
-                            ),
-                            args![topic, limit],
-                            conversation_from_row,
-                        )
-                        .await?,
-                    );
+                    let mut page = query_rows(
+                        db,
+                        &format!(
+                            "{CONVERSATION_SELECT_UNNUMBERED} WHERE c.status = 1 AND c.topic = $1 \
+                             ORDER BY c.queued_at, c.id LIMIT $2"
+                        ),
+                        args![topic, limit],
+                        conversation_from_row,
+                    )
+                    .await?;
+                    // The page is the head of the topic's queue in queue order, so each site's
+                    // rows in it are the head of that site's queue: their positions are 1, 2, ...
+                    let mut seen: HashMap<String, u32> = HashMap::new();
+                    for c in &mut page {
+                        let n = seen.entry(c.site_id.clone()).or_insert(0);
+                        *n += 1;
+                        c.queue_position = *n;
+                    }
+                    out.extend(page);
                 }
                 Ok(out)
             })
