@@ -275,20 +275,33 @@ impl Shared {
         }
     }
 
-    /// Our acknowledged send as a message, until the stream or history brings the stored one.
-    pub(super) fn own_message(&self, p: &Pending, ack: &v1::Ack) -> Stored {
+    /// One of our sends as a view line: `seq` 0 and `createdAt` 0 until it is stored.
+    fn send_js(
+        &self,
+        p: &Pending,
+        conversation_id: &str,
+        seq: u64,
+        created_at_ms: i64,
+        status: &str,
+    ) -> O {
         let (kind, id) = self.own_author();
-        let js = O::new()
-            .s("conversationId", &ack.conversation_id)
-            .n("seq", ack.seq as f64)
+        O::new()
+            .s("conversationId", conversation_id)
+            .n("seq", seq as f64)
             .s("clientMsgId", &p.client_msg_id)
             .s("kind", if p.note { "note" } else { "text" })
             .s("authorKind", js::author_kind(kind as i32))
             .s("authorId", &id)
             .s("authorName", "")
             .s("text", &p.text)
-            .n("createdAt", ack.created_at_ms as f64)
-            .s("status", "sent")
+            .n("createdAt", created_at_ms as f64)
+            .s("status", status)
+    }
+
+    /// Our acknowledged send as a message, until the stream or history brings the stored one.
+    pub(super) fn own_message(&self, p: &Pending, ack: &v1::Ack) -> Stored {
+        let js = self
+            .send_js(p, &ack.conversation_id, ack.seq, ack.created_at_ms, "sent")
             .done();
         Stored {
             seq: ack.seq,
@@ -302,24 +315,14 @@ impl Shared {
         let views = self.views.borrow();
         let outbox = self.outbox.borrow();
         let view = views.get(conversation_id);
-        let (kind, author_id) = self.own_author();
         let lines: Array = crate::state::lines(view, &outbox, conversation_id, topic)
             .into_iter()
             .map(|l| match l {
                 Line::Stored(m) => m.js.clone(),
                 Line::Send(p) => {
-                    let mut o = O::new()
-                        .s("conversationId", outbox.conversation_of(p))
-                        .n("seq", 0.0)
-                        .s("clientMsgId", &p.client_msg_id)
-                        .s("kind", if p.note { "note" } else { "text" })
-                        .s("authorKind", js::author_kind(kind as i32))
-                        .s("authorId", &author_id)
-                        .s("authorName", "")
-                        .s("text", &p.text)
-                        .n("createdAt", 0.0)
-                        .s("topic", &p.topic)
-                        .s("status", p.state.as_str());
+                    let mut o = self
+                        .send_js(p, outbox.conversation_of(p), 0, 0, p.state.as_str())
+                        .s("topic", &p.topic);
                     if !p.error.is_empty() {
                         o = o.s("error", &p.error);
                     }

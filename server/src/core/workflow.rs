@@ -261,3 +261,42 @@ mod tests {
         t.finish().await;
     }
 }
+
+/// Not a test: the figures of docs/performance.md's "queue head" table. Run with
+/// `N=5000 cargo test --release -p wsmschat-server --lib measure_queue_head_reads -- --ignored --nocapture`.
+#[cfg(test)]
+mod measure {
+    use crate::core::testkit::TestCore;
+
+    #[tokio::test]
+    #[ignore = "a measurement, run by hand"]
+    async fn measure_queue_head_reads() {
+        let t = TestCore::sqlite().await;
+        let n: usize = std::env::var("N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5000);
+        let start = std::time::Instant::now();
+        for i in 0..n {
+            let (_, token) = t.visitor().await;
+            t.send(&token, "", &format!("q{i}")).await;
+        }
+        let arrivals = start.elapsed();
+        let start = std::time::Instant::now();
+        for _ in 0..20 {
+            let page = t
+                .core
+                .store
+                .queued(vec!["Order".into()], 200)
+                .await
+                .unwrap();
+            assert_eq!(page.len(), 200.min(n));
+        }
+        println!(
+            "{n} queued: arrivals {:?} each (sequential), queued(200) {:?}",
+            arrivals / n as u32,
+            start.elapsed() / 20
+        );
+        t.finish().await;
+    }
+}

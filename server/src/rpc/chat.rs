@@ -385,6 +385,13 @@ mod tests {
         }
     }
 
+    /// The event a stream's next response carries.
+    fn server_event(e: Option<v1::ServerEvent>) -> Se {
+        e.expect("a response with an event")
+            .event
+            .expect("an event")
+    }
+
     /// The stream id a stream's Ready event names ("s12" -> "12").
     fn stream_id(ev: &Se) -> String {
         match ev {
@@ -457,15 +464,7 @@ mod tests {
             .await
             .unwrap()
             .into_inner();
-        let ready = out
-            .next()
-            .await
-            .unwrap()
-            .unwrap()
-            .event
-            .unwrap()
-            .event
-            .unwrap();
+        let ready = server_event(out.next().await.unwrap().unwrap().event);
         let stream = stream_id(&ready);
         t.core.close();
         tx.send(frame(v1::ChatRequest {
@@ -473,15 +472,7 @@ mod tests {
             event: Some(send(&conv, "lost")),
         }))
         .unwrap();
-        let answer = out
-            .next()
-            .await
-            .unwrap()
-            .unwrap()
-            .event
-            .unwrap()
-            .event
-            .unwrap();
+        let answer = server_event(out.next().await.unwrap().unwrap().event);
         assert!(
             matches!(&answer, Se::Error(e) if e.code == tonic::Code::Internal as i32),
             "{answer:?}"
@@ -510,15 +501,7 @@ mod tests {
             .await
             .unwrap()
             .into_inner();
-        let ready = out
-            .next()
-            .await
-            .unwrap()
-            .unwrap()
-            .event
-            .unwrap()
-            .event
-            .unwrap();
+        let ready = server_event(out.next().await.unwrap().unwrap().event);
         let stream = stream_id(&ready);
         // The visitor logs out: the stream ends (logged while the stream is polled).
         t.core.logout(&token).await.unwrap();

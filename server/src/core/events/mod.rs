@@ -70,17 +70,18 @@ impl Core {
     ) -> v1::ServerEvent {
         // One span per event, inside the stream's: a Chat stream carries events of many
         // conversations, so each event's conversation is its own span's field.
+        // `publish` records the conversation too (for a unary Publish's span); a watch is
+        // named here, and a new conversation once it exists (send.rs).
         let span = tracing::info_span!("event", conversation = tracing::field::Empty);
+        if let Some(id) = ev.event.as_ref().and_then(conversation_of) {
+            span.record("conversation", id);
+        }
         async move {
             let (request_id, client_msg_id) = event_ids(&ev);
             let result = async {
                 let principal = self.authenticate(token).await?;
                 match ev.event {
                     Some(Ce::Watch(w)) => {
-                        if let Some(c) = &w.cursor {
-                            tracing::Span::current()
-                                .record("conversation", c.conversation_id.as_str());
-                        }
                         self.watch(&principal, stream_id, w).await.map(|_| v1::Ack {
                             request_id: request_id.clone(),
                             ..Default::default()
