@@ -306,6 +306,7 @@ fn send_event(
             client_msg_id,
             text,
             kind: 0,
+            ..Default::default()
         })),
     }
 }

@@ -30,6 +30,7 @@ pub mod bus;
 pub mod core;
 pub mod demo;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod metrics;
 pub mod rpc;
@@ -130,7 +131,44 @@ pub async fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
             Arc::new(PostgresStore::connect(url, *pool_size, hub.clone(), metrics.clone()).await?)
         }
     };
-    Ok(Core::new(config.core.clone(), store, hub, metrics))
+    let core = Core::new(config.core.clone(), store, hub, metrics);
+    let (blobs, spool) = file_store(config).await?;
+    core.init_files(blobs, spool).await?;
+    Ok(core)
+}
+
+/// The blob store the configuration names, and where uploads are spooled.
+async fn file_store(config: &Config) -> anyhow::Result<(Arc<dyn files::blob::BlobStore>, PathBuf)> {
+    use crate::core::FileStore;
+    use files::blob::{FsBlobs, PgBlobs};
+    let dir = config.core.files_dir.clone();
+    match (&config.database, config.core.files_store) {
+        (Database::Postgres { url, .. }, FileStore::Auto | FileStore::Postgres) => {
+            let spool = match dir {
+                Some(d) => d.join("tmp"),
+                None => std::env::temp_dir().join(format!(
+                    "wsmschat-spool-{}",
+                    hex::encode(util::random_bytes::<6>())
+                )),
+            };
+            Ok((Arc::new(PgBlobs::connect(url).await?), spool))
+        }
+        (Database::Sqlite(_), FileStore::Postgres) => {
+            anyhow::bail!("--files-store postgres needs a PostgreSQL database")
+        }
+        (db, _) => {
+            let dir = match (dir, db) {
+                (Some(d), _) => d,
+                (None, Database::Sqlite(path)) => path
+                    .parent()
+                    .map(|p| p.join("files"))
+                    .unwrap_or_else(|| PathBuf::from("files")),
+                (None, Database::Postgres { .. }) => PathBuf::from("data/files"),
+            };
+            let blobs = FsBlobs::open(dir.clone())?;
+            Ok((Arc::new(blobs), dir.join("tmp")))
+        }
+    }
 }
 
 /// Starts a server: binds, seeds the demo if asked, and serves in a task.
@@ -143,6 +181,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     core.reload_sites().await?;
     core.spawn_site_refresher();
     core.spawn_visitor_cleanup();
+    core.spawn_file_sweeper();
     if let Some(url) = &config.redis_url {
         core.join_cluster(url, &config.redis_namespace).await?;
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use wsmschat::v1;
-use wsmschat_server::core::CoreConfig;
 use wsmschat_server::core::access::AdminGrant;
+use wsmschat_server::core::{CoreConfig, FileStore};
 use wsmschat_server::demo::DemoOptions;
 use wsmschat_server::http::StaticDirs;
 use wsmschat_server::{Config, Database, build_core};
@@ -157,6 +157,16 @@ struct ServeArgs {
     /// Days after which anonymous visitors who never chatted are deleted (0: keep them).
     #[arg(long, env = "WSMSCHAT_IDLE_VISITOR_DAYS", default_value_t = 30)]
     idle_visitor_days: u64,
+    /// Uploads per visitor, agent or API key per hour.
+    #[arg(long, env = "WSMSCHAT_UPLOADS_PER_HOUR", default_value_t = 100)]
+    uploads_per_hour: u32,
+    /// Where uploaded files are kept (and spooled); default: `files/` in the data dir.
+    #[arg(long, env = "WSMSCHAT_FILES_DIR")]
+    files_dir: Option<PathBuf>,
+    /// Which store keeps uploaded files: auto (the directory with SQLite, the database with
+    /// PostgreSQL, so every node reads them), dir or postgres.
+    #[arg(long, env = "WSMSCHAT_FILES_STORE", value_enum, default_value_t = FileStore::Auto)]
+    files_store: FileStore,
     /// Open connections at most (0: the file limit less a reserve).
     #[arg(long, env = "WSMSCHAT_MAX_CONNECTIONS", default_value_t = 0)]
     max_connections: usize,
@@ -303,6 +313,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             open_conversations_per_visitor: args.open_conversations_per_visitor,
             idle_visitor_retention: (args.idle_visitor_days > 0)
                 .then(|| Duration::from_secs(args.idle_visitor_days * 86_400)),
+            uploads_per_hour: args.uploads_per_hour,
+            files_dir: args.files_dir.clone().or_else(|| {
+                args.data
+                    .database_url
+                    .is_none()
+                    .then(|| args.data.data_dir.join("files"))
+            }),
+            files_store: args.files_store,
             ..CoreConfig::default()
         },
         net: wsmschat_server::server::NetConfig {

@@ -3,8 +3,10 @@
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -34,6 +36,21 @@ pub struct Metrics {
     pub batch_size: Histogram,
     /// Time to run and commit one batch, seconds.
     pub batch_seconds: Histogram,
+    /// Files uploaded and stored.
+    pub uploads: Counter,
+    /// Bytes of those files.
+    pub upload_bytes: Counter,
+    /// Uploads refused, by reason (too_large, kind, rate, rights, invalid, storage).
+    pub uploads_refused: Family<Reason, Counter>,
+    /// Files kept and their bytes (thumbnails included), as last counted.
+    pub files_stored: Gauge<i64, AtomicI64>,
+    pub files_stored_bytes: Gauge<i64, AtomicI64>,
+}
+
+/// The label of a refused upload.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    pub reason: &'static str,
 }
 
 impl Default for Metrics {
@@ -57,6 +74,11 @@ impl Metrics {
             publish_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             batch_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            uploads: Counter::default(),
+            upload_bytes: Counter::default(),
+            uploads_refused: Family::default(),
+            files_stored: Gauge::default(),
+            files_stored_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open TCP connections", m.connections.clone());
@@ -102,6 +124,23 @@ impl Metrics {
             "Time to run and commit a batch",
             m.batch_seconds.clone(),
         );
+        registry.register("uploads", "Files uploaded", m.uploads.clone());
+        registry.register(
+            "upload_bytes",
+            "Bytes of uploaded files",
+            m.upload_bytes.clone(),
+        );
+        registry.register(
+            "uploads_refused",
+            "Uploads refused, by reason",
+            m.uploads_refused.clone(),
+        );
+        registry.register("files_stored", "Files kept", m.files_stored.clone());
+        registry.register(
+            "files_stored_bytes",
+            "Bytes of the files kept (thumbnails included)",
+            m.files_stored_bytes.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -109,6 +148,11 @@ impl Metrics {
     pub fn observe_batch(&self, jobs: usize, took: Duration) {
         self.batch_size.observe(jobs as f64);
         self.batch_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Counts a refused upload.
+    pub fn upload_refused(&self, reason: &'static str) {
+        self.uploads_refused.get_or_create(&Reason { reason }).inc();
     }
 
     /// Prometheus text exposition.

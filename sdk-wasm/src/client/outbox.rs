@@ -120,6 +120,7 @@ async fn pump(sh: Rc<Shared>, mut wake: UnboundedReceiver<()>) {
             } else {
                 v1::MessageKind::Text
             } as i32,
+            ..Default::default()
         };
         let result = sh.publish(Ce::SendMessage(msg)).await;
         match result {

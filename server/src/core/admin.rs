@@ -42,6 +42,18 @@ fn normalize_site(mut s: v1::Site) -> CoreResult<v1::Site> {
     if s.topics.iter().any(|t| t.len() > 64 || t.contains('\n')) {
         return Err(invalid("a topic is at most 64 bytes, one line"));
     }
+    if s.max_file_bytes > crate::files::MAX_FILE_BYTES_CAP {
+        return Err(invalid(format!(
+            "the largest file may be at most {} bytes (1 GB)",
+            crate::files::MAX_FILE_BYTES_CAP
+        )));
+    }
+    if v1::FileKinds::try_from(s.file_kinds).is_err() {
+        return Err(invalid("file_kinds is not a known FileKinds value"));
+    }
+    if s.file_retention_days > 36_500 {
+        return Err(invalid("file_retention_days is at most 36500 (0: keep)"));
+    }
     s.allowed_origins = s
         .allowed_origins
         .into_iter()

@@ -301,8 +301,9 @@ async fn handle(core: &Arc<Core>, me: &str, seq: &mut Sequencer, env: Envelope) 
             {
                 Ok(missing) => {
                     let mut top = after;
-                    for mm in missing {
+                    for mut mm in missing {
                         top = top.max(mm.seq);
+                        core.sign(&mut mm);
                         let staff_only = mm.kind == v1::MessageKind::Note as i32;
                         core.hub.deliver_local(
                             route_of(staff_only),

@@ -85,6 +85,8 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     /// Other nodes, when clustered.
     remote: OnceLock<Arc<dyn Remote>>,
+    /// Signs the file links of committed messages once, for every receiver.
+    pub signer: Arc<crate::files::Signer>,
 }
 
 /// What a stream needs to subscribe.
@@ -123,6 +125,7 @@ impl Hub {
             next_id: AtomicU64::new(1),
             metrics,
             remote: OnceLock::new(),
+            signer: Arc::default(),
         })
     }
 
@@ -343,8 +346,13 @@ fn unindex(map: &mut HashMap<String, Vec<u64>>, key: &str, id: u64) {
 impl CommitSink for Hub {
     fn committed(&self, messages: &[Committed]) {
         for c in messages {
+            let mut message = c.message.clone();
+            if !message.attachments.is_empty() {
+                self.signer
+                    .sign_message(&mut message, "", crate::util::now_ms());
+            }
             let event = Arc::new(v1::ServerEvent {
-                event: Some(v1::server_event::Event::Message(c.message.clone())),
+                event: Some(v1::server_event::Event::Message(message)),
             });
             self.deliver_except(
                 Route {

@@ -99,6 +99,15 @@ impl RateLimiter {
         }
     }
 
+    /// `n` per hour, with a burst of `n`.
+    pub fn per_hour(n: u32) -> Self {
+        Self {
+            rate: n.max(1) as f64 / 3600.0,
+            burst: n.max(1) as f64,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Takes one token for `key`; false when the key is over its rate.
     pub fn check(&self, key: &str) -> bool {
         let now = Instant::now();

@@ -19,6 +19,7 @@ pub mod admin;
 mod charges;
 pub mod cluster;
 mod events;
+pub mod files;
 pub mod hub;
 pub mod limits;
 pub mod presence;
@@ -86,6 +87,25 @@ pub struct CoreConfig {
     /// Anonymous visitors without conversations are deleted (with their tokens) after this
     /// long unseen; None: kept.
     pub idle_visitor_retention: Option<Duration>,
+    /// Uploads per caller per hour (burst the same).
+    pub uploads_per_hour: u32,
+    /// Where uploaded files go (and their spool); None: `files/` beside an SQLite database,
+    /// or a temporary spool with PostgreSQL (whose files live in the database).
+    pub files_dir: Option<std::path::PathBuf>,
+    /// Which store keeps the files' bytes.
+    pub files_store: FileStore,
+}
+
+/// Which store keeps uploaded files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileStore {
+    /// A directory with SQLite, PostgreSQL with PostgreSQL (every node reads the same files).
+    #[default]
+    Auto,
+    /// The files directory (`files_dir`); for a cluster only on a volume every node mounts.
+    Dir,
+    /// PostgreSQL (bytea chunks); needs a PostgreSQL database.
+    Postgres,
 }
 
 impl Default for CoreConfig {
@@ -111,6 +131,9 @@ impl Default for CoreConfig {
             new_conversations_per_minute: 60,
             open_conversations_per_visitor: 5,
             idle_visitor_retention: Some(Duration::from_secs(30 * 86_400)),
+            uploads_per_hour: 100,
+            files_dir: None,
+            files_store: FileStore::Auto,
         }
     }
 }
@@ -182,6 +205,8 @@ pub struct Core {
     /// New visitors and new conversations per client address.
     new_visitor_limiter: RateLimiter,
     new_conversation_limiter: RateLimiter,
+    /// Attachments: where bytes go, the upload rate, image decoding slots.
+    files: files::Files,
 }
 
 /// How long the site cache is trusted (other nodes may change sites).
@@ -213,6 +238,7 @@ impl Core {
         let hash_slots = config.hash_concurrency.max(1);
         let new_visitor_limiter = RateLimiter::per_minute(config.new_visitors_per_minute);
         let new_conversation_limiter = RateLimiter::per_minute(config.new_conversations_per_minute);
+        let files = files::Files::new(config.uploads_per_hour);
         let core = Arc::new(Self {
             token_limiter: RateLimiter::new(config.events_per_second, config.events_burst),
             ip_limiter: RateLimiter::new(config.ip_events_per_second, config.ip_events_burst),
@@ -235,6 +261,7 @@ impl Core {
             search_permits: tokio::sync::Semaphore::new(SEARCH_CONCURRENCY),
             new_visitor_limiter,
             new_conversation_limiter,
+            files,
         });
         core.spawn_router();
         core

@@ -99,10 +99,13 @@ impl Core {
             0 => 50,
             n => n.min(500),
         };
-        let (messages, has_more) = self
+        let (mut messages, has_more) = self
             .store
             .history(&c.id, r.before_seq, limit, principal.is_staff())
             .await?;
+        for m in &mut messages {
+            self.sign(m);
+        }
         Ok(v1::GetHistoryResponse { messages, has_more })
     }
 

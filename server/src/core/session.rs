@@ -173,6 +173,8 @@ impl Core {
             .iter()
             .map(|t| self.presence.online_for(t).len() as u32)
             .collect();
+        let max_file_bytes = crate::files::max_file_bytes(&site);
+        let file_kinds = crate::files::file_kinds(&site) as i32;
         Ok(v1::StartVisitorSessionResponse {
             visitor_token: token,
             visitor_id: visitor.id,
@@ -184,6 +186,9 @@ impl Core {
                 color: site.color,
                 greeting: site.greeting,
                 agents_online,
+                max_file_bytes,
+                file_kinds,
+                max_files_per_message: crate::files::MAX_FILES_PER_MESSAGE as u32,
             }),
             open_conversations: conversations
                 .into_iter()

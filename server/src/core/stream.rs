@@ -474,11 +474,12 @@ impl State {
             .messages_after(&id, job.cursor.after_seq, REPLAY_PAGE, !self.visitor_view)
             .await?;
         let full = page.len() == REPLAY_PAGE as usize;
-        for m in page {
+        for mut m in page {
             job.cursor.after_seq = m.seq;
             if job.sent.as_ref().is_some_and(|s| s.contains(&m.seq)) {
                 continue;
             }
+            self.core.sign(&mut m);
             self.pending.push_back(v1::ServerEvent {
                 event: Some(Se::Message(m)),
             });

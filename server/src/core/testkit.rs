@@ -240,6 +240,7 @@ impl TestCore {
                 client_msg_id: id,
                 text: text.into(),
                 kind: kind as i32,
+                ..Default::default()
             })),
         };
         self.core.publish(&principal, None, ev, None).await.unwrap()

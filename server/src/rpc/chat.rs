@@ -260,6 +260,132 @@ impl ChatService for ChatApi {
         let agents = self.core.agent_presence(&who.principal).await?;
         Ok(Response::new(v1::ListAgentPresenceResponse { agents }))
     }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "ChatService/UploadAttachment", principal, principal_id)
+    )]
+    async fn upload_attachment(
+        &self,
+        req: Request<Streaming<v1::UploadAttachmentRequest>>,
+    ) -> Result<Response<v1::UploadAttachmentResponse>, Status> {
+        use v1::upload_attachment_request::Part;
+        let who = caller(&self.core, &req).await?;
+        let mut parts = req.into_inner();
+        let refused = |r: crate::core::files::Refused| {
+            self.core.metrics.upload_refused(r.reason);
+            Status::from(r)
+        };
+        let meta = match parts.message().await? {
+            Some(v1::UploadAttachmentRequest {
+                part: Some(Part::Metadata(m)),
+            }) => m,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first request of an upload carries its metadata",
+                ));
+            }
+        };
+        let start = crate::core::files::UploadStart {
+            name: meta.name,
+            conversation_id: meta.conversation_id,
+            declared_size: (meta.size > 0).then_some(meta.size),
+        };
+        let mut upload = self
+            .core
+            .begin_upload(&who.principal, who.ip, start)
+            .await
+            .map_err(refused)?;
+        while let Some(part) = parts.message().await? {
+            match part.part {
+                Some(Part::Chunk(bytes)) => upload.write(&bytes).await.map_err(refused)?,
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "only the first request of an upload carries metadata",
+                    ));
+                }
+            }
+        }
+        let attachment = upload.finish().await.map_err(refused)?;
+        Ok(Response::new(v1::UploadAttachmentResponse {
+            attachment: Some(attachment),
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "ChatService/GetAttachment", principal, principal_id)
+    )]
+    async fn get_attachment(
+        &self,
+        req: Request<v1::GetAttachmentRequest>,
+    ) -> Result<Response<v1::GetAttachmentResponse>, Status> {
+        let who = charged_caller(&self.core, &req).await?;
+        let (_, attachment) = self
+            .core
+            .attachment(&who.principal, &req.get_ref().attachment_id)
+            .await?;
+        Ok(Response::new(v1::GetAttachmentResponse {
+            attachment: Some(attachment),
+        }))
+    }
+
+    type DownloadAttachmentStream = BoxStream<v1::DownloadAttachmentResponse>;
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "ChatService/DownloadAttachment", principal, principal_id)
+    )]
+    async fn download_attachment(
+        &self,
+        req: Request<v1::DownloadAttachmentRequest>,
+    ) -> Result<Response<Self::DownloadAttachmentStream>, Status> {
+        let who = charged_caller(&self.core, &req).await?;
+        let r = req.into_inner();
+        let (attachment, bytes) = self
+            .core
+            .download(&who.principal, &r.attachment_id, r.thumbnail)
+            .await?;
+        let first = futures_util::stream::once(async move {
+            Ok(v1::DownloadAttachmentResponse {
+                attachment: Some(attachment),
+                chunk: Default::default(),
+            })
+        });
+        let rest = bytes.map(|chunk| match chunk {
+            Ok(chunk) => Ok(v1::DownloadAttachmentResponse {
+                attachment: None,
+                chunk: chunk.to_vec(),
+            }),
+            Err(error) => {
+                tracing::error!(%error, "Reading a file failed");
+                Err(Status::internal("reading the file failed"))
+            }
+        });
+        Ok(Response::new(Box::pin(in_current_span(Box::pin(
+            first.chain(rest),
+        )))))
+    }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "ChatService/ListAttachments", principal, principal_id)
+    )]
+    async fn list_attachments(
+        &self,
+        req: Request<v1::ListAttachmentsRequest>,
+    ) -> Result<Response<v1::ListAttachmentsResponse>, Status> {
+        let who = charged_caller(&self.core, &req).await?;
+        Ok(Response::new(
+            self.core
+                .conversation_files(&who.principal, &req.get_ref().conversation_id)
+                .await?,
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -95,6 +95,50 @@ pub struct NewMessage {
     /// The hub id of the Chat stream that sent it: that stream gets the ack (with the seq)
     /// instead of an echo of the message. Other streams (other tabs) still get it.
     pub origin_stream: Option<u64>,
+    /// Uploads of the same author (`author_key`) to attach, not attached to anything yet.
+    pub attachment_ids: Vec<String>,
+}
+
+/// An uploaded file, as stored (see migration 0004).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UploadRecord {
+    pub id: String,
+    /// The site whose limits applied (the visitor's, or the conversation's for staff).
+    pub site_id: String,
+    /// Author key of the uploader: only they may attach it.
+    pub owner_key: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    pub width: u32,
+    pub height: u32,
+    /// Bytes of the thumbnail; 0: none.
+    pub thumb_size: u64,
+    pub created_at: i64,
+    /// Set when a message carries it.
+    pub conversation_id: Option<String>,
+    pub seq: Option<u64>,
+    /// Its message is a private note.
+    pub note: bool,
+    /// The bytes were deleted (retention), ms since epoch.
+    pub deleted_at: Option<i64>,
+}
+
+impl UploadRecord {
+    /// The metadata a message carries (no links: they are signed on the way out).
+    pub fn attachment(&self) -> v1::Attachment {
+        v1::Attachment {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            content_type: self.content_type.clone(),
+            size: self.size,
+            width: self.width,
+            height: self.height,
+            has_thumbnail: self.thumb_size > 0,
+            deleted: self.deleted_at.is_some(),
+            ..Default::default()
+        }
+    }
 }
 
 /// A conversation to create with its first message.
@@ -349,6 +393,32 @@ pub trait Store: Send + Sync + 'static {
     async fn queued(&self, topics: Vec<String>, limit: u32) -> StoreResult<Vec<v1::Conversation>>;
     /// Open conversations per agent.
     async fn agent_loads(&self) -> StoreResult<Vec<(String, u32)>>;
+
+    // --- uploaded files
+    /// The stored value of a shared secret, storing `candidate` if there is none yet (every
+    /// node of a cluster ends up with the first one written).
+    async fn shared_secret(&self, name: String, candidate: String) -> StoreResult<String>;
+    /// Records an upload whose bytes are durably stored.
+    async fn create_upload(&self, upload: UploadRecord) -> StoreResult<()>;
+    async fn upload_by_id(&self, id: &str) -> StoreResult<UploadRecord>;
+    /// A conversation's attached files with their messages' authors, newest first (notes'
+    /// only `with_notes`); links not signed.
+    async fn conversation_uploads(
+        &self,
+        conversation_id: &str,
+        with_notes: bool,
+    ) -> StoreResult<Vec<v1::ConversationFile>>;
+    /// Uploads never attached and created before `before`, oldest first, at most `limit`.
+    async fn stale_uploads(&self, before: i64, limit: u32) -> StoreResult<Vec<UploadRecord>>;
+    /// Attached files not deleted yet whose conversation was resolved longer ago than its
+    /// site's retention (sites with a retention only), at most `limit`.
+    async fn expired_uploads(&self, now: i64, limit: u32) -> StoreResult<Vec<UploadRecord>>;
+    /// Deletes unattached upload rows (their bytes are gone already).
+    async fn delete_uploads(&self, ids: Vec<String>) -> StoreResult<()>;
+    /// Marks attached files deleted (their bytes are gone; the metadata stays on messages).
+    async fn mark_uploads_deleted(&self, ids: Vec<String>, at: i64) -> StoreResult<()>;
+    /// Files kept and their bytes (metrics).
+    async fn upload_totals(&self) -> StoreResult<(u64, u64)>;
 
     // --- canned replies
     async fn put_canned_reply(&self, reply: v1::CannedReply) -> StoreResult<v1::CannedReply>;

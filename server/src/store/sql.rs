@@ -6,6 +6,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_scopes.sql"),
     include_str!("migrations/0003_queue_index.sql"),
+    include_str!("migrations/0004_attachments.sql"),
 ];
 
 /// Columns of a conversation row, decoded by `conversation_from_row`, with `$position` as the
@@ -38,11 +39,12 @@ pub const CONVERSATION_SELECT_UNNUMBERED: &str = conversation_select!("0");
 
 /// Columns of a message row, decoded by `message_from_row`.
 pub const MESSAGE_SELECT: &str = "SELECT conversation_id, seq, COALESCE(client_msg_id, ''), kind, author_kind, \
-     author_id, author_name, text, created_at, sys_kind, sys_agent_id, sys_agent_name, sys_score FROM messages";
+     author_id, author_name, text, created_at, sys_kind, sys_agent_id, sys_agent_name, sys_score, attachments FROM messages";
 
 /// Columns of a site row.
 pub const SITE_SELECT: &str = "SELECT id, site_key, name, allowed_origins, topics, color, greeting, \
-     identity_secret, identity_required, restrict_agents_to_topics FROM sites";
+     identity_secret, identity_required, restrict_agents_to_topics, max_file_bytes, file_kinds, \
+     file_retention_days FROM sites";
 
 /// Columns of an agent row (without the password hash).
 pub const AGENT_SELECT: &str =
@@ -61,3 +63,7 @@ pub const CANNED_SELECT: &str = "SELECT id, site_id, shortcut, text FROM canned_
 
 /// Longest `last_preview` kept on a conversation, in characters.
 pub const PREVIEW_CHARS: usize = 140;
+
+/// Columns of an upload row, decoded by `upload_from_row`.
+pub const UPLOAD_SELECT: &str = "SELECT id, site_id, owner_key, name, content_type, size, width, height, thumb_size, \
+     created_at, conversation_id, seq, note, deleted_at FROM uploads";

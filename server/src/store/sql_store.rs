@@ -259,6 +259,59 @@ fn message_from_row(r: &Row) -> v1::Message {
             agent_name: r.text(11),
             score: r.u32(12),
         }),
+        attachments: decode_attachments(&r.text(13)),
+    }
+}
+
+/// How a message row keeps its files' metadata: the protobuf list, base64 in a TEXT column.
+#[derive(Clone, PartialEq, prost::Message)]
+struct StoredAttachments {
+    #[prost(message, repeated, tag = "1")]
+    items: Vec<v1::Attachment>,
+}
+
+fn encode_attachments(items: &[v1::Attachment]) -> String {
+    use base64::Engine as _;
+    use prost::Message as _;
+    if items.is_empty() {
+        return String::new();
+    }
+    let list = StoredAttachments {
+        items: items.to_vec(),
+    };
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(list.encode_to_vec())
+}
+
+fn decode_attachments(text: &str) -> Vec<v1::Attachment> {
+    use base64::Engine as _;
+    use prost::Message as _;
+    if text.is_empty() {
+        return Vec::new();
+    }
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|b| StoredAttachments::decode(b.as_slice()).ok())
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+fn upload_from_row(r: &Row) -> UploadRecord {
+    UploadRecord {
+        id: r.text(0),
+        site_id: r.text(1),
+        owner_key: r.text(2),
+        name: r.text(3),
+        content_type: r.text(4),
+        size: r.u64(5),
+        width: r.u32(6),
+        height: r.u32(7),
+        thumb_size: r.u64(8),
+        created_at: r.int(9),
+        conversation_id: r.opt_int(11).map(|_| r.text(10)),
+        seq: r.opt_int(11).map(|v| v.max(0) as u64),
+        note: r.bool(12),
+        deleted_at: r.opt_int(13),
     }
 }
 
@@ -274,6 +327,9 @@ fn site_from_row(r: &Row) -> v1::Site {
         identity_secret: r.text(7),
         identity_required: r.bool(8),
         restrict_agents_to_topics: r.bool(9),
+        max_file_bytes: r.u64(10),
+        file_kinds: r.i32(11),
+        file_retention_days: r.u32(12),
     }
 }
 
@@ -380,13 +436,15 @@ async fn insert_message(
     conversation_id: &str,
     visitor_id: &str,
     seq: u64,
+    attachments: Vec<v1::Attachment>,
 ) -> StoreResult<v1::Message> {
     let now = now_ms();
     ctx.db
         .exec(
             "INSERT INTO messages (conversation_id, seq, author_key, client_msg_id, kind, author_kind, \
-             author_id, author_name, text, created_at, sys_kind, sys_agent_id, sys_agent_name, sys_score) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             author_id, author_name, text, created_at, sys_kind, sys_agent_id, sys_agent_name, sys_score, \
+             attachments) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             args![
                 conversation_id,
                 seq,
@@ -402,6 +460,7 @@ async fn insert_message(
                 m.system.as_ref().map(|s| s.agent_id.clone()).unwrap_or_default(),
                 m.system.as_ref().map(|s| s.agent_name.clone()).unwrap_or_default(),
                 m.system.as_ref().map(|s| s.score).unwrap_or(0),
+                encode_attachments(&attachments),
             ],
         )
         .await?;
@@ -416,6 +475,7 @@ async fn insert_message(
         text: m.text.clone(),
         created_at_ms: now,
         system: m.system.clone(),
+        attachments,
     };
     ctx.emitted.push(Committed {
         message: message.clone(),
@@ -427,7 +487,12 @@ async fn insert_message(
 
 /// Takes the next seq of a conversation and records its activity. The UPDATE locks the row
 /// until commit, which serialises appends to one conversation across nodes.
-async fn next_seq(db: &mut dyn Db, m: &NewMessage, conversation_id: &str) -> StoreResult<u64> {
+async fn next_seq(
+    db: &mut dyn Db,
+    m: &NewMessage,
+    conversation_id: &str,
+    preview_text: &str,
+) -> StoreResult<u64> {
     let is_text = m.kind == v1::MessageKind::Text;
     let by_visitor = m.author_kind == v1::AuthorKind::Visitor;
     let by_staff = matches!(
@@ -440,7 +505,7 @@ async fn next_seq(db: &mut dyn Db, m: &NewMessage, conversation_id: &str) -> Sto
     let mut args: Vec<Value> = vec![conversation_id.into(), now_ms().into()];
     if is_text {
         sql.push_str(", last_preview = $3");
-        args.push(preview(&m.text).into());
+        args.push(preview(preview_text).into());
         if by_visitor {
             sql.push_str(", first_message_at = COALESCE(first_message_at, $2)");
         }
@@ -471,9 +536,18 @@ async fn insert_system(
         system: Some(system),
         require_visitor: None,
         origin_stream: None,
+        attachment_ids: Vec::new(),
     };
-    let seq = next_seq(ctx.db, &m, &conversation.id).await?;
-    insert_message(ctx, &m, &conversation.id, &conversation.visitor_id, seq).await
+    let seq = next_seq(ctx.db, &m, &conversation.id, "").await?;
+    insert_message(
+        ctx,
+        &m,
+        &conversation.id,
+        &conversation.visitor_id,
+        seq,
+        Vec::new(),
+    )
+    .await
 }
 
 async fn existing_send(db: &mut dyn Db, m: &NewMessage) -> StoreResult<Option<Appended>> {
@@ -547,14 +621,14 @@ async fn append_in_tx(ctx: &mut WriteCtx<'_>, m: NewMessage) -> StoreResult<Appe
         .db
         .query_one(
             &format!(
-                "SELECT visitor_id, status FROM conversations WHERE id = $1{}",
+                "SELECT visitor_id, status, site_id FROM conversations WHERE id = $1{}",
                 ctx.db.for_update()
             ),
             args![&conversation_id],
             "conversation",
         )
         .await?;
-    let (visitor_id, status) = (row.text(0), row.i32(1));
+    let (visitor_id, status, site_id) = (row.text(0), row.i32(1), row.text(2));
     if let Some(owner) = &m.require_visitor {
         if *owner != visitor_id {
             // Same answer as a missing conversation: ids of others' conversations leak nothing.
@@ -567,6 +641,9 @@ async fn append_in_tx(ctx: &mut WriteCtx<'_>, m: NewMessage) -> StoreResult<Appe
             return Ok(found);
         }
     }
+    // The files: each an upload of this author for this site, not sent with another message
+    // (checked before anything is written; the rows stay locked until commit).
+    let files = claim_uploads(ctx.db, &m, &site_id).await?;
     let mut reopened = false;
     if status == v1::ConversationStatus::Resolved as i32
         && m.author_kind == v1::AuthorKind::Visitor
@@ -581,8 +658,28 @@ async fn append_in_tx(ctx: &mut WriteCtx<'_>, m: NewMessage) -> StoreResult<Appe
             .await?;
         reopened = true;
     }
-    let seq = next_seq(ctx.db, &m, &conversation_id).await?;
-    let message = insert_message(ctx, &m, &conversation_id, &visitor_id, seq).await?;
+    let preview_text = if m.text.trim().is_empty() && !files.is_empty() {
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        format!("\u{1F4CE} {}", names.join(", "))
+    } else {
+        m.text.clone()
+    };
+    let seq = next_seq(ctx.db, &m, &conversation_id, &preview_text).await?;
+    for f in &files {
+        ctx.db
+            .exec(
+                "UPDATE uploads SET conversation_id = $2, seq = $3, note = $4 WHERE id = $1",
+                args![
+                    &f.id,
+                    &conversation_id,
+                    seq,
+                    m.kind == v1::MessageKind::Note
+                ],
+            )
+            .await?;
+    }
+    let attachments = files.iter().map(UploadRecord::attachment).collect();
+    let message = insert_message(ctx, &m, &conversation_id, &visitor_id, seq, attachments).await?;
     // The snapshot is re-read only when the conversation itself changed (the hot path of a
     // message in an ongoing conversation skips this join).
     let conversation = if created || reopened {
@@ -597,6 +694,50 @@ async fn append_in_tx(ctx: &mut WriteCtx<'_>, m: NewMessage) -> StoreResult<Appe
         created,
         reopened,
     })
+}
+
+/// The uploads a send names, in its order: each must be the author's, for the conversation's
+/// site, and not attached yet.
+async fn claim_uploads(
+    db: &mut dyn Db,
+    m: &NewMessage,
+    site_id: &str,
+) -> StoreResult<Vec<UploadRecord>> {
+    let mut files = Vec::with_capacity(m.attachment_ids.len());
+    for id in &m.attachment_ids {
+        let sql = format!("{UPLOAD_SELECT} WHERE id = $1{}", db.for_update());
+        let found = db
+            .query_opt(&sql, args![id])
+            .await?
+            .map(|r| upload_from_row(&r));
+        match found {
+            Some(u)
+                if u.owner_key == m.author_key
+                    && u.conversation_id.is_none()
+                    && u.deleted_at.is_none()
+                    && (u.site_id == site_id || u.site_id.is_empty()) =>
+            {
+                files.push(u)
+            }
+            Some(u) if u.owner_key == m.author_key && u.conversation_id.is_some() => {
+                return Err(StoreError::Precondition(format!(
+                    "attachment {id} was already sent with another message"
+                )));
+            }
+            Some(u) if u.owner_key == m.author_key => {
+                return Err(StoreError::Precondition(format!(
+                    "attachment {id} was uploaded for another site"
+                )));
+            }
+            // Another's upload gets the same answer as a missing one.
+            _ => {
+                return Err(StoreError::Precondition(format!(
+                    "attachment {id} is not an upload of yours (uploads not sent within a day are deleted)"
+                )));
+            }
+        }
+    }
+    Ok(files)
 }
 
 /// `%\n<site id>\n%` with LIKE wildcards escaped: matches a newline-separated `site_ids`
@@ -1047,8 +1188,9 @@ impl<E: Engine> Store for SqlStore<E> {
                 ctx.db
                     .exec(
                         "INSERT INTO sites (id, site_key, name, allowed_origins, topics, color, greeting, \
-                         identity_secret, identity_required, created_at, restrict_agents_to_topics) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                         identity_secret, identity_required, created_at, restrict_agents_to_topics, \
+                         max_file_bytes, file_kinds, file_retention_days) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                         args![
                             &site.id,
                             &site.site_key,
@@ -1060,7 +1202,10 @@ impl<E: Engine> Store for SqlStore<E> {
                             &site.identity_secret,
                             site.identity_required,
                             now_ms(),
-                            site.restrict_agents_to_topics
+                            site.restrict_agents_to_topics,
+                            site.max_file_bytes,
+                            site.file_kinds,
+                            site.file_retention_days
                         ],
                     )
                     .await?;
@@ -1078,7 +1223,8 @@ impl<E: Engine> Store for SqlStore<E> {
                     .db
                     .exec(
                         "UPDATE sites SET name = $2, allowed_origins = $3, topics = $4, color = $5, greeting = $6, \
-                         identity_secret = $7, identity_required = $8, restrict_agents_to_topics = $9 WHERE id = $1",
+                         identity_secret = $7, identity_required = $8, restrict_agents_to_topics = $9, \
+                         max_file_bytes = $10, file_kinds = $11, file_retention_days = $12 WHERE id = $1",
                         args![
                             &site.id,
                             &site.name,
@@ -1088,7 +1234,10 @@ impl<E: Engine> Store for SqlStore<E> {
                             &site.greeting,
                             &site.identity_secret,
                             site.identity_required,
-                            site.restrict_agents_to_topics
+                            site.restrict_agents_to_topics,
+                            site.max_file_bytes,
+                            site.file_kinds,
+                            site.file_retention_days
                         ],
                     )
                     .await?;
@@ -1600,6 +1749,208 @@ impl<E: Engine> Store for SqlStore<E> {
                     .iter()
                     .map(|r| (r.text(0), r.u32(1)))
                     .collect())
+            })
+        })
+        .await
+    }
+
+    async fn shared_secret(&self, name: String, candidate: String) -> StoreResult<String> {
+        self.write(move |ctx| {
+            let (name, candidate) = (name.clone(), candidate.clone());
+            Box::pin(async move {
+                ctx.db
+                    .exec(
+                        "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                        args![&name, &candidate],
+                    )
+                    .await?;
+                Ok(ctx
+                    .db
+                    .query_one(
+                        "SELECT value FROM server_secrets WHERE name = $1",
+                        args![&name],
+                        "secret",
+                    )
+                    .await?
+                    .text(0))
+            })
+        })
+        .await
+    }
+
+    async fn create_upload(&self, u: UploadRecord) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let u = u.clone();
+            Box::pin(async move {
+                ctx.db
+                    .exec(
+                        "INSERT INTO uploads (id, site_id, owner_key, name, content_type, size, width, height, \
+                         thumb_size, sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '', $10)",
+                        args![
+                            &u.id,
+                            &u.site_id,
+                            &u.owner_key,
+                            &u.name,
+                            &u.content_type,
+                            u.size,
+                            u.width,
+                            u.height,
+                            u.thumb_size,
+                            u.created_at
+                        ],
+                    )
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn upload_by_id(&self, id: &str) -> StoreResult<UploadRecord> {
+        let id = id.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                let row = db
+                    .query_one(
+                        &format!("{UPLOAD_SELECT} WHERE id = $1"),
+                        args![&id],
+                        "file",
+                    )
+                    .await?;
+                Ok(upload_from_row(&row))
+            })
+        })
+        .await
+    }
+
+    async fn conversation_uploads(
+        &self,
+        conversation_id: &str,
+        with_notes: bool,
+    ) -> StoreResult<Vec<v1::ConversationFile>> {
+        let notes = if with_notes { "" } else { " AND u.note = 0" };
+        self.read_rows(
+            format!(
+                "SELECT u.id, u.site_id, u.owner_key, u.name, u.content_type, u.size, u.width, u.height, \
+                 u.thumb_size, u.created_at, u.conversation_id, u.seq, u.note, u.deleted_at, \
+                 m.author_kind, m.author_name, m.created_at FROM uploads u \
+                 JOIN messages m ON m.conversation_id = u.conversation_id AND m.seq = u.seq \
+                 WHERE u.conversation_id = $1{notes} ORDER BY u.seq DESC, u.id LIMIT 500"
+            ),
+            vec![conversation_id.into()],
+            |r| {
+                let u = upload_from_row(r);
+                v1::ConversationFile {
+                    seq: u.seq.unwrap_or(0),
+                    note: u.note,
+                    attachment: Some(u.attachment()),
+                    author_kind: r.i32(14),
+                    author_name: r.text(15),
+                    created_at_ms: r.int(16),
+                }
+            },
+        )
+        .await
+    }
+
+    async fn stale_uploads(&self, before: i64, limit: u32) -> StoreResult<Vec<UploadRecord>> {
+        self.read_rows(
+            format!(
+                "{UPLOAD_SELECT} WHERE conversation_id IS NULL AND created_at < $1 ORDER BY created_at LIMIT $2"
+            ),
+            vec![before.into(), limit.into()],
+            upload_from_row,
+        )
+        .await
+    }
+
+    async fn expired_uploads(&self, now: i64, limit: u32) -> StoreResult<Vec<UploadRecord>> {
+        self.read_rows(
+            "SELECT u.id, u.site_id, u.owner_key, u.name, u.content_type, u.size, u.width, u.height, \
+             u.thumb_size, u.created_at, u.conversation_id, u.seq, u.note, u.deleted_at FROM uploads u \
+             JOIN conversations c ON c.id = u.conversation_id JOIN sites s ON s.id = c.site_id \
+             WHERE u.deleted_at IS NULL AND s.file_retention_days > 0 AND c.status = 3 \
+             AND c.resolved_at < $1 - s.file_retention_days * 86400000 LIMIT $2"
+                .to_owned(),
+            vec![now.into(), limit.into()],
+            upload_from_row,
+        )
+        .await
+    }
+
+    async fn delete_uploads(&self, ids: Vec<String>) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let ids = ids.clone();
+            Box::pin(async move {
+                for id in &ids {
+                    ctx.db
+                        .exec(
+                            "DELETE FROM uploads WHERE id = $1 AND conversation_id IS NULL",
+                            args![id],
+                        )
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn mark_uploads_deleted(&self, ids: Vec<String>, at: i64) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let ids = ids.clone();
+            Box::pin(async move {
+                for id in &ids {
+                    let n = ctx
+                        .db
+                        .exec(
+                            "UPDATE uploads SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+                            args![id, at],
+                        )
+                        .await?;
+                    if n == 0 {
+                        continue;
+                    }
+                    // The message's copy of the metadata says so too (history reads only it).
+                    let Some(r) = ctx
+                        .db
+                        .query_opt(
+                            "SELECT m.conversation_id, m.seq, m.attachments FROM uploads u JOIN messages m \
+                             ON m.conversation_id = u.conversation_id AND m.seq = u.seq WHERE u.id = $1",
+                            args![id],
+                        )
+                        .await?
+                    else {
+                        continue;
+                    };
+                    let mut items = decode_attachments(&r.text(2));
+                    for a in items.iter_mut().filter(|a| a.id == *id) {
+                        a.deleted = true;
+                    }
+                    ctx.db
+                        .exec(
+                            "UPDATE messages SET attachments = $3 WHERE conversation_id = $1 AND seq = $2",
+                            args![r.text(0), r.u64(1), encode_attachments(&items)],
+                        )
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn upload_totals(&self) -> StoreResult<(u64, u64)> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let r = db
+                    .query_one(
+                        "SELECT COUNT(*), CAST(COALESCE(SUM(size + thumb_size), 0) AS BIGINT) FROM uploads WHERE deleted_at IS NULL",
+                        &[],
+                        "totals",
+                    )
+                    .await?;
+                Ok((r.u64(0), r.u64(1)))
             })
         })
         .await

@@ -288,6 +288,7 @@ pub fn send(
             client_msg_id: client_msg_id.into(),
             text: text.into(),
             kind: 0,
+            ..Default::default()
         })),
     }
 }

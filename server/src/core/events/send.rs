@@ -37,7 +37,24 @@ impl Core {
         origin: Option<u64>,
         ack: &mut v1::Ack,
     ) -> CoreResult<()> {
-        self.check_text(&m.text, false)?;
+        self.check_text(&m.text, !m.attachment_ids.is_empty())?;
+        if m.attachment_ids.len() > crate::files::MAX_FILES_PER_MESSAGE {
+            return Err(CoreError::InvalidArgument(format!(
+                "{} files in one message; at most {} may be sent together",
+                m.attachment_ids.len(),
+                crate::files::MAX_FILES_PER_MESSAGE
+            )));
+        }
+        let mut attachment_ids = m.attachment_ids.clone();
+        attachment_ids.dedup();
+        if attachment_ids
+            .iter()
+            .any(|id| !id.starts_with("f_") || id.len() > 64)
+        {
+            return Err(CoreError::InvalidArgument(
+                "attachment_ids must be ids of uploads (f_...)".into(),
+            ));
+        }
         if !wsmschat::ids::valid_client_id(&m.client_msg_id) {
             return Err(CoreError::InvalidArgument(format!(
                 "client_msg_id must be 1 to {} printable ASCII bytes",
@@ -70,6 +87,7 @@ impl Core {
             system: None,
             require_visitor: None,
             origin_stream: origin,
+            attachment_ids,
         };
         match principal {
             Principal::Visitor {

@@ -1,6 +1,8 @@
 //! The one HTTP application: gRPC and gRPC-web services, health, metrics and static files,
 //! behind CORS. Built by one function ([`app`]) so tests run exactly what production runs.
 
+pub mod files;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tonic::service::Routes;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
@@ -80,6 +82,12 @@ pub fn app(core: Arc<Core>, dirs: StaticDirs, net: &crate::server::NetConfig) ->
             core: core.clone(),
             metrics_token: net.metrics_token.clone().map(Arc::from),
         })
+        .merge(
+            Router::new()
+                .route("/uploads", post(files::upload))
+                .route("/files/{id}/{variant}", get(files::download))
+                .with_state(core.clone()),
+        )
         .fallback_service(grpc_or_not_found(grpc));
     if let Some(dir) = dirs.widget {
         // Embedded by other sites: no framing rules, but never sniffed as another type.
@@ -299,7 +307,7 @@ async fn index() -> impl IntoResponse {
             ),
             (header::X_FRAME_OPTIONS, "DENY"),
         ],
-        Html(include_str!("index.html")),
+        Html(include_str!("../index.html")),
     )
 }
 
