@@ -9,13 +9,16 @@ const KB = 1024;
 // Budgets in gzipped bytes (see README "Widget size budget").
 const parts = [
   { name: 'loader (widget.js)', files: ['widget.js'], budget: 5 * KB },
-  { name: 'UI (ui, strings, dom)', files: ['ui.js', 'strings.js', 'dom.js'], budget: 16 * KB },
+  { name: 'UI (ui, strings, dom, files)', files: ['ui.js', 'strings.js', 'dom.js', 'files.js'], budget: 16 * KB },
   { name: 'CSS (widget.css)', files: ['widget.css'], budget: 6 * KB },
   { name: 'SDK JS glue', files: ['wsmschat_widget_sdk.js'], budget: 10 * KB },
-  { name: 'SDK wasm', files: ['wsmschat_widget_sdk_bg.wasm'], budget: 125 * KB },
+  { name: 'SDK wasm', files: ['wsmschat_widget_sdk_bg.wasm'], budget: 128 * KB },
 ];
-// The full SDK (agent and admin calls) is for the console and integrators, not the widget.
+// The full SDK (agent and admin calls) is for the console and integrators, not the widget;
+// upload.js (the composer's files and the image viewer) loads when a visitor first attaches a
+// file or opens an image.
 const extra = [
+  { name: 'upload + viewer (on use)', files: ['upload.js'], budget: 4 * KB },
   { name: 'full SDK JS glue', files: ['wsmschat_sdk.js'], budget: 14 * KB },
   { name: 'full SDK wasm', files: ['wsmschat_sdk_bg.wasm'], budget: 150 * KB },
 ];

@@ -50,6 +50,11 @@ function siteForm(ctx, site) {
   const greeting = h('input', { value: s.greeting });
   const required = h('input', { type: 'checkbox', checked: s.identityRequired });
   const ownTopics = h('input', { type: 'checkbox', checked: !!s.restrictAgentsToTopics });
+  const maxMb = h('input', { id: 'site-max-file', type: 'number', min: '1', max: '1024', step: '1', value: String(Math.round((s.maxFileBytes || 10 * 1048576) / 1048576)) });
+  const kinds = h('select', { id: 'site-file-kinds' },
+    [['none', 'No files'], ['images', 'Images only'], ['documents', 'Images and documents (PDF, text, office, archives)'], ['any', 'Any file']]
+      .map(([v, label]) => h('option', { value: v, text: label, selected: (s.fileKinds || 'documents') === v })));
+  const retention = h('input', { id: 'site-retention', type: 'number', min: '0', max: '36500', step: '1', value: String(s.fileRetentionDays || 0) });
   const msg = status();
   const save = h('button', { type: 'submit', class: 'btn primary', text: site ? 'Save site' : 'Create site' });
   const parts = [
@@ -62,6 +67,9 @@ function siteForm(ctx, site) {
       h('div', {}, h('label', { class: 'check' }, Object.assign(required, { id: 'site-required' }), 'Refuse visitors without a valid user hash'))],
     [h('label', { for: 'site-own-topics', text: 'Agents see their topics only' }),
       h('div', {}, h('label', { class: 'check' }, Object.assign(ownTopics, { id: 'site-own-topics' }), 'Agents (not admins) see only conversations of their own topics on this site'))],
+    field('site-max-file', 'Largest file (MB)', maxMb, 'Visitors and agents can send files up to this size (up to 1024 MB).'),
+    field('site-file-kinds', 'Files accepted', kinds, 'The server decides a file\'s kind from its bytes, not its name.'),
+    field('site-retention', 'Keep files (days)', retention, 'Files of conversations resolved longer ago are deleted; 0 keeps them.'),
   ];
   if (site) {
     const secret = h('input', { id: 'site-secret', value: site.identitySecret, readOnly: true, class: 'snippet', 'aria-label': 'Identity secret' });
@@ -86,7 +94,9 @@ function siteForm(ctx, site) {
     e.preventDefault();
     if (!name.value.trim()) { msg.textContent = 'A name is needed.'; name.focus(); return; }
     const data = { name: name.value.trim(), allowedOrigins: lines(origins.value), topics: lines(topics.value), color: color.value.trim(),
-      greeting: greeting.value, identityRequired: required.checked, restrictAgentsToTopics: ownTopics.checked };
+      greeting: greeting.value, identityRequired: required.checked, restrictAgentsToTopics: ownTopics.checked,
+      maxFileBytes: Math.max(1, Math.min(1024, Number(maxMb.value) || 10)) * 1048576, fileKinds: kinds.value,
+      fileRetentionDays: Math.max(0, Math.floor(Number(retention.value) || 0)) };
     save.disabled = true;
     try {
       if (site) {

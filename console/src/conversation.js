@@ -6,6 +6,25 @@ import { HISTORY_PAGE, STATUS_LABEL, SDK, S, ui } from './state.js';
 import { upsertConv, placeInList, scheduleRenderList } from './inbox.js';
 import { refreshAgentsSoon } from './live.js';
 import { loadVisitor } from './visitor.js';
+import { attachmentsView } from './files.js';
+import { Tray, Viewer } from './upload.js';
+
+// The attachment UI's strings (shared code with the widget, which has its own languages).
+const FILE_TEXT = {
+  attach: 'Attach files', removeFile: 'Remove', cancelUpload: 'Cancel upload', retryUpload: 'Retry upload',
+  fileTooLarge: '{name} is too large: files up to {max} can be sent', tooManyFiles: 'At most {n} files per message',
+  onlyImages: 'Only images can be sent on this site', uploadNetwork: 'Network lost: retry',
+  uploadFailedSend: 'Some files did not upload: retry or remove them.', fileDeleted: 'deleted (retention)',
+  openImage: 'Open image {name}', closeViewer: 'Close', download: 'Download', dropFiles: 'Drop files to attach them'
+};
+export const ft = (key, vars) => {
+  let s = FILE_TEXT[key] || key;
+  for (const [k, v] of Object.entries(vars || {})) s = s.replace('{' + k + '}', v);
+  return s;
+};
+const refresh = (a) => S.client.attachment(a.id);
+export const viewer = new Viewer(document.body, { t: ft, refresh });
+const files = (m) => attachmentsView(m.attachments, { t: ft, open: (a, el) => viewer.open(a, el), refresh });
 
 // ---- conversation view ----------------------------------------------------------------------
 
@@ -105,7 +124,8 @@ function messageEl(m) {
       h('span', { class: 'author', text: m.authorName || (m.authorId === S.me.id ? S.me.name : mine ? 'Agent' : 'Visitor') }),
       m.kind === 'note' ? h('span', { class: 'tag note-tag', text: 'Private note' }) : null,
       when, status),
-    h('div', { class: 'bubble', title: `${m.authorName} · ${fullTime(m.createdAt)}`, text: m.text }));
+    m.text ? h('div', { class: 'bubble', title: `${m.authorName} · ${fullTime(m.createdAt)}`, text: m.text }) : null,
+    files(m));
   return li;
 }
 
@@ -176,10 +196,11 @@ function sendEl(cv, m) {
       m.kind === 'note' ? h('span', { class: 'tag note-tag', text: 'Private note' }) : null,
       h('span', { class: `send-status ${cls}`, text: label }),
       m.status === 'failed' ? [
-        h('button', { type: 'button', class: 'btn small retry', text: 'Retry', onclick: () => sendMessage(cv, m.text, m.kind, m.clientMsgId) }),
+        h('button', { type: 'button', class: 'btn small retry', text: 'Retry', onclick: () => sendMessage(cv, m.text, m.kind, m.clientMsgId, m.attachments) }),
         h('button', { type: 'button', class: 'btn small ghost', text: 'Discard', onclick: () => S.client.discard(m.clientMsgId) }),
       ] : null),
-    h('div', { class: 'bubble', text: m.text }));
+    m.text ? h('div', { class: 'bubble', text: m.text }) : null,
+    files(m));
 }
 
 /** Consecutive messages of one author within 5 minutes show the author line once. */
@@ -302,10 +323,31 @@ function renderComposer(cv) {
   modeNote.addEventListener('click', () => setMode('note'));
   const popup = h('ul', { id: 'canned-list', class: 'canned', role: 'listbox', 'aria-label': 'Canned replies', hidden: true });
   const sendBtn = h('button', { type: 'submit', class: 'btn primary', text: 'Send' });
+  // Files: the paperclip, drop onto the composer, paste; a note's files stay with agents.
+  const tray = new Tray({
+    client: () => S.client, conversationId: () => cv.id,
+    site: () => null, t: ft
+  });
+  cv.tray = tray;
+  const picker = h('input', { type: 'file', multiple: true, hidden: true, tabindex: '-1', onchange: () => { tray.add([...picker.files]); picker.value = ''; } });
+  const attachBtn = h('button', { type: 'button', class: 'btn ghost attach', 'aria-label': ft('attach'), title: ft('attach'), text: '📎', onclick: () => picker.click() });
   const form = h('form', { class: 'composer' },
     h('div', { class: 'modes', role: 'group', 'aria-label': 'Message kind' }, modeReply, modeNote),
-    popup,
-    h('div', { class: 'compose-row' }, ta, sendBtn));
+    popup, tray.errorEl, tray.el,
+    h('div', { class: 'compose-row' }, attachBtn, picker, ta, sendBtn));
+  ta.addEventListener('paste', (e) => {
+    const f = e.clipboardData && e.clipboardData.files;
+    if (f && f.length) { e.preventDefault(); tray.add([...f]); }
+  });
+  const dragging = (e) => e.dataTransfer && [...e.dataTransfer.types].includes('Files');
+  form.addEventListener('dragover', (e) => { if (dragging(e)) { e.preventDefault(); form.classList.add('dropping'); } });
+  form.addEventListener('dragleave', () => form.classList.remove('dropping'));
+  form.addEventListener('drop', (e) => {
+    form.classList.remove('dropping');
+    if (!dragging(e)) return;
+    e.preventDefault();
+    tray.add([...e.dataTransfer.files]);
+  });
   let items = [];
   let active = 0;
   const closePopup = () => { popup.hidden = true; ta.setAttribute('aria-expanded', 'false'); ta.removeAttribute('aria-activedescendant'); items = []; };
@@ -345,14 +387,24 @@ function renderComposer(cv) {
     if (e.key === 'Escape' && !popup.hidden) { e.preventDefault(); closePopup(); return; }
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
   });
-  form.addEventListener('submit', (e) => {
+  form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const text = ta.value;
-    if (!text.trim()) return;
+    if (!text.trim() && tray.empty) return;
+    let attachments = [];
+    if (!tray.empty) {
+      sendBtn.disabled = true;
+      const ok = await tray.ready();
+      sendBtn.disabled = false;
+      if (!ok) { tray.error(ft('uploadFailedSend')); return; }
+      attachments = tray.attachments();
+      tray.clear();
+    }
     ta.value = '';
     closePopup();
     ownTyping(cv, false);
-    sendMessage(cv, text, cv.mode);
+    sendMessage(cv, text, cv.mode, undefined, attachments);
+    if (attachments.length) setTimeout(() => loadVisitor(cv), 500);
     ta.focus();
   });
   return form;
@@ -376,8 +428,8 @@ function ownTyping(cv, on) {
 
 /** Sends (or sends again, with the same clientMsgId) a reply or note; the view shows its
  *  progress and the stored message. */
-function sendMessage(cv, text, kind, cmid) {
-  S.client.send(text, { conversationId: cv.id, kind, clientMsgId: cmid || SDK.ChatClient.newId() }).then((ack) => {
+function sendMessage(cv, text, kind, cmid, attachments) {
+  S.client.send(text, { conversationId: cv.id, kind, clientMsgId: cmid || SDK.ChatClient.newId(), attachments: attachments || [] }).then((ack) => {
     S.localRead.set(cv.id, Math.max(S.localRead.get(cv.id) || 0, ack.seq));
   }, () => { /* shown as failed in the view */ });
   scrollToBottom();

@@ -2,6 +2,7 @@
 import { h, replace } from './dom.js';
 import { fullTime, shortWhen, errText } from './format.js';
 import { STATUS_LABEL, S, ui } from './state.js';
+import { fmtSize, isImage } from './files.js';
 
 // ---- visitor panel --------------------------------------------------------------------------
 
@@ -11,7 +12,10 @@ export async function loadVisitor(cv) {
   if (!cv.conv?.visitorId) return;
   replace(pane, h('p', { class: 'muted', text: 'Loading visitor…' }));
   try {
-    const p = await S.client.getVisitor(cv.conv.visitorId);
+    const [p, files] = await Promise.all([
+      S.client.getVisitor(cv.conv.visitorId),
+      S.client.attachments(cv.id).catch(() => [])
+    ]);
     if (S.cv !== cv) return;
     const v = p.visitor;
     const row = (k, val) => [h('dt', { text: k }), h('dd', {}, val || '—')];
@@ -27,6 +31,14 @@ export async function loadVisitor(cv) {
         row('Locale', v.locale),
         row('First seen', fullTime(v.firstSeen)),
         row('Last seen', fullTime(v.lastSeen))),
+      h('h3', { text: `Files (${files.length})` }),
+      files.length
+        ? h('ul', { class: 'plain files' }, files.map((f) => h('li', {},
+          f.attachment.deleted
+            ? h('span', { class: 'muted', text: `${f.attachment.name} (deleted)` })
+            : h('a', { href: f.attachment.url, target: '_blank', rel: 'noopener noreferrer', download: isImage(f.attachment) ? undefined : f.attachment.name, text: f.attachment.name }),
+          h('div', { class: 'muted small', text: `${fmtSize(f.attachment.size)} · ${f.note ? 'private note · ' : ''}${f.authorName || f.authorKind} · ${shortWhen(f.createdAt)}` }))))
+        : h('p', { class: 'muted', text: 'No files yet.' }),
       h('h3', { text: 'Satisfaction' }),
       rated.length
         ? h('ul', { class: 'plain' }, rated.map((c) => h('li', {}, h('span', { class: 'rating', text: `★ ${c.rating}/5` }), ' ', c.ratingComment ? h('q', { text: c.ratingComment }) : null)))

@@ -14,6 +14,53 @@ use crate::types::*;
 
 #[wasm_bindgen]
 impl ChatClient {
+    /// One attachment with fresh links (links expire after about an hour: call this when
+    /// one stops working, e.g. a download from a conversation open for long).
+    #[wasm_bindgen(unchecked_return_type = "Promise<Attachment>")]
+    pub fn attachment(&self, attachment_id: String) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .chat()
+                .get_attachment(sh.req(v1::GetAttachmentRequest { attachment_id }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            let mut a = r.attachment.unwrap_or_default();
+            sh.absolute_links(&mut a);
+            Ok(js::attachment(&a))
+        })
+    }
+
+    /// The files of a conversation, newest first (visitors never see notes' files).
+    #[wasm_bindgen(unchecked_return_type = "Promise<ConversationFile[]>")]
+    pub fn attachments(&self, conversation_id: String) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .chat()
+                .list_attachments(sh.req(v1::ListAttachmentsRequest { conversation_id }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            let files: js_sys::Array = r
+                .files
+                .into_iter()
+                .map(|mut f| {
+                    let mut a = f.attachment.take().unwrap_or_default();
+                    sh.absolute_links(&mut a);
+                    O::new()
+                        .v("attachment", js::attachment(&a))
+                        .n("seq", f.seq as f64)
+                        .s("authorKind", js::author_kind(f.author_kind))
+                        .s("authorName", &f.author_name)
+                        .b("note", f.note)
+                        .n("createdAt", f.created_at_ms as f64)
+                        .done()
+                })
+                .collect();
+            Ok(files.into())
+        })
+    }
+
     /// Agent login with email and password.
     pub async fn login(opts: LoginOptions) -> Result<ChatClient, JsValue> {
         let o: JsValue = opts.into();

@@ -192,6 +192,7 @@ pub fn message(m: &v1::Message) -> JsValue {
         .s("authorName", &m.author_name)
         .s("text", &m.text)
         .n("createdAt", m.created_at_ms as f64);
+    o = o.v("attachments", array(&m.attachments, attachment));
     if let Some(s) = &m.system {
         o = o.v(
             "system",
@@ -204,6 +205,42 @@ pub fn message(m: &v1::Message) -> JsValue {
         );
     }
     o.done()
+}
+
+/// An attachment; its links are absolute (the SDK prefixes the server's URL on arrival).
+pub fn attachment(a: &v1::Attachment) -> JsValue {
+    O::new()
+        .s("id", &a.id)
+        .s("name", &a.name)
+        .s("contentType", &a.content_type)
+        .n("size", a.size as f64)
+        .n("width", a.width as f64)
+        .n("height", a.height as f64)
+        .b("hasThumbnail", a.has_thumbnail)
+        .s("url", &a.url)
+        .s("thumbnailUrl", &a.thumbnail_url)
+        .n("urlsExpireAt", a.urls_expire_at_ms as f64)
+        .b("deleted", a.deleted)
+        .done()
+}
+
+pub fn file_kinds(k: i32) -> &'static str {
+    match v1::FileKinds::try_from(k).unwrap_or_default() {
+        v1::FileKinds::None => "none",
+        v1::FileKinds::Images => "images",
+        v1::FileKinds::Any => "any",
+        v1::FileKinds::Documents | v1::FileKinds::Unspecified => "documents",
+    }
+}
+
+pub fn file_kinds_from(s: &str) -> v1::FileKinds {
+    match s {
+        "none" => v1::FileKinds::None,
+        "images" => v1::FileKinds::Images,
+        "documents" => v1::FileKinds::Documents,
+        "any" => v1::FileKinds::Any,
+        _ => v1::FileKinds::Unspecified,
+    }
 }
 
 pub fn conversation(c: &v1::Conversation) -> JsValue {
@@ -253,6 +290,9 @@ pub fn site_info(s: &v1::SiteInfo) -> JsValue {
         .s("color", &s.color)
         .s("greeting", &s.greeting)
         .v("agentsOnline", online)
+        .n("maxFileBytes", s.max_file_bytes as f64)
+        .s("fileKinds", file_kinds(s.file_kinds))
+        .n("maxFilesPerMessage", s.max_files_per_message as f64)
         .done()
 }
 
@@ -307,6 +347,9 @@ pub fn site(s: &v1::Site) -> JsValue {
         .s("identitySecret", &s.identity_secret)
         .b("identityRequired", s.identity_required)
         .b("restrictAgentsToTopics", s.restrict_agents_to_topics)
+        .n("maxFileBytes", s.max_file_bytes as f64)
+        .s("fileKinds", file_kinds(s.file_kinds))
+        .n("fileRetentionDays", s.file_retention_days as f64)
         .done()
 }
 
@@ -392,6 +435,9 @@ pub fn site_from(o: &JsValue) -> v1::Site {
         identity_secret: get_str(o, "identitySecret"),
         identity_required: get_bool(o, "identityRequired"),
         restrict_agents_to_topics: get_bool(o, "restrictAgentsToTopics"),
+        max_file_bytes: get_num(o, "maxFileBytes").max(0.0) as u64,
+        file_kinds: file_kinds_from(&get_str(o, "fileKinds")) as i32,
+        file_retention_days: get_num(o, "fileRetentionDays").max(0.0) as u32,
     }
 }
 

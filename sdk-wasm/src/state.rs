@@ -76,6 +76,10 @@ pub struct Pending {
     pub text: String,
     /// A private note (agents).
     pub note: bool,
+    /// Ids of uploaded files it carries.
+    pub attachment_ids: Vec<String>,
+    /// Those files as JSON (the upload's answers), to show them while the send is pending.
+    pub attachments_json: String,
     /// Where it stands (not persisted: a restored send is `Waiting`).
     pub state: SendState,
     /// Why its last try failed ("" when it did not).
@@ -581,6 +585,8 @@ mod tests {
             follows: follows.into(),
             text: format!("text of {id}"),
             note: false,
+            attachment_ids: Vec::new(),
+            attachments_json: String::new(),
             state: SendState::Sending,
             error: String::new(),
         }

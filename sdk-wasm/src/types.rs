@@ -45,7 +45,26 @@ export interface Message {
   conversationId: string; seq: number; clientMsgId: string;
   kind: "text" | "note" | "system"; authorKind: AuthorKind; authorId: string; authorName: string;
   text: string; createdAt: number; system?: SystemEvent;
+  /** Files sent with it (a message is text, files, or both). */
+  attachments: Attachment[];
 }
+
+/** A file of a message. Its type was decided by the server from the bytes. `url` and
+ *  `thumbnailUrl` are signed links valid until `urlsExpireAt` (`ChatClient.attachment(id)`
+ *  gives fresh ones); raster images are served inline, everything else as a download named
+ *  `name`. `width`/`height` (images) let a UI reserve the space before the image loads. */
+export interface Attachment {
+  id: string; name: string; contentType: string; size: number; width: number; height: number;
+  hasThumbnail: boolean; url: string; thumbnailUrl: string; urlsExpireAt: number;
+  /** Deleted after the site's retention: the metadata stays, the links are empty. */
+  deleted: boolean;
+}
+/** A file listed with the message that carried it (`ChatClient.attachments`). */
+export interface ConversationFile {
+  attachment: Attachment; seq: number; authorKind: AuthorKind; authorName: string; note: boolean;
+  createdAt: number;
+}
+export type FileKinds = "none" | "images" | "documents" | "any";
 
 export interface Conversation {
   id: string; siteId: string; visitorId: string; visitorName: string; topic: string;
@@ -63,6 +82,8 @@ export interface SiteInfo {
   id: string; name: string; topics: string[]; color: string; greeting: string;
   /** Agents online per topic, same order as `topics`. */
   agentsOnline: number[];
+  /** Largest file, bytes; the kinds accepted; files per message at most. */
+  maxFileBytes: number; fileKinds: FileKinds; maxFilesPerMessage: number;
 }
 
 export interface Agent {
@@ -77,6 +98,8 @@ export interface Site {
   color: string; greeting: string; identitySecret: string; identityRequired: boolean;
   /** Agents (not admins) see only their own topics' conversations on this site. */
   restrictAgentsToTopics: boolean;
+  /** Largest file (0: 10 MB), kinds accepted, days files of resolved conversations are kept (0: always). */
+  maxFileBytes: number; fileKinds: FileKinds; fileRetentionDays: number;
 }
 
 export interface ApiKey { id: string; name: string; scopes: ("chat" | "admin")[]; createdAt: number; active: boolean; siteIds: string[]; }
@@ -134,6 +157,9 @@ export interface SendOptions {
   clientMsgId?: string;
   /** "text" (default) or "note" (agents: private). */
   kind?: "text" | "note";
+  /** Uploaded files to send (the JSON answers of `POST uploadUrl`, or their ids); with files
+   *  the text may be empty. */
+  attachments?: (Partial<Attachment> & { id: string })[] | string[];
 }
 export interface PendingSend { clientMsgId: string; conversationId: string; topic: string; text: string; kind: "text" | "note"; }
 export interface HistoryPage { messages: Message[]; hasMore: boolean; }

@@ -25,7 +25,11 @@ export const STRINGS = {
     rateQuestion: 'How would you rate this conversation?', rateComment: 'Anything to add? (optional)',
     rateSend: 'Send rating', rateThanks: 'Thank you for your feedback!', star: '{n} of 5',
     newConversation: 'Start a new conversation', newMessage: 'New message',
-    you: 'You', messages: 'Messages'
+    you: 'You', messages: 'Messages',
+    attach: 'Attach files', removeFile: 'Remove', cancelUpload: 'Cancel upload', retryUpload: 'Retry upload',
+    fileTooLarge: '{name} is too large: files up to {max} can be sent', tooManyFiles: 'At most {n} files per message',
+    onlyImages: 'Only images can be sent here', uploadNetwork: 'Network lost: retry', uploadFailedSend: 'Some files did not upload: retry or remove them.',
+    fileDeleted: 'deleted', openImage: 'Open image {name}', closeViewer: 'Close', download: 'Download', dropFiles: 'Drop files to send them'
   },
   de: {
     openChat: 'Chat öffnen', closeChat: 'Chat schließen', chat: 'Chat',
@@ -50,7 +54,11 @@ export const STRINGS = {
     rateQuestion: 'Wie bewerten Sie dieses Gespräch?', rateComment: 'Möchten Sie etwas ergänzen? (optional)',
     rateSend: 'Bewertung senden', rateThanks: 'Danke für Ihr Feedback!', star: '{n} von 5',
     newConversation: 'Neues Gespräch beginnen', newMessage: 'Neue Nachricht',
-    you: 'Sie', messages: 'Nachrichten'
+    you: 'Sie', messages: 'Nachrichten',
+    attach: 'Dateien anhängen', removeFile: 'Entfernen', cancelUpload: 'Hochladen abbrechen', retryUpload: 'Erneut hochladen',
+    fileTooLarge: '{name} ist zu groß: Dateien bis {max} sind möglich', tooManyFiles: 'Höchstens {n} Dateien pro Nachricht',
+    onlyImages: 'Hier können nur Bilder gesendet werden', uploadNetwork: 'Netzwerk unterbrochen: erneut versuchen', uploadFailedSend: 'Einige Dateien wurden nicht hochgeladen: erneut versuchen oder entfernen.',
+    fileDeleted: 'gelöscht', openImage: 'Bild {name} öffnen', closeViewer: 'Schließen', download: 'Herunterladen', dropFiles: 'Dateien hier ablegen, um sie zu senden'
   }
 };
 

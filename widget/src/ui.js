@@ -4,6 +4,11 @@ import init, { ChatClient } from './wsmschat_widget_sdk.js?v=__VERSION__';
 
 import { h, icon, linkify } from './dom.js?v=__VERSION__';
 import { STRINGS, pickLocale } from './strings.js?v=__VERSION__';
+import { attachmentsView } from './files.js?v=__VERSION__';
+
+// The composer's files and the image viewer load on first use (most visitors never send one).
+let uploadModule = null;
+const uploads = () => (uploadModule ||= import('./upload.js?v=__VERSION__'));
 
 const ICONS = {
   close: 'M6.4 5 12 10.6 17.6 5 19 6.4 13.4 12l5.6 5.6-1.4 1.4-5.6-5.6L6.4 19 5 17.6l5.6-5.6L5 6.4z',
@@ -14,7 +19,8 @@ const ICONS = {
   clock: 'M12 2a10 10 0 1 0 0 20 10 10 0 0 0 0-20zm0 18a8 8 0 1 1 0-16 8 8 0 0 1 0 16zm.5-13H11v6l5.2 3.2.8-1.3-4.5-2.7z',
   alert: 'M1 21h22L12 2zm12-3h-2v-2h2zm0-4h-2v-4h2z',
   chevron: 'M8.6 16.6 13.2 12 8.6 7.4 10 6l6 6-6 6z',
-  star: 'M12 17.3 18.2 21l-1.6-7L22 9.2l-7.2-.6L12 2 9.2 8.6 2 9.2 7.5 14l-1.7 7z'
+  star: 'M12 17.3 18.2 21l-1.6-7L22 9.2l-7.2-.6L12 2 9.2 8.6 2 9.2 7.5 14l-1.7 7z',
+  clip: 'M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6z'
 };
 
 function storageHas(key) {
@@ -77,15 +83,40 @@ class Widget {
       onkeydown: (e) => {
         if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.submit(); }
       },
-      oninput: () => { this.autosize(); this.onTyping(); }
+      oninput: () => { this.autosize(); this.onTyping(); },
+      onpaste: (e) => {
+        const files = e.clipboardData && e.clipboardData.files;
+        if (files && files.length) { e.preventDefault(); this.attachFiles(files); }
+      }
     });
     this.sendBtn = h('button', { type: 'button', class: 'send', 'aria-label': t('send'), onclick: () => this.submit() }, icon(ICONS.send));
-    this.composer = h('div', { class: 'composer', hidden: true }, this.input, this.sendBtn);
+    // Files: the paperclip, drag and drop onto the panel, paste; each uploads at once.
+    this.tray = null;
+    this.viewer = null;
+    this.trayEl = h('div', { class: 'tray', hidden: true });
+    this.trayError = h('p', { class: 'tray-error', role: 'alert', hidden: true });
+    this.fileInput = h('input', {
+      type: 'file', multiple: true, hidden: true, tabindex: '-1',
+      onchange: () => { this.attachFiles(this.fileInput.files); this.fileInput.value = ''; }
+    });
+    this.attachBtn = h('button', { type: 'button', class: 'icon-btn attach', 'aria-label': t('attach'), title: t('attach'), onclick: () => this.fileInput.click() }, icon(ICONS.clip));
+    this.composer = h('div', { class: 'composer-box', hidden: true }, this.trayError, this.trayEl,
+      h('div', { class: 'composer' }, this.attachBtn, this.fileInput, this.input, this.sendBtn));
+    this.dropEl = h('div', { class: 'drop', hidden: true, text: t('dropFiles') });
+    const hasFiles = (e) => e.dataTransfer && [...e.dataTransfer.types].includes('Files') && !this.composer.hidden && !this.attachBtn.hidden;
     this.panel = h('div', {
       class: 'panel', role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': 'wsms-title', hidden: true,
-      onkeydown: (e) => { if (e.key === 'Escape') { e.stopPropagation(); this.close(); } }
+      onkeydown: (e) => { if (e.key === 'Escape') { e.stopPropagation(); this.close(); } },
+      ondragover: (e) => { if (hasFiles(e)) { e.preventDefault(); this.dropEl.hidden = false; } },
+      ondragleave: (e) => { if (e.target === this.dropEl) this.dropEl.hidden = true; },
+      ondrop: (e) => {
+        this.dropEl.hidden = true;
+        if (!hasFiles(e)) return;
+        e.preventDefault();
+        this.attachFiles(e.dataTransfer.files);
+      }
     }, header, this.banner, this.body, this.typingEl, this.composer,
-    h('div', { class: 'footer', text: 'wsmschat' }));
+    h('div', { class: 'footer', text: 'wsmschat' }), this.dropEl);
     this.frame.prepend(this.panel);
     this.applyColor(this.cfg.color);
     this.renderHeader();
@@ -462,15 +493,52 @@ class Widget {
     this.typingOn = false;
   }
 
-  // Sends the composer's text, or again a send that failed (same clientMsgId: stored once).
+  async attachFiles(list) {
+    // Copied at once: a FileList empties when its input is reset or its event ends.
+    const files = [...(list || [])];
+    if (!files.length || !(await this.ensureSession())) return;
+    const { Tray } = await uploads();
+    this.tray ||= new Tray({
+      client: () => this.client, conversationId: () => (this.conv ? this.conv.id : ''),
+      site: () => this.site, t: this.t, el: this.trayEl, errorEl: this.trayError
+    });
+    this.tray.add(files);
+  }
+
+  async openImage(a, opener, seq) {
+    const { Viewer } = await uploads();
+    this.viewer ||= new Viewer(this.frame, { t: this.t, refresh: (x) => this.refreshLinks(seq, x) });
+    this.viewer.open(a, opener);
+  }
+
+  // Fresh links of a file of message `seq` (links last about an hour): that message again.
+  async refreshLinks(seq, a) {
+    if (!this.client || !this.conv || !seq) return null;
+    const page = await this.client.history(this.conv.id, { beforeSeq: seq + 1, limit: 1 });
+    for (const m of page.messages) for (const x of m.attachments) if (x.id === a.id) return x;
+    return null;
+  }
+
+  // Sends the composer's text and files, or again a send that failed (same clientMsgId:
+  // stored once, its files with it).
   async submit(retryId) {
     const v = retryId && this.currentView();
     const retry = v && v.messages.find((m) => m.clientMsgId === retryId && m.status !== 'sent');
     const text = retry ? retry.text : this.input.value.trim();
-    if (!text) return;
     if (!(await this.ensureSession())) return;
+    let attachments = retry ? retry.attachments || [] : [];
+    if (!text && !retry && (!this.tray || this.tray.empty)) return;
+    if (!retry && this.tray && !this.tray.empty) {
+      this.sendBtn.disabled = true;
+      const ok = await this.tray.ready();
+      this.sendBtn.disabled = false;
+      if (!ok) { this.tray.error(this.t('uploadFailedSend')); return; }
+      attachments = this.tray.attachments();
+      this.tray.clear();
+    }
+    if (!text && !attachments.length) return;
     this.client.start();
-    const opts = { clientMsgId: retryId || ChatClient.newId() };
+    const opts = { clientMsgId: retryId || ChatClient.newId(), attachments };
     if (this.conv) opts.conversationId = this.conv.id;
     else {
       opts.topic = this.draftTopic || (this.site && this.site.topics[0]) || '';
@@ -524,6 +592,8 @@ class Widget {
     const chatting = !!(this.conv || this.draftTopic);
     this.backBtn.hidden = !(this.draftTopic && !this.conv) && !(this.conv && this.conv.status === 'resolved');
     this.composer.hidden = !chatting || !!this.failed;
+    this.attachBtn.hidden = !!(this.site && this.site.fileKinds === 'none');
+    this.fileInput.accept = this.site && this.site.fileKinds === 'images' ? 'image/*' : '';
     this.body.replaceChildren();
     if (this.failed) {
       this.body.append(h('div', { class: 'empty' }, h('p', { class: 'error', text: t('unavailable') })));
@@ -668,8 +738,12 @@ class Widget {
     const mine = m.authorKind === 'visitor';
     const row = h('div', { class: 'msg ' + (mine ? 'mine' : 'theirs') + (intro ? ' intro' : '') });
     if (!mine && showName && m.authorName) row.append(h('div', { class: 'author', text: m.authorName }));
-    row.append(h('div', { class: 'bubble', dir: 'auto' }, linkify(m.text || '')));
+    if (m.text || intro) row.append(h('div', { class: 'bubble', dir: 'auto' }, linkify(m.text || '')));
     if (intro) return row;
+    const files = attachmentsView(m.attachments, {
+      t, open: (a, el) => this.openImage(a, el, m.seq), refresh: (a) => this.refreshLinks(m.seq, a)
+    });
+    if (files) row.append(files);
     const meta = h('div', { class: 'meta' });
     if (m.createdAt) meta.append(h('time', { datetime: new Date(m.createdAt).toISOString(), text: this.fmtTime.format(new Date(m.createdAt)) }));
     if (mine) {

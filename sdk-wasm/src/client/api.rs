@@ -208,10 +208,31 @@ impl ChatClient {
         #[wasm_bindgen(unchecked_param_type = "SendOptions | undefined")] opts: JsValue,
     ) -> Promise {
         let sh = self.sh.clone();
-        if text.trim().is_empty() || text.len() > wsmschat::limits::DEFAULT_MAX_MESSAGE_BYTES {
+        // The files: upload answers (`{ id, name, ... }`) or ids.
+        let files = crate::js::get(&opts, "attachments");
+        let files: Vec<JsValue> = if js_sys::Array::is_array(&files) {
+            js_sys::Array::from(&files).iter().collect()
+        } else {
+            Vec::new()
+        };
+        let attachment_ids: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.as_string().or_else(|| get_opt_str(f, "id")))
+            .collect();
+        let attachments_json = if files.is_empty() {
+            String::new()
+        } else {
+            let objects: js_sys::Array = files.iter().filter(|f| f.is_object()).collect();
+            js_sys::JSON::stringify(&objects)
+                .map(String::from)
+                .unwrap_or_default()
+        };
+        if (text.trim().is_empty() && attachment_ids.is_empty())
+            || text.len() > wsmschat::limits::DEFAULT_MAX_MESSAGE_BYTES
+        {
             let e = error(
                 Code::InvalidArgument,
-                "wsmschat: a message must have text, at most 4 KiB",
+                "wsmschat: a message must have text or files, and at most 4 KiB of text",
             );
             return Promise::reject(&e);
         }
@@ -235,6 +256,8 @@ impl ChatClient {
             follows,
             text,
             note,
+            attachment_ids,
+            attachments_json,
             state: SendState::Sending,
             error: String::new(),
         };
@@ -359,7 +382,7 @@ impl ChatClient {
         let sh = self.sh.clone();
         promise(async move {
             let before_seq = get_num(&opts, "beforeSeq") as u64;
-            let r = sh
+            let mut r = sh
                 .chat()
                 .get_history(sh.req(v1::GetHistoryRequest {
                     conversation_id: conversation_id.clone(),
@@ -368,6 +391,9 @@ impl ChatClient {
                 }))
                 .await
                 .map_err(|s| sh.err(&s))?;
+            for m in &mut r.messages {
+                sh.absolutize(m);
+            }
             if before_seq == 0 {
                 let newest = r.messages.last().map(|m| m.seq).unwrap_or(0);
                 sh.cursors.borrow_mut().advance(&conversation_id, newest);
@@ -467,5 +493,12 @@ impl ChatClient {
                 .map(js::conversation)
                 .unwrap_or_default())
         })
+    }
+
+    /// Where `POST` uploads go (`<server>/uploads`): the widget and console upload with
+    /// `XMLHttpRequest` for progress, with `Authorization: Bearer <token>`.
+    #[wasm_bindgen(getter, js_name = uploadUrl)]
+    pub fn upload_url(&self) -> String {
+        format!("{}/uploads", self.sh.server.trim_end_matches('/'))
     }
 }

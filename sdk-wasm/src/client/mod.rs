@@ -295,7 +295,24 @@ impl Shared {
             .s("authorName", "")
             .s("text", &p.text)
             .n("createdAt", created_at_ms as f64)
+            .v("attachments", pending_attachments(p))
             .s("status", status)
+    }
+
+    /// File links of a message as absolute URLs on this client's server.
+    pub(super) fn absolutize(&self, m: &mut v1::Message) {
+        for a in &mut m.attachments {
+            self.absolute_links(a);
+        }
+    }
+
+    pub(super) fn absolute_links(&self, a: &mut v1::Attachment) {
+        let base = self.server.trim_end_matches('/');
+        for url in [&mut a.url, &mut a.thumbnail_url] {
+            if url.starts_with('/') {
+                *url = format!("{base}{url}");
+            }
+        }
     }
 
     /// Our acknowledged send as a message, until the stream or history brings the stored one.
@@ -397,4 +414,15 @@ impl Item for Stored {
     fn client_msg_id(&self) -> &str {
         &self.client_msg_id
     }
+}
+
+/// A pending send's files as given to `send` (the upload answers), or `[]`.
+fn pending_attachments(p: &Pending) -> JsValue {
+    if p.attachments_json.is_empty() {
+        return js_sys::Array::new().into();
+    }
+    js_sys::JSON::parse(&p.attachments_json)
+        .ok()
+        .filter(js_sys::Array::is_array)
+        .unwrap_or_else(|| js_sys::Array::new().into())
 }

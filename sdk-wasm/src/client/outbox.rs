@@ -75,6 +75,8 @@ impl Shared {
             follows: get_str(&o, "follows"),
             text: get_str(&o, "text"),
             note: get_str(&o, "kind") == "note",
+            attachment_ids: js::get_strs(&o, "attachmentIds"),
+            attachments_json: get_str(&o, "attachments"),
             state: SendState::Waiting,
             error: String::new(),
         });
@@ -91,6 +93,8 @@ pub(super) fn pending_js(e: &Pending) -> JsValue {
         .s("follows", &e.follows)
         .s("text", &e.text)
         .s("kind", if e.note { "note" } else { "text" })
+        .strs("attachmentIds", &e.attachment_ids)
+        .s("attachments", &e.attachments_json)
         .done()
 }
 
@@ -120,7 +124,7 @@ async fn pump(sh: Rc<Shared>, mut wake: UnboundedReceiver<()>) {
             } else {
                 v1::MessageKind::Text
             } as i32,
-            ..Default::default()
+            attachment_ids: head.attachment_ids.clone(),
         };
         let result = sh.publish(Ce::SendMessage(msg)).await;
         match result {

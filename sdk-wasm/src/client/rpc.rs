@@ -31,6 +31,8 @@ rpcs! {
 
 #[cfg(feature = "agent")]
 rpcs! {
+    list_attachments: "/wsmschat.v1.ChatService/ListAttachments", v1::ListAttachmentsRequest => v1::ListAttachmentsResponse;
+    get_attachment: "/wsmschat.v1.ChatService/GetAttachment", v1::GetAttachmentRequest => v1::GetAttachmentResponse;
     list_conversations: "/wsmschat.v1.ChatService/ListConversations", v1::ListConversationsRequest => v1::ListConversationsResponse;
     get_visitor: "/wsmschat.v1.ChatService/GetVisitor", v1::GetVisitorRequest => v1::GetVisitorResponse;
     list_canned_replies: "/wsmschat.v1.ChatService/ListCannedReplies", v1::ListCannedRepliesRequest => v1::ListCannedRepliesResponse;

@@ -40,10 +40,11 @@ impl Shared {
                     .done();
                 self.emit("ready", &o);
             }
-            Se::Message(m) => {
+            Se::Message(mut m) => {
                 if !self.cursors.borrow_mut().accept(&m.conversation_id, m.seq) {
                     return false;
                 }
+                self.absolutize(&mut m);
                 // The app hears of the message first (to pick what it shows), then of the view.
                 self.emit("message", &js::message(&m));
                 let conversation = m.conversation_id.clone();

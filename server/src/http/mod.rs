@@ -212,7 +212,7 @@ async fn base_headers(mut res: axum::response::Response) -> axum::response::Resp
 /// The chat server's own pages (console, index): code from this origin only, never framed, a
 /// browsing-context group of their own (a same-origin opener cannot reach into them).
 const APP_CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
-    style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+    style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; \
     media-src 'self'; manifest-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
     form-action 'none'";
 
