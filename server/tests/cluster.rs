@@ -587,3 +587,115 @@ fn redis_cli(port: u16) -> redis::Connection {
         .get_connection()
         .unwrap()
 }
+
+/// A small real PNG (via the server's own image crate).
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 120]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// One HTTP request; (status, body).
+async fn http(method: &str, url: &str, token: Option<&str>, body: Vec<u8>) -> (u16, Vec<u8>) {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let mut req = http::Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let res = client
+        .request(req.body(Full::new(body.into())).unwrap())
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (
+        status,
+        res.into_body().collect().await.unwrap().to_bytes().to_vec(),
+    )
+}
+
+#[tokio::test]
+async fn a_file_uploaded_on_one_node_downloads_from_another() {
+    let c = cluster(2).await;
+    let ana = c.agent("Ana", &["Order"], 3).await;
+    let ana_token = c.login(1, &ana.email, "agent-password").await;
+    let mut chat0 = c.chat(0).await;
+    let mut chat1 = c.chat(1).await;
+    let mut inbox = Sub::open(&mut chat1, &ana_token, vec![], true)
+        .await
+        .unwrap();
+    // The visitor uploads and sends on node 0.
+    let visitor = c.visitor(0).await;
+    let bytes = png(400, 300);
+    let (status, body) = http(
+        "POST",
+        &format!("{}/uploads?name=parcel.png", c.nodes[0].url),
+        Some(&visitor),
+        bytes.clone(),
+    )
+    .await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let up: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let id = up["id"].as_str().unwrap().to_owned();
+    let ack = publish(
+        &mut chat0,
+        &visitor,
+        ev(Ce::SendMessage(v1::SendMessage {
+            topic: "Order".into(),
+            client_msg_id: "with-file".into(),
+            text: "broken".into(),
+            attachment_ids: vec![id.clone()],
+            ..Default::default()
+        })),
+    )
+    .await
+    .unwrap();
+    // The agent on node 1 gets it live, with links node 1 honours.
+    let m = inbox
+        .next_where(|e| match e {
+            Se::Message(m) if m.seq == ack.seq && m.conversation_id == ack.conversation_id => {
+                Some(m.clone())
+            }
+            _ => None,
+        })
+        .await;
+    let a = &m.attachments[0];
+    assert_eq!((a.id.as_str(), a.width, a.height), (id.as_str(), 400, 300));
+    let (status, got) = http("GET", &format!("{}{}", c.nodes[1].url, a.url), None, vec![]).await;
+    assert_eq!(status, 200);
+    assert_eq!(got, bytes, "node 1 serves what node 0 stored");
+    let (status, thumb) = http(
+        "GET",
+        &format!("{}{}", c.nodes[1].url, a.thumbnail_url),
+        None,
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(image::load_from_memory(&thumb).is_ok());
+    // Fresh links from node 1 work on node 0 too (one signing key for the cluster).
+    let fresh = chat1
+        .get_attachment(authed(
+            &ana_token,
+            v1::GetAttachmentRequest {
+                attachment_id: id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .attachment
+        .unwrap();
+    let (status, got) = http(
+        "GET",
+        &format!("{}{}", c.nodes[0].url, fresh.url),
+        None,
+        vec![],
+    )
+    .await;
+    assert_eq!((status, got.len()), (200, bytes.len()));
+    drop(inbox);
+    c.finish().await;
+}
