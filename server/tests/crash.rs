@@ -195,3 +195,104 @@ async fn sigterm_closes_streams_cleanly_and_keeps_every_ack() {
     server.child.wait().unwrap();
     drop_database(&database).await;
 }
+
+/// Files in a directory (none if it does not exist).
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_upload_leaves_no_partial_file() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // SQLite and the directory store: the files are on this disk to look at.
+    let dir = tempfile::tempdir().unwrap();
+    let database = wsmschat_server::Database::Sqlite(dir.path().join("wsmschat.db"));
+    let mut server = spawn(&database, &[]);
+    let visitor = visitor_at(&server.url).await;
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    // 1 MB of a 5 MB upload is sent, then the server is killed.
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    c.write_all(
+        format!(
+            "POST /uploads?name=big.pdf HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {visitor}\r\n\
+             content-length: 5242880\r\n\r\n%PDF-1.4\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    c.write_all(&vec![b' '; 1024 * 1024]).await.unwrap();
+    let spool = dir.path().join("files/tmp");
+    let objects = dir.path().join("files/objects");
+    for _ in 0..100 {
+        if !files_in(&spool).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(files_in(&spool).len(), 1, "the upload is being spooled");
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest).await;
+    assert!(
+        files_in(&objects).is_empty(),
+        "nothing half-written is stored"
+    );
+
+    // After a restart: the spool is swept, nothing names a partial file, uploads work.
+    let server = spawn(&database, &[]);
+    assert!(
+        files_in(&spool).is_empty(),
+        "the spool file was swept at start"
+    );
+    assert!(files_in(&objects).is_empty());
+    let mut chat = connect(&server.url).await;
+    let visitor = visitor_at(&server.url).await;
+    let body = b"%PDF-1.4\nsmall but whole\n".to_vec();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let res = client
+        .request(
+            http::Request::post(format!("{}/uploads?name=ok.pdf", server.url))
+                .header("authorization", format!("Bearer {visitor}"))
+                .body(http_body_util::Full::new(body.clone().into()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let json = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let up: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let id = up["id"].as_str().unwrap().to_owned();
+    let ack = publish(
+        &mut chat,
+        &visitor,
+        ev(wsmschat::v1::client_event::Event::SendMessage(
+            v1::SendMessage {
+                topic: "Order".into(),
+                client_msg_id: "after-crash".into(),
+                attachment_ids: vec![id.clone()],
+                ..Default::default()
+            },
+        )),
+    )
+    .await
+    .unwrap();
+    let page = history(&mut chat, &visitor, &ack.conversation_id).await;
+    assert_eq!(page[0].attachments[0].size, body.len() as u64);
+    assert_eq!(
+        files_in(&objects),
+        vec![id],
+        "one whole file, named by its row"
+    );
+}
