@@ -56,6 +56,12 @@ const OPS: &[&str] = &[
     "Chat.GetVisitor (A)",
     "Chat.ListCannedReplies",
     "Chat.ListAgentPresence",
+    "Chat.UploadAttachment (A's)",
+    "HTTP POST /uploads (A's)",
+    "Chat.GetAttachment (A's)",
+    "Chat.GetAttachment (note on A's)",
+    "Chat.DownloadAttachment (A's)",
+    "Chat.ListAttachments (A's)",
     "Admin.CreateSite",
     "Admin.UpdateSite",
     "Admin.ListSites",
@@ -242,7 +248,96 @@ fn req<T>(token: &Option<String>, msg: T) -> tonic::Request<T> {
     }
 }
 
+/// A tiny real PNG.
+fn png() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(4, 4, |x, y| image::Rgb([x as u8, y as u8, 9]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// `POST /uploads` with an optional bearer token; the outcome as a gRPC status.
+async fn http_upload(
+    url: &str,
+    token: &Option<String>,
+    conversation: &str,
+) -> Result<(), tonic::Status> {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let mut req = http::Request::post(format!(
+        "{url}/uploads?name=a.png&conversation={conversation}"
+    ));
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let res = client
+        .request(req.body(Full::new(png().into())).unwrap())
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let message = String::from_utf8_lossy(&body).into_owned();
+    match status {
+        201 => Ok(()),
+        400 => Err(tonic::Status::invalid_argument(message)),
+        401 => Err(tonic::Status::unauthenticated(message)),
+        403 => Err(tonic::Status::permission_denied(message)),
+        404 => Err(tonic::Status::not_found(message)),
+        429 => Err(tonic::Status::resource_exhausted(message)),
+        other => panic!("unexpected HTTP status {other}: {message}"),
+    }
+}
+
 impl World {
+    /// A new conversation of visitor A with a file visitor A sent (or, `note`, a file the
+    /// admin sent in a private note); returns (conversation, file id).
+    async fn file_message(&self, note: bool) -> (String, String) {
+        let conv = self.conversation(false).await;
+        let author = if note { &self.admin } else { &self.visitor_a };
+        let mut chat = self.s.chat().await;
+        let parts = vec![
+            v1::UploadAttachmentRequest {
+                part: Some(v1::upload_attachment_request::Part::Metadata(
+                    v1::UploadMetadata {
+                        name: "a.png".into(),
+                        conversation_id: conv.clone(),
+                        size: 0,
+                    },
+                )),
+            },
+            v1::UploadAttachmentRequest {
+                part: Some(v1::upload_attachment_request::Part::Chunk(png())),
+            },
+        ];
+        let id = chat
+            .upload_attachment(authed(author, futures_util::stream::iter(parts)))
+            .await
+            .unwrap()
+            .into_inner()
+            .attachment
+            .unwrap()
+            .id;
+        publish(
+            &mut chat,
+            author,
+            ev(Ce::SendMessage(v1::SendMessage {
+                conversation_id: conv.clone(),
+                client_msg_id: uuid(),
+                kind: if note {
+                    v1::MessageKind::Note
+                } else {
+                    v1::MessageKind::Text
+                } as i32,
+                attachment_ids: vec![id.clone()],
+                ..Default::default()
+            })),
+        )
+        .await
+        .unwrap();
+        (conv, id)
+    }
+
     /// A new conversation of visitor A (resolved when asked).
     async fn conversation(&self, resolved: bool) -> String {
         let mut chat = self.s.chat().await;
@@ -506,6 +601,67 @@ impl World {
                 .list_agent_presence(req(token, v1::ListAgentPresenceRequest {}))
                 .await
                 .map(drop),
+            "Chat.UploadAttachment (A's)" => {
+                let conv = self.conversation(false).await;
+                let parts = vec![
+                    v1::UploadAttachmentRequest {
+                        part: Some(v1::upload_attachment_request::Part::Metadata(
+                            v1::UploadMetadata {
+                                name: "a.png".into(),
+                                conversation_id: conv,
+                                size: 0,
+                            },
+                        )),
+                    },
+                    v1::UploadAttachmentRequest {
+                        part: Some(v1::upload_attachment_request::Part::Chunk(png())),
+                    },
+                ];
+                chat.upload_attachment(req(token, futures_util::stream::iter(parts)))
+                    .await
+                    .map(drop)
+            }
+            "HTTP POST /uploads (A's)" => {
+                let conv = self.conversation(false).await;
+                http_upload(&self.s.url, token, &conv).await
+            }
+            "Chat.GetAttachment (A's)" | "Chat.GetAttachment (note on A's)" => {
+                let (_, id) = self.file_message(op.contains("note")).await;
+                chat.get_attachment(req(token, v1::GetAttachmentRequest { attachment_id: id }))
+                    .await
+                    .map(drop)
+            }
+            "Chat.DownloadAttachment (A's)" => {
+                let (_, id) = self.file_message(false).await;
+                match chat
+                    .download_attachment(req(
+                        token,
+                        v1::DownloadAttachmentRequest {
+                            attachment_id: id,
+                            thumbnail: false,
+                        },
+                    ))
+                    .await
+                {
+                    Ok(r) => {
+                        let mut s = r.into_inner();
+                        while s.message().await?.is_some() {}
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            "Chat.ListAttachments (A's)" => {
+                let (conv, _) = self.file_message(false).await;
+                chat.list_attachments(req(
+                    token,
+                    v1::ListAttachmentsRequest {
+                        conversation_id: conv,
+                    },
+                ))
+                .await
+                .map(drop)
+            }
             "Admin.CreateSite" => adm
                 .create_site(req(
                     token,
@@ -727,7 +883,11 @@ async fn every_rpc_against_every_caller() {
             assert_eq!(row[col("key admin")], "ok", "{op} by the admin key");
         }
         if op.contains("note") {
-            assert_ne!(row[col("visitor A")], "ok", "visitors cannot write notes");
+            assert_ne!(
+                row[col("visitor A")],
+                "ok",
+                "visitors cannot write or read notes"
+            );
         }
     }
     let table = render(&rows);
