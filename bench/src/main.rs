@@ -5,6 +5,8 @@
 //! - `ramp`: `conversations` at rising offered load; the highest step with p99 <= 50 ms and
 //!   nothing lost.
 //! - `idle`: N visitor streams held open; server RSS per stream.
+//! - `upload`: N concurrent uploads of M MiB over HTTP `POST /uploads`, bodies streamed;
+//!   throughput, upload time, server CPU and the server's peak RSS above idle.
 //!
 //! The load runs in child processes (`--workers`), each on a one-thread runtime by default.
 //! Server CPU and memory come from /proc given its pid (`--server-pid`, or `--server-bin` to
@@ -16,6 +18,7 @@ mod idle;
 mod net;
 mod procfs;
 mod server;
+mod upload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -52,6 +55,8 @@ enum Cmd {
     Ramp(RampArgs),
     /// Hold N idle visitor streams; server memory per stream.
     Idle(IdleArgs),
+    /// Concurrent file uploads over HTTP POST /uploads; throughput and server memory.
+    Upload(UploadArgs),
     /// Internal: one load process (spawned by the others).
     #[command(hide = true)]
     Worker,
@@ -213,6 +218,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Conversations(a) => cmd_conversations(a).await,
             Cmd::Ramp(a) => cmd_ramp(a).await,
             Cmd::Idle(a) => cmd_idle(a).await,
+            Cmd::Upload(a) => cmd_upload(a).await,
             Cmd::Worker => unreachable!(),
         }
     })
@@ -338,6 +344,26 @@ fn split(n: usize, w: usize) -> Vec<(usize, usize)> {
 
 fn print_json(v: &Value) {
     println!("{}", serde_json::to_string(v).expect("serialisable"));
+}
+
+#[derive(Args, Clone)]
+struct UploadArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Uploads, all started at once.
+    #[arg(long, default_value_t = 20)]
+    uploads: usize,
+    /// Size of each file, MiB (above the site's limit, the demo site's limit is raised first).
+    #[arg(long, default_value_t = 10.0)]
+    mb: f64,
+    /// RSS sampling interval, milliseconds.
+    #[arg(long, default_value_t = 20)]
+    sample_ms: u64,
+    /// Admin login used to raise the demo site's file limit (started servers: the demo admin).
+    #[arg(long, default_value = "admin@example.com")]
+    admin_email: String,
+    #[arg(long, default_value = "bench-password-1")]
+    admin_password: String,
 }
 
 // ---------------------------------------------------------------- conversations
@@ -981,6 +1007,151 @@ async fn cmd_idle(a: IdleArgs) -> anyhow::Result<()> {
         bail!("check failed: {failed} streams failed to open, {ended} ended early");
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------- upload
+
+async fn cmd_upload(a: UploadArgs) -> anyhow::Result<()> {
+    if a.uploads == 0 || a.mb <= 0.0 {
+        bail!("--uploads and --mb must be positive");
+    }
+    let server = open_server(&a.server)?;
+    let addr = net::loopback_addr(&server.url)?;
+    let len = (a.mb * 1024.0 * 1024.0).round() as u64;
+    if len > upload::DEFAULT_SITE_MAX {
+        upload::raise_site_limit(addr, &a.admin_email, &a.admin_password, len).await?;
+    }
+    let token = upload::visitor_token(addr).await?;
+    let (first, block) = upload::blocks();
+    // Warm-up: one small upload, so idle includes what the first upload sets up once.
+    let warm = upload::upload_once(
+        addr,
+        &token,
+        "warm-up.pdf",
+        first.clone(),
+        block.clone(),
+        upload::BLOCK as u64,
+    )
+    .await;
+    upload::check_stored(&warm, upload::BLOCK as u64).context("warm-up upload")?;
+    log(format!(
+        "upload: {} concurrent uploads of {} MiB ({} bytes each), {} KiB frames",
+        a.uploads,
+        a.mb,
+        len,
+        upload::BLOCK / 1024
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = server.pid.and_then(procfs::sample);
+    let sampler = server
+        .pid
+        .map(|pid| upload::RssSampler::start(pid, Duration::from_millis(a.sample_ms)));
+    let m0 = procfs::machine();
+    let t0 = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..a.uploads {
+        let (token, first, block) = (token.clone(), first.clone(), block.clone());
+        tasks.push(tokio::spawn(async move {
+            upload::upload_once(addr, &token, &format!("bench-{i}.pdf"), first, block, len).await
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await?);
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let m1 = procfs::machine();
+    let after = server.pid.and_then(procfs::sample);
+    let (peak_kb, samples) = sampler.map(|s| s.finish()).unwrap_or((0, 0));
+    drop(server);
+
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for o in &outcomes {
+        if let Err(e) = upload::check_stored(o, len) {
+            *errors.entry(e.to_string()).or_default() += 1;
+        }
+    }
+    let ok = outcomes.len() as u64 - errors.values().sum::<u64>();
+    let mut secs: Vec<f64> = outcomes.iter().map(|o| o.elapsed.as_secs_f64()).collect();
+    secs.sort_by(f64::total_cmp);
+    let mib = len as f64 / (1024.0 * 1024.0);
+    let stored_mib = ok as f64 * mib;
+    let cpu_s = match (idle, after) {
+        (Some(x), Some(y)) => Some(r3(
+            y.ticks.saturating_sub(x.ticks) as f64 / procfs::clk_tck()
+        )),
+        _ => None,
+    };
+    let idle_kb = idle.map(|s| s.rss_kb);
+    let growth_mb = idle_kb.map(|i| r1(peak_kb.saturating_sub(i) as f64 / 1024.0));
+    let v = json!({
+        "mode": "upload",
+        "label": a.server.label,
+        "params": { "uploads": a.uploads, "mib": a.mb, "bytes": len, "frameBytes": upload::BLOCK, "sampleMs": a.sample_ms },
+        "ok": ok,
+        "errors": errors,
+        "wallS": r3(wall),
+        "throughputMBps": r1(stored_mib / wall),
+        "uploadS": {
+            "p50": r3(upload::quantile(&secs, 0.5)),
+            "p99": r3(upload::quantile(&secs, 0.99)),
+            "min": r3(secs.first().copied().unwrap_or(0.0)),
+            "max": r3(secs.last().copied().unwrap_or(0.0)),
+        },
+        "server": {
+            "cpuS": cpu_s,
+            "cpuMsPerMB": cpu_s.filter(|_| stored_mib > 0.0).map(|c| r1(c * 1000.0 / stored_mib)),
+            "rssIdleMB": idle_kb.map(|k| r1(k as f64 / 1024.0)),
+            "rssPeakMB": server_pid_mb(peak_kb, samples),
+            "rssGrowthMB": growth_mb,
+            "rssAfterMB": after.map(|s| r1(s.rss_kb as f64 / 1024.0)),
+            "rssSamples": samples,
+        },
+        "machine": { "cpus": procfs::cpus(), "cpuPct": r1(procfs::machine_pct(&m0, &m1)) },
+    });
+    if a.server.json {
+        print_json(&v);
+    } else {
+        println!(
+            "{ok}/{} uploads of {} MiB stored in {:.2} s: {} MB/s",
+            a.uploads, a.mb, wall, v["throughputMBps"]
+        );
+        let u = &v["uploadS"];
+        println!(
+            "per upload: p50 {:.0} ms, p99 {:.0} ms (min {:.0}, max {:.0})",
+            u["p50"].as_f64().unwrap_or(0.0) * 1000.0,
+            u["p99"].as_f64().unwrap_or(0.0) * 1000.0,
+            u["min"].as_f64().unwrap_or(0.0) * 1000.0,
+            u["max"].as_f64().unwrap_or(0.0) * 1000.0
+        );
+        let s = &v["server"];
+        println!(
+            "server: CPU {} s ({} ms per MB); RSS idle {} MB, peak {} MB, growth {} MB ({} samples), after {} MB; machine CPU {}%",
+            s["cpuS"],
+            s["cpuMsPerMB"],
+            s["rssIdleMB"],
+            s["rssPeakMB"],
+            s["rssGrowthMB"],
+            s["rssSamples"],
+            s["rssAfterMB"],
+            v["machine"]["cpuPct"]
+        );
+        for (e, n) in &errors {
+            println!("error x{n}: {e}");
+        }
+    }
+    if a.server.check && ok != a.uploads as u64 {
+        bail!(
+            "check failed: {} of {} uploads were not stored whole",
+            a.uploads as u64 - ok,
+            a.uploads
+        );
+    }
+    Ok(())
+}
+
+fn server_pid_mb(peak_kb: u64, samples: u64) -> Option<f64> {
+    (samples > 0).then(|| r1(peak_kb as f64 / 1024.0))
 }
 
 // ---------------------------------------------------------------- the load process

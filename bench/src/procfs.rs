@@ -42,6 +42,16 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     })
 }
 
+/// VmRSS of a process in kB (one small read, for frequent sampling). None if it is gone.
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
 /// CPU use between two samples, in % of one core.
 pub fn cpu_pct(a: &ProcSample, b: &ProcSample) -> f64 {
     let secs = b.at.duration_since(a.at).as_secs_f64();
