@@ -145,7 +145,13 @@ async fn file_store(config: &Config) -> anyhow::Result<(Arc<dyn files::blob::Blo
     match (&config.database, config.core.files_store) {
         (Database::Postgres { url, .. }, FileStore::Auto | FileStore::Postgres) => {
             let spool = match dir {
-                Some(d) => d.join("tmp"),
+                Some(d) => {
+                    // The spool of the files directory outlives a crash: swept as the
+                    // directory store's is (files cut off mid-upload are never named).
+                    let spool = d.join("tmp");
+                    files::blob::sweep_spool(&spool)?;
+                    spool
+                }
                 None => std::env::temp_dir().join(format!(
                     "wsmschat-spool-{}",
                     hex::encode(util::random_bytes::<6>())

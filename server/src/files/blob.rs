@@ -51,6 +51,17 @@ fn check_key(key: &str) -> io::Result<()> {
     }
 }
 
+/// Creates the spool directory `dir`, deleting the files a crash left in it (uploads cut off
+/// before their bytes were stored: no row names them). Whatever the store, at start.
+pub fn sweep_spool(dir: &Path) -> io::Result<()> {
+    if dir.exists() {
+        for entry in std::fs::read_dir(dir)? {
+            let _ = std::fs::remove_file(entry?.path());
+        }
+    }
+    std::fs::create_dir_all(dir)
+}
+
 /// Files under a directory: `<root>/objects/<key>`; spool files in `<root>/tmp` (the same
 /// filesystem, so the final rename is atomic).
 pub struct FsBlobs {
@@ -61,13 +72,7 @@ impl FsBlobs {
     /// Creates the directories; deletes spool files left by a crash.
     pub fn open(root: PathBuf) -> io::Result<Self> {
         std::fs::create_dir_all(root.join("objects"))?;
-        let tmp = root.join("tmp");
-        if tmp.exists() {
-            for entry in std::fs::read_dir(&tmp)? {
-                let _ = std::fs::remove_file(entry?.path());
-            }
-        }
-        std::fs::create_dir_all(&tmp)?;
+        sweep_spool(&root.join("tmp"))?;
         Ok(Self { root })
     }
 
