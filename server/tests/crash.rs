@@ -207,17 +207,11 @@ fn files_in(dir: &std::path::Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn a_server_killed_mid_upload_leaves_no_partial_file() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // SQLite and the directory store: the files are on this disk to look at.
-    let dir = tempfile::tempdir().unwrap();
-    let database = wsmschat_server::Database::Sqlite(dir.path().join("wsmschat.db"));
-    let mut server = spawn(&database, &[]);
-    let visitor = visitor_at(&server.url).await;
-    let addr = server.url.trim_start_matches("http://").to_owned();
-    // 1 MB of a 5 MB upload is sent, then the server is killed.
-    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+/// Starts a 5 MB upload on a raw connection and sends its first MB (the rest never comes).
+async fn start_partial_upload(url: &str, visitor: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = url.trim_start_matches("http://");
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
     c.write_all(
         format!(
             "POST /uploads?name=big.pdf HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {visitor}\r\n\
@@ -228,50 +222,57 @@ async fn a_server_killed_mid_upload_leaves_no_partial_file() {
     .await
     .unwrap();
     c.write_all(&vec![b' '; 1024 * 1024]).await.unwrap();
-    let spool = dir.path().join("files/tmp");
-    let objects = dir.path().join("files/objects");
-    for _ in 0..100 {
-        if !files_in(&spool).is_empty() {
-            break;
+    c
+}
+
+/// Waits until the spool holds one file with most of the first MB in it; its path.
+async fn wait_spooled(spool: &std::path::Path) -> std::path::PathBuf {
+    for _ in 0..250 {
+        if let [name] = files_in(spool).as_slice() {
+            let path = spool.join(name);
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() >= 512 * 1024) {
+                return path;
+            }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(files_in(&spool).len(), 1, "the upload is being spooled");
+    panic!("the upload is not being spooled: {:?}", files_in(spool));
+}
+
+/// SIGKILL, then the client sees its connection end (no answer).
+async fn kill_mid_upload(server: &mut Proc, mut c: tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
     server.child.kill().unwrap(); // SIGKILL
     server.child.wait().unwrap();
     let mut rest = Vec::new();
-    let _ = c.read_to_end(&mut rest).await;
+    let _ = tokio::time::timeout(WAIT, c.read_to_end(&mut rest)).await;
     assert!(
-        files_in(&objects).is_empty(),
-        "nothing half-written is stored"
+        !String::from_utf8_lossy(&rest).contains(" 201 "),
+        "the partial upload was not accepted"
     );
+}
 
-    // After a restart: the spool is swept, nothing names a partial file, uploads work.
-    let server = spawn(&database, &[]);
-    assert!(
-        files_in(&spool).is_empty(),
-        "the spool file was swept at start"
-    );
-    assert!(files_in(&objects).is_empty());
-    let mut chat = connect(&server.url).await;
-    let visitor = visitor_at(&server.url).await;
-    let body = b"%PDF-1.4\nsmall but whole\n".to_vec();
+/// A whole 2 MB upload on a restarted server, sent in a message and downloaded by its link:
+/// the same bytes. Returns the upload id.
+async fn upload_send_download(url: &str) -> String {
+    use http_body_util::{BodyExt, Full};
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<bytes::Bytes>>();
+        .build_http::<Full<bytes::Bytes>>();
+    let mut chat = connect(url).await;
+    let visitor = visitor_at(url).await;
+    let mut body = b"%PDF-1.4\n".to_vec();
+    body.extend((0..2 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
     let res = client
         .request(
-            http::Request::post(format!("{}/uploads?name=ok.pdf", server.url))
+            http::Request::post(format!("{url}/uploads?name=ok.pdf"))
                 .header("authorization", format!("Bearer {visitor}"))
-                .body(http_body_util::Full::new(body.clone().into()))
+                .body(Full::new(body.clone().into()))
                 .unwrap(),
         )
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
-    let json = http_body_util::BodyExt::collect(res.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
+    let json = res.into_body().collect().await.unwrap().to_bytes();
     let up: serde_json::Value = serde_json::from_slice(&json).unwrap();
     let id = up["id"].as_str().unwrap().to_owned();
     let ack = publish(
@@ -289,10 +290,104 @@ async fn a_server_killed_mid_upload_leaves_no_partial_file() {
     .await
     .unwrap();
     let page = history(&mut chat, &visitor, &ack.conversation_id).await;
-    assert_eq!(page[0].attachments[0].size, body.len() as u64);
+    let a = &page[0].attachments[0];
+    assert_eq!((a.id.as_str(), a.size), (id.as_str(), body.len() as u64));
+    let res = client
+        .request(
+            http::Request::get(format!("{url}{}", a.url))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let got = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(got == body, "the file downloads intact");
+    id
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_upload_leaves_no_partial_file() {
+    // SQLite and the directory store: the files are on this disk to look at.
+    let dir = tempfile::tempdir().unwrap();
+    let database = wsmschat_server::Database::Sqlite(dir.path().join("wsmschat.db"));
+    let mut server = spawn(&database, &[]);
+    let visitor = visitor_at(&server.url).await;
+    // 1 MB of a 5 MB upload is sent, then the server is killed.
+    let c = start_partial_upload(&server.url, &visitor).await;
+    let spool = dir.path().join("files/tmp");
+    let objects = dir.path().join("files/objects");
+    wait_spooled(&spool).await;
+    kill_mid_upload(&mut server, c).await;
+    assert!(
+        files_in(&objects).is_empty(),
+        "nothing half-written is stored"
+    );
+
+    // After a restart: the spool is swept, nothing names a partial file, uploads work.
+    let server = spawn(&database, &[]);
+    assert!(
+        files_in(&spool).is_empty(),
+        "the spool file was swept at start"
+    );
+    assert!(files_in(&objects).is_empty());
+    let id = upload_send_download(&server.url).await;
     assert_eq!(
         files_in(&objects),
         vec![id],
         "one whole file, named by its row"
     );
+}
+
+/// Rows of a table in the database at `url`.
+async fn count_rows(url: &str, table: &str) -> i64 {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_upload_on_postgresql_leaves_no_partial_file() {
+    // PostgreSQL keeps the files (table file_chunks); the spool is in the files directory.
+    let dir = tempfile::tempdir().unwrap();
+    let database = postgres_database(&postgres_base()).await;
+    let wsmschat_server::Database::Postgres { url, .. } = &database else {
+        unreachable!()
+    };
+    let files_dir = dir.path().to_str().unwrap().to_owned();
+    let args = ["--files-dir", files_dir.as_str()];
+    let mut server = spawn(&database, &args);
+    let visitor = visitor_at(&server.url).await;
+    let c = start_partial_upload(&server.url, &visitor).await;
+    let spool = dir.path().join("tmp");
+    let partial = wait_spooled(&spool).await;
+    kill_mid_upload(&mut server, c).await;
+    assert_eq!(count_rows(url, "file_chunks").await, 0, "no byte stored");
+    assert_eq!(count_rows(url, "uploads").await, 0, "no row names it");
+
+    let server = spawn(&database, &args);
+    assert!(
+        !partial.exists() && files_in(&spool).is_empty(),
+        "the spool file was swept at start: {:?}",
+        files_in(&spool)
+    );
+    let id = upload_send_download(&server.url).await;
+    assert_eq!(count_rows(url, "uploads").await, 1);
+    assert!(
+        count_rows(url, "file_chunks").await >= 8,
+        "2 MB in 256 KiB rows"
+    );
+    assert!(
+        files_in(&spool).is_empty(),
+        "the spool file went into the database"
+    );
+    assert!(id.starts_with("f_"));
+    drop(server);
+    drop_database(&database).await;
 }
