@@ -62,6 +62,8 @@ const OPS: &[&str] = &[
     "Chat.GetAttachment (note on A's)",
     "Chat.DownloadAttachment (A's)",
     "Chat.ListAttachments (A's)",
+    "HTTP GET /files (link to a file of A's)",
+    "HTTP GET /files (forged link)",
     "Admin.CreateSite",
     "Admin.UpdateSite",
     "Admin.ListSites",
@@ -289,7 +291,50 @@ async fn http_upload(
     }
 }
 
+/// `GET {url}{path}` (a file link) with an optional bearer token; the outcome as a status.
+async fn http_get(url: &str, path: &str, token: &Option<String>) -> Result<(), tonic::Status> {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let mut req = http::Request::get(format!("{url}{path}"));
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let res = client
+        .request(req.body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let message = String::from_utf8_lossy(&body).into_owned();
+    match status {
+        200 => Ok(()),
+        401 => Err(tonic::Status::unauthenticated(message)),
+        403 => Err(tonic::Status::permission_denied(message)),
+        404 => Err(tonic::Status::not_found(message)),
+        other => panic!("unexpected HTTP status {other}: {message}"),
+    }
+}
+
 impl World {
+    /// A signed link to a file visitor A sent in their conversation (as visitor A got it).
+    async fn file_link(&self) -> String {
+        let (_, id) = self.file_message(false).await;
+        self.s
+            .chat()
+            .await
+            .get_attachment(authed(
+                &self.visitor_a,
+                v1::GetAttachmentRequest { attachment_id: id },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .attachment
+            .unwrap()
+            .url
+    }
+
     /// A new conversation of visitor A with a file visitor A sent (or, `note`, a file the
     /// admin sent in a private note); returns (conversation, file id).
     async fn file_message(&self, note: bool) -> (String, String) {
@@ -662,6 +707,18 @@ impl World {
                 .await
                 .map(drop)
             }
+            // The link is the capability (handed only to those who get the message): the
+            // caller's token, whatever it is, is neither needed nor looked at.
+            "HTTP GET /files (link to a file of A's)" => {
+                let link = self.file_link().await;
+                http_get(&self.s.url, &link, token).await
+            }
+            "HTTP GET /files (forged link)" => {
+                let link = self.file_link().await;
+                let (path, _) = link.split_once("&s=").unwrap();
+                let forged = format!("{path}&s=AAAAAAAAAAAAAAAAAAAAAAAA");
+                http_get(&self.s.url, &forged, token).await
+            }
             "Admin.CreateSite" => adm
                 .create_site(req(
                     token,
@@ -824,7 +881,10 @@ fn render(rows: &[Vec<&'static str>]) -> String {
          The `agent` and `key chat` columns have no site limit. Agents on a site that restricts \
          them to their topics, live events of inbox streams and auto-assignment across sites are \
          tested in `server/tests/security.rs` \
-         (`agents_and_keys_see_only_their_sites_and_restricted_topics`).\n\n",
+         (`agents_and_keys_see_only_their_sites_and_restricted_topics`).\n\n\
+         File links (`GET /files/...`) are signed, expiring capabilities handed out with the \
+         message: the caller's token is not looked at, so every column is the same; who gets \
+         a link is what the message rows above (and `Chat.GetAttachment`) decide.\n\n",
     );
     out.push_str("| operation | ");
     out.push_str(&CALLERS.join(" | "));
@@ -851,7 +911,7 @@ async fn every_rpc_against_every_caller() {
     // Invariants, whatever the table says.
     let col = |name: &str| CALLERS.iter().position(|c| *c == name).unwrap();
     for (op, row) in OPS.iter().zip(&rows) {
-        let public = op.starts_with("Session.");
+        let public = op.starts_with("Session.") || op.starts_with("HTTP GET /files");
         for dead in [
             "none",
             "malformed",
@@ -888,6 +948,9 @@ async fn every_rpc_against_every_caller() {
                 "ok",
                 "visitors cannot write or read notes"
             );
+        }
+        if op.contains("forged") {
+            assert!(row.iter().all(|c| *c == "denied"), "{op}: {row:?}");
         }
     }
     let table = render(&rows);
