@@ -21,6 +21,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // stream, which dominates an idle browser stream's memory (see src/lib.rs `codec`).
         .codec_path("crate::codec::LeanCodec")
         .build_transport(std::env::var_os("CARGO_FEATURE_TRANSPORT").is_some())
-        .compile_fds(fds)?;
+        .compile_fds(fds.clone())?;
+    if std::env::var_os("CARGO_FEATURE_JSON").is_some() {
+        pbjson_build::Builder::new()
+            .register_descriptors(&prost::Message::encode_to_vec(&fds))?
+            .out_dir(&out)
+            .build(&[".wsmschat.v1"])?;
+    }
     Ok(())
 }

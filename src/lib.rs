@@ -10,6 +10,9 @@
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("wsmschat.v1");
+    // serde impls in protobuf's canonical JSON mapping (feature `json`).
+    #[cfg(feature = "json")]
+    include!(concat!(env!("OUT_DIR"), "/wsmschat.v1.serde.rs"));
 
     /// Encoded `FileDescriptorSet` of the protocol, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -398,4 +398,246 @@ impl ChatClient {
             Ok(js::report(&r))
         })
     }
+
+    // ------------------------------------------------------------ webhooks
+
+    /// Adds a webhook endpoint to a site; resolves with `{ webhook, secret }` (shown once).
+    #[wasm_bindgen(js_name = createWebhook, unchecked_return_type = "Promise<{ webhook: Webhook; secret: string }>")]
+    pub fn create_webhook(&self, input: WebhookInput) -> Promise {
+        let sh = self.sh.clone();
+        let w = webhook_from(&input.into());
+        promise(async move {
+            let r = sh
+                .admin()
+                .create_webhook(sh.req(v1::CreateWebhookRequest {
+                    site_id: w.site_id,
+                    url: w.url,
+                    events: w.events,
+                    description: w.description,
+                }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(O::new()
+                .v(
+                    "webhook",
+                    r.webhook.as_ref().map(webhook).unwrap_or_default(),
+                )
+                .s("secret", &r.secret)
+                .done())
+        })
+    }
+
+    /// Replaces an endpoint's url, events, description and enabled state (by id); with
+    /// `rotateSecret`, resolves with the new secret (else `secret` is "").
+    #[wasm_bindgen(js_name = updateWebhook, unchecked_return_type = "Promise<{ webhook: Webhook; secret: string }>")]
+    pub fn update_webhook(&self, input: WebhookInput, rotate_secret: Option<bool>) -> Promise {
+        let sh = self.sh.clone();
+        let w = webhook_from(&input.into());
+        promise(async move {
+            let r = sh
+                .admin()
+                .update_webhook(sh.req(v1::UpdateWebhookRequest {
+                    webhook: Some(w),
+                    rotate_secret: rotate_secret.unwrap_or(false),
+                }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(O::new()
+                .v(
+                    "webhook",
+                    r.webhook.as_ref().map(webhook).unwrap_or_default(),
+                )
+                .s("secret", &r.secret)
+                .done())
+        })
+    }
+
+    /// Deletes an endpoint and its delivery log.
+    #[wasm_bindgen(js_name = deleteWebhook, unchecked_return_type = "Promise<void>")]
+    pub fn delete_webhook(&self, id: String) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            sh.admin()
+                .delete_webhook(sh.req(v1::DeleteWebhookRequest { webhook_id: id }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Endpoints of a site (all sites without one), oldest first.
+    #[wasm_bindgen(js_name = listWebhooks, unchecked_return_type = "Promise<Webhook[]>")]
+    pub fn list_webhooks(&self, site_id: Option<String>) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .admin()
+                .list_webhooks(sh.req(v1::ListWebhooksRequest {
+                    site_id: site_id.unwrap_or_default(),
+                }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(js::array(&r.webhooks, webhook))
+        })
+    }
+
+    /// An endpoint's delivery log, newest first (`state`: "pending" | "delivered" | "failed"
+    /// to filter; `beforeMs` to page).
+    #[wasm_bindgen(js_name = listWebhookDeliveries, unchecked_return_type = "Promise<WebhookDelivery[]>")]
+    pub fn list_webhook_deliveries(
+        &self,
+        webhook_id: String,
+        #[wasm_bindgen(
+            unchecked_param_type = "{ state?: string; limit?: number; beforeMs?: number } | undefined"
+        )]
+        options: JsValue,
+    ) -> Promise {
+        let sh = self.sh.clone();
+        let req = v1::ListWebhookDeliveriesRequest {
+            webhook_id,
+            state: delivery_state_from(&get_str(&options, "state")) as i32,
+            limit: js::get_num(&options, "limit") as u32,
+            before_ms: js::get_num(&options, "beforeMs") as i64,
+        };
+        promise(async move {
+            let r = sh
+                .admin()
+                .list_webhook_deliveries(sh.req(req))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(js::array(&r.deliveries, delivery))
+        })
+    }
+
+    /// Queues deliveries again: these event ids, or (with none) every failed one. Resolves
+    /// with how many.
+    #[wasm_bindgen(js_name = resendWebhookDeliveries, unchecked_return_type = "Promise<number>")]
+    pub fn resend_webhook_deliveries(
+        &self,
+        webhook_id: String,
+        #[wasm_bindgen(unchecked_param_type = "string[] | undefined")] event_ids: Option<
+            Vec<String>,
+        >,
+    ) -> Promise {
+        let sh = self.sh.clone();
+        let event_ids = event_ids.unwrap_or_default();
+        promise(async move {
+            let r = sh
+                .admin()
+                .resend_webhook_deliveries(sh.req(v1::ResendWebhookDeliveriesRequest {
+                    webhook_id,
+                    all_failed: event_ids.is_empty(),
+                    event_ids,
+                }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(JsValue::from_f64(r.queued as f64))
+        })
+    }
+}
+
+/// Wire names of webhook event types (as the JSON bodies' `type`).
+const WEBHOOK_EVENTS: [(v1::WebhookEventType, &str); 8] = [
+    (
+        v1::WebhookEventType::ConversationCreated,
+        "conversation.created",
+    ),
+    (
+        v1::WebhookEventType::ConversationAssigned,
+        "conversation.assigned",
+    ),
+    (
+        v1::WebhookEventType::ConversationResolved,
+        "conversation.resolved",
+    ),
+    (
+        v1::WebhookEventType::ConversationReopened,
+        "conversation.reopened",
+    ),
+    (v1::WebhookEventType::MessageCreated, "message.created"),
+    (v1::WebhookEventType::NoteCreated, "note.created"),
+    (v1::WebhookEventType::RatingSubmitted, "rating.submitted"),
+    (
+        v1::WebhookEventType::VisitorIdentified,
+        "visitor.identified",
+    ),
+];
+
+fn event_name(t: i32) -> &'static str {
+    WEBHOOK_EVENTS
+        .iter()
+        .find(|(e, _)| *e as i32 == t)
+        .map(|(_, n)| *n)
+        .unwrap_or("")
+}
+
+fn webhook(w: &v1::WebhookEndpoint) -> JsValue {
+    let events: Vec<String> = w.events.iter().map(|e| event_name(*e).to_owned()).collect();
+    O::new()
+        .s("id", &w.id)
+        .s("siteId", &w.site_id)
+        .s("url", &w.url)
+        .strs("events", &events)
+        .b("enabled", w.enabled)
+        .s("description", &w.description)
+        .n("createdAt", w.created_at_ms as f64)
+        .s("disabledReason", &w.disabled_reason)
+        .n("failingSince", w.failing_since_ms as f64)
+        .n("lastSuccessAt", w.last_success_at_ms as f64)
+        .n("pending", w.pending as f64)
+        .n("failed", w.failed as f64)
+        .done()
+}
+
+fn webhook_from(o: &JsValue) -> v1::WebhookEndpoint {
+    let events = js::get_strs(o, "events")
+        .iter()
+        .filter_map(|n| WEBHOOK_EVENTS.iter().find(|(_, w)| w == n))
+        .map(|(e, _)| *e as i32)
+        .collect();
+    v1::WebhookEndpoint {
+        id: get_str(o, "id"),
+        site_id: get_str(o, "siteId"),
+        url: get_str(o, "url"),
+        events,
+        enabled: js::get(o, "enabled").as_bool().unwrap_or(true),
+        description: get_str(o, "description"),
+        ..Default::default()
+    }
+}
+
+fn delivery_state(s: i32) -> &'static str {
+    match v1::WebhookDeliveryState::try_from(s).unwrap_or_default() {
+        v1::WebhookDeliveryState::Pending => "pending",
+        v1::WebhookDeliveryState::Delivered => "delivered",
+        v1::WebhookDeliveryState::Failed => "failed",
+        v1::WebhookDeliveryState::Unspecified => "",
+    }
+}
+
+fn delivery_state_from(s: &str) -> v1::WebhookDeliveryState {
+    match s {
+        "pending" => v1::WebhookDeliveryState::Pending,
+        "delivered" => v1::WebhookDeliveryState::Delivered,
+        "failed" => v1::WebhookDeliveryState::Failed,
+        _ => v1::WebhookDeliveryState::Unspecified,
+    }
+}
+
+fn delivery(d: &v1::WebhookDelivery) -> JsValue {
+    O::new()
+        .s("eventId", &d.event_id)
+        .s("webhookId", &d.webhook_id)
+        .s("eventType", event_name(d.event_type))
+        .s("conversationId", &d.conversation_id)
+        .s("state", delivery_state(d.state))
+        .n("attempts", d.attempts as f64)
+        .n("createdAt", d.created_at_ms as f64)
+        .n("nextAttemptAt", d.next_attempt_at_ms as f64)
+        .n("lastAttemptAt", d.last_attempt_at_ms as f64)
+        .n("lastStatusCode", d.last_status_code as f64)
+        .n("lastLatencyMs", d.last_latency_ms as f64)
+        .s("lastResponse", &d.last_response)
+        .s("lastError", &d.last_error)
+        .done()
 }

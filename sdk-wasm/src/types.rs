@@ -104,6 +104,31 @@ export interface Site {
 
 export interface ApiKey { id: string; name: string; scopes: ("chat" | "admin")[]; createdAt: number; active: boolean; siteIds: string[]; }
 export interface CannedReply { id: string; siteId: string; shortcut: string; text: string; }
+/** What a webhook endpoint receives (the `type` of its JSON bodies). */
+export type WebhookEvent = "conversation.created" | "conversation.assigned" | "conversation.resolved"
+  | "conversation.reopened" | "message.created" | "note.created" | "rating.submitted" | "visitor.identified";
+/** A site's webhook endpoint (signed per Standard Webhooks; secrets are shown once, on create/rotate). */
+export interface Webhook {
+  id: string; siteId: string; url: string; events: WebhookEvent[]; enabled: boolean; description: string;
+  createdAt: number;
+  /** Set when the server disabled it (failing for days). */
+  disabledReason: string;
+  /** Since when every delivery failed (0: the last succeeded); the last success (0: none). */
+  failingSince: number; lastSuccessAt: number;
+  /** Deliveries waiting, and given up. */
+  pending: number; failed: number;
+}
+/** One event for one endpoint, with its last attempt. */
+export interface WebhookDelivery {
+  eventId: string; webhookId: string; eventType: WebhookEvent; conversationId: string;
+  state: "pending" | "delivered" | "failed"; attempts: number; createdAt: number;
+  /** 0 unless pending. */
+  nextAttemptAt: number; lastAttemptAt: number;
+  /** 0: no HTTP answer (see lastError). */
+  lastStatusCode: number; lastLatencyMs: number;
+  /** The first bytes of the endpoint's answer. */
+  lastResponse: string; lastError: string;
+}
 export interface Visitor {
   id: string; siteId: string; name: string; email: string; userId: string; verified: boolean;
   pageUrl: string; userAgent: string; locale: string; firstSeen: number; lastSeen: number;
@@ -192,4 +217,6 @@ extern "C" {
     pub type AgentInput;
     #[wasm_bindgen(typescript_type = "Partial<CannedReply>")]
     pub type CannedReplyInput;
+    #[wasm_bindgen(typescript_type = "Partial<Webhook>")]
+    pub type WebhookInput;
 }

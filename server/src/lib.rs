@@ -188,6 +188,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     core.spawn_site_refresher();
     core.spawn_visitor_cleanup();
     core.spawn_file_sweeper();
+    core.spawn_webhook_dispatcher();
     if let Some(url) = &config.redis_url {
         core.join_cluster(url, &config.redis_namespace).await?;
     }

@@ -167,6 +167,21 @@ struct ServeArgs {
     /// PostgreSQL, so every node reads them), dir or postgres.
     #[arg(long, env = "WSMSCHAT_FILES_STORE", value_enum, default_value_t = FileStore::Auto)]
     files_store: FileStore,
+    /// Deliver webhooks to loopback, private and link-local addresses too (refused by default:
+    /// an admin could otherwise make the server probe its own network).
+    #[arg(long, env = "WSMSCHAT_WEBHOOKS_ALLOW_PRIVATE")]
+    webhooks_allow_private: bool,
+    /// Waits between webhook attempts, comma-separated (e.g. "5s,5m,30m,2h,5h,10h,10h", the
+    /// default); after the last the delivery fails.
+    #[arg(long, env = "WSMSCHAT_WEBHOOK_RETRY", value_parser = parse_durations)]
+    webhook_retry: Option<Durations>,
+    /// Seconds one webhook attempt may take (connect, send, answer).
+    #[arg(long, env = "WSMSCHAT_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
+    webhook_timeout_secs: u64,
+    /// The server's public base URL (e.g. https://chat.example.com), for absolute links in
+    /// webhook bodies.
+    #[arg(long, env = "WSMSCHAT_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Open connections at most (0: the file limit less a reserve).
     #[arg(long, env = "WSMSCHAT_MAX_CONNECTIONS", default_value_t = 0)]
     max_connections: usize,
@@ -321,6 +336,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     .then(|| args.data.data_dir.join("files"))
             }),
             files_store: args.files_store,
+            webhooks: wsmschat_server::core::webhooks::WebhookConfig {
+                allow_private: args.webhooks_allow_private,
+                retry: args
+                    .webhook_retry
+                    .clone()
+                    .map(|d| d.0)
+                    .unwrap_or_else(|| wsmschat_server::core::webhooks::RETRY_SCHEDULE.to_vec()),
+                timeout: Duration::from_secs(args.webhook_timeout_secs.clamp(1, 120)),
+                ..Default::default()
+            },
+            public_url: args
+                .public_url
+                .clone()
+                .map(|u| u.trim_end_matches('/').to_owned()),
             ..CoreConfig::default()
         },
         net: wsmschat_server::server::NetConfig {
@@ -550,4 +579,30 @@ async fn main() -> anyhow::Result<()> {
             }
         },
     }
+}
+
+/// A list of waits ("500ms,5s,5m,2h").
+#[derive(Debug, Clone)]
+struct Durations(Vec<Duration>);
+
+fn parse_durations(s: &str) -> Result<Durations, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let digits = part.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("{part:?}: a number with ms, s, m or h"))?;
+        let d = match &part[digits.len()..] {
+            "ms" => Duration::from_millis(n),
+            "s" | "" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            other => return Err(format!("{part:?}: unknown unit {other:?} (ms, s, m, h)")),
+        };
+        out.push(d);
+    }
+    if out.len() > 20 {
+        return Err("at most 20 retries".into());
+    }
+    Ok(Durations(out))
 }

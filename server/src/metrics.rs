@@ -45,6 +45,16 @@ pub struct Metrics {
     /// Files kept and their bytes (thumbnails included), as last counted.
     pub files_stored: Gauge<i64, AtomicI64>,
     pub files_stored_bytes: Gauge<i64, AtomicI64>,
+    /// Webhook attempts by result (delivered, retry, failed).
+    pub webhook_attempts: Family<WebhookResult, Counter>,
+    /// Seconds per webhook attempt (connect to the answer's first bytes).
+    pub webhook_seconds: Histogram,
+}
+
+/// The label of a webhook attempt.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookResult {
+    pub result: &'static str,
 }
 
 /// The label of a refused upload.
@@ -79,6 +89,8 @@ impl Metrics {
             uploads_refused: Family::default(),
             files_stored: Gauge::default(),
             files_stored_bytes: Gauge::default(),
+            webhook_attempts: Family::default(),
+            webhook_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             registry: Registry::default(),
         };
         registry.register("connections", "Open TCP connections", m.connections.clone());
@@ -141,7 +153,25 @@ impl Metrics {
             "Bytes of the files kept (thumbnails included)",
             m.files_stored_bytes.clone(),
         );
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts by result (delivered, retry, failed)",
+            m.webhook_attempts.clone(),
+        );
+        registry.register(
+            "webhook_seconds",
+            "Time per webhook delivery attempt",
+            m.webhook_seconds.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// Counts a webhook attempt.
+    pub fn webhook_delivered(&self, result: &'static str, latency_ms: u32) {
+        self.webhook_attempts
+            .get_or_create(&WebhookResult { result })
+            .inc();
+        self.webhook_seconds.observe(f64::from(latency_ms) / 1000.0);
     }
 
     /// Records one group commit.

@@ -50,4 +50,10 @@ rpcs! {
     put_canned_reply: "/wsmschat.v1.AdminService/PutCannedReply", v1::PutCannedReplyRequest => v1::PutCannedReplyResponse;
     delete_canned_reply: "/wsmschat.v1.AdminService/DeleteCannedReply", v1::DeleteCannedReplyRequest => v1::DeleteCannedReplyResponse;
     get_site_report: "/wsmschat.v1.AdminService/GetSiteReport", v1::GetSiteReportRequest => v1::GetSiteReportResponse;
+    create_webhook: "/wsmschat.v1.AdminService/CreateWebhook", v1::CreateWebhookRequest => v1::CreateWebhookResponse;
+    update_webhook: "/wsmschat.v1.AdminService/UpdateWebhook", v1::UpdateWebhookRequest => v1::UpdateWebhookResponse;
+    delete_webhook: "/wsmschat.v1.AdminService/DeleteWebhook", v1::DeleteWebhookRequest => v1::DeleteWebhookResponse;
+    list_webhooks: "/wsmschat.v1.AdminService/ListWebhooks", v1::ListWebhooksRequest => v1::ListWebhooksResponse;
+    list_webhook_deliveries: "/wsmschat.v1.AdminService/ListWebhookDeliveries", v1::ListWebhookDeliveriesRequest => v1::ListWebhookDeliveriesResponse;
+    resend_webhook_deliveries: "/wsmschat.v1.AdminService/ResendWebhookDeliveries", v1::ResendWebhookDeliveriesRequest => v1::ResendWebhookDeliveriesResponse;
 }

@@ -87,6 +87,8 @@ pub struct Hub {
     remote: OnceLock<Arc<dyn Remote>>,
     /// Signs the file links of committed messages once, for every receiver.
     pub signer: Arc<crate::files::Signer>,
+    /// Woken when a commit queued webhook deliveries (the dispatcher waits on it).
+    pub webhook_wake: Arc<tokio::sync::Notify>,
 }
 
 /// What a stream needs to subscribe.
@@ -126,6 +128,7 @@ impl Hub {
             metrics,
             remote: OnceLock::new(),
             signer: Arc::default(),
+            webhook_wake: Arc::default(),
         })
     }
 
@@ -345,6 +348,9 @@ fn unindex(map: &mut HashMap<String, Vec<u64>>, key: &str, id: u64) {
 
 impl CommitSink for Hub {
     fn committed(&self, messages: &[Committed]) {
+        if messages.iter().any(|c| c.webhooks) {
+            self.webhook_wake.notify_one();
+        }
         for c in messages {
             let mut message = c.message.clone();
             if !message.attachments.is_empty() {

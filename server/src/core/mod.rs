@@ -30,6 +30,7 @@ mod sites;
 pub mod stream;
 #[cfg(test)]
 pub(crate) mod testkit;
+pub mod webhooks;
 pub mod workflow;
 
 use std::collections::HashMap;
@@ -94,6 +95,11 @@ pub struct CoreConfig {
     pub files_dir: Option<std::path::PathBuf>,
     /// Which store keeps the files' bytes.
     pub files_store: FileStore,
+    /// Webhook delivery settings.
+    pub webhooks: webhooks::WebhookConfig,
+    /// The server's public base URL (e.g. `https://chat.example.com`): absolute file links in
+    /// webhook bodies; None: links relative to the server.
+    pub public_url: Option<String>,
 }
 
 /// Which store keeps uploaded files.
@@ -134,6 +140,8 @@ impl Default for CoreConfig {
             uploads_per_hour: 100,
             files_dir: None,
             files_store: FileStore::Auto,
+            webhooks: Default::default(),
+            public_url: None,
         }
     }
 }
@@ -207,6 +215,8 @@ pub struct Core {
     new_conversation_limiter: RateLimiter,
     /// Attachments: where bytes go, the upload rate, image decoding slots.
     files: files::Files,
+    /// Webhook dispatcher state (see [`webhooks`]).
+    webhooks: webhooks::Webhooks,
 }
 
 /// How long the site cache is trusted (other nodes may change sites).
@@ -239,6 +249,7 @@ impl Core {
         let new_visitor_limiter = RateLimiter::per_minute(config.new_visitors_per_minute);
         let new_conversation_limiter = RateLimiter::per_minute(config.new_conversations_per_minute);
         let files = files::Files::new(config.uploads_per_hour);
+        let webhooks = webhooks::Webhooks::new(&config.webhooks, hub.webhook_wake.clone());
         let core = Arc::new(Self {
             token_limiter: RateLimiter::new(config.events_per_second, config.events_burst),
             ip_limiter: RateLimiter::new(config.ip_events_per_second, config.ip_events_burst),
@@ -262,6 +273,7 @@ impl Core {
             new_visitor_limiter,
             new_conversation_limiter,
             files,
+            webhooks,
         });
         core.spawn_router();
         core

@@ -224,4 +224,117 @@ impl AdminService for AdminApi {
             self.core.site_report(grant, r.site_id, r.days).await?,
         ))
     }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/CreateWebhook", principal, principal_id)
+    )]
+    async fn create_webhook(
+        &self,
+        req: Request<v1::CreateWebhookRequest>,
+    ) -> Result<Response<v1::CreateWebhookResponse>, Status> {
+        let grant = self.admin(&req).await?;
+        let (webhook, secret) = self.core.create_webhook(grant, req.into_inner()).await?;
+        Ok(Response::new(v1::CreateWebhookResponse {
+            webhook: Some(webhook),
+            secret,
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/UpdateWebhook", principal, principal_id)
+    )]
+    async fn update_webhook(
+        &self,
+        req: Request<v1::UpdateWebhookRequest>,
+    ) -> Result<Response<v1::UpdateWebhookResponse>, Status> {
+        let grant = self.admin(&req).await?;
+        let r = req.into_inner();
+        let (webhook, secret) = self
+            .core
+            .update_webhook(grant, r.webhook.unwrap_or_default(), r.rotate_secret)
+            .await?;
+        Ok(Response::new(v1::UpdateWebhookResponse {
+            webhook: Some(webhook),
+            secret,
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/DeleteWebhook", principal, principal_id)
+    )]
+    async fn delete_webhook(
+        &self,
+        req: Request<v1::DeleteWebhookRequest>,
+    ) -> Result<Response<v1::DeleteWebhookResponse>, Status> {
+        let grant = self.admin(&req).await?;
+        self.core
+            .delete_webhook(grant, req.into_inner().webhook_id)
+            .await?;
+        Ok(Response::new(v1::DeleteWebhookResponse {}))
+    }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/ListWebhooks", principal, principal_id)
+    )]
+    async fn list_webhooks(
+        &self,
+        req: Request<v1::ListWebhooksRequest>,
+    ) -> Result<Response<v1::ListWebhooksResponse>, Status> {
+        let grant = self.admin(&req).await?;
+        let webhooks = self
+            .core
+            .list_webhooks(grant, req.into_inner().site_id)
+            .await?;
+        Ok(Response::new(v1::ListWebhooksResponse { webhooks }))
+    }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/ListWebhookDeliveries", principal, principal_id)
+    )]
+    async fn list_webhook_deliveries(
+        &self,
+        req: Request<v1::ListWebhookDeliveriesRequest>,
+    ) -> Result<Response<v1::ListWebhookDeliveriesResponse>, Status> {
+        let grant = self.admin(&req).await?;
+        let deliveries = self
+            .core
+            .list_webhook_deliveries(grant, req.into_inner())
+            .await?;
+        Ok(Response::new(v1::ListWebhookDeliveriesResponse {
+            deliveries,
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(
+            method = "AdminService/ResendWebhookDeliveries",
+            principal,
+            principal_id
+        )
+    )]
+    async fn resend_webhook_deliveries(
+        &self,
+        req: Request<v1::ResendWebhookDeliveriesRequest>,
+    ) -> Result<Response<v1::ResendWebhookDeliveriesResponse>, Status> {
+        let grant = self.admin(&req).await?;
+        let queued = self
+            .core
+            .resend_webhook_deliveries(grant, req.into_inner())
+            .await?;
+        Ok(Response::new(v1::ResendWebhookDeliveriesResponse {
+            queued,
+        }))
+    }
 }

@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod sql;
 pub mod sql_store;
 pub mod sqlite;
+pub mod webhooks;
 
 use async_trait::async_trait;
 use wsmschat::v1;
@@ -183,6 +184,8 @@ pub struct Committed {
     pub visitor_id: String,
     /// The local stream that sent it (see [`NewMessage::origin_stream`]).
     pub origin_stream: Option<u64>,
+    /// Webhook deliveries were queued with it (the dispatcher is woken).
+    pub webhooks: bool,
 }
 
 /// Receives every committed message once, in commit order (so per-conversation seq order).
@@ -419,6 +422,60 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_uploads_deleted(&self, ids: Vec<String>, at: i64) -> StoreResult<()>;
     /// Files kept and their bytes (metrics).
     async fn upload_totals(&self) -> StoreResult<(u64, u64)>;
+
+    // --- webhooks (see [`webhooks`])
+    async fn create_webhook(
+        &self,
+        endpoint: v1::WebhookEndpoint,
+        secret: String,
+    ) -> StoreResult<v1::WebhookEndpoint>;
+    /// Replaces url, events, description, enabled; and the secret when given.
+    async fn update_webhook(
+        &self,
+        endpoint: v1::WebhookEndpoint,
+        secret: Option<String>,
+    ) -> StoreResult<v1::WebhookEndpoint>;
+    async fn delete_webhook(&self, id: String) -> StoreResult<()>;
+    async fn webhook(&self, id: &str) -> StoreResult<v1::WebhookEndpoint>;
+    async fn list_webhooks(&self, site_id: Option<String>)
+    -> StoreResult<Vec<v1::WebhookEndpoint>>;
+    /// Deliveries to attempt now (per endpoint and conversation only the oldest pending).
+    async fn due_webhook_deliveries(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<webhooks::DueDelivery>>;
+    /// Takes a delivery for one attempt; false when another node holds it.
+    async fn claim_webhook_delivery(
+        &self,
+        endpoint_id: String,
+        event_id: String,
+        now: i64,
+        lease_until: i64,
+    ) -> StoreResult<bool>;
+    /// Records an attempt; returns the reason when the endpoint got disabled by it.
+    async fn record_webhook_attempt(
+        &self,
+        endpoint_id: String,
+        event_id: String,
+        attempt: webhooks::Attempt,
+        disable_after_ms: i64,
+    ) -> StoreResult<Option<String>>;
+    async fn list_webhook_deliveries(
+        &self,
+        endpoint_id: String,
+        state: Option<i64>,
+        before_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::WebhookDelivery>>;
+    /// Queues deliveries again; how many.
+    async fn resend_webhook_deliveries(
+        &self,
+        endpoint_id: String,
+        event_ids: Vec<String>,
+        all_failed: bool,
+        now: i64,
+    ) -> StoreResult<u32>;
 
     // --- canned replies
     async fn put_canned_reply(&self, reply: v1::CannedReply) -> StoreResult<v1::CannedReply>;

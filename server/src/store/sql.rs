@@ -7,6 +7,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_scopes.sql"),
     include_str!("migrations/0003_queue_index.sql"),
     include_str!("migrations/0004_attachments.sql"),
+    include_str!("migrations/0005_webhooks.sql"),
 ];
 
 /// Columns of a conversation row, decoded by `conversation_from_row`, with `$position` as the

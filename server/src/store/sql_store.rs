@@ -477,10 +477,20 @@ async fn insert_message(
         system: m.system.clone(),
         attachments,
     };
+    // The outbox: deliveries for the site's webhook endpoints, in this same transaction.
+    let webhooks = super::webhooks::enqueue_for_message(
+        ctx.db,
+        &message,
+        visitor_id,
+        m.new_conversation.is_some(),
+    )
+    .await?
+        > 0;
     ctx.emitted.push(Committed {
         message: message.clone(),
         visitor_id: visitor_id.to_owned(),
         origin_stream: m.origin_stream,
+        webhooks,
     });
     Ok(message)
 }
@@ -999,7 +1009,20 @@ async fn upsert_visitor_in_tx(db: &mut dyn Db, u: &VisitorUpsert) -> StoreResult
             .map(|(id, _)| id),
         _ => None,
     };
-    let id = match by_user.or(by_token) {
+    let found = by_user.or(by_token);
+    // Who the visitor was before (for "visitor.identified").
+    let before = match &found {
+        Some(id) => db
+            .query_opt(
+                "SELECT email, COALESCE(user_id, '') FROM visitors WHERE id = $1",
+                args![id],
+            )
+            .await?
+            .map(|r| (r.text(0), r.text(1)))
+            .unwrap_or_default(),
+        None => Default::default(),
+    };
+    let id = match found {
         Some(id) => {
             // Empty profile fields keep what is stored.
             for (column, value) in [
@@ -1058,7 +1081,13 @@ async fn upsert_visitor_in_tx(db: &mut dyn Db, u: &VisitorUpsert) -> StoreResult
             "visitor",
         )
         .await?;
-    Ok(visitor_from_row(&row))
+    let visitor = visitor_from_row(&row);
+    if (!visitor.email.is_empty() && visitor.email != before.0)
+        || (!visitor.user_id.is_empty() && visitor.user_id != before.1)
+    {
+        super::webhooks::enqueue_for_visitor(db, &visitor).await?;
+    }
+    Ok(visitor)
 }
 
 async fn list_conversations_in(
@@ -1951,6 +1980,129 @@ impl<E: Engine> Store for SqlStore<E> {
                     )
                     .await?;
                 Ok((r.u64(0), r.u64(1)))
+            })
+        })
+        .await
+    }
+
+    async fn create_webhook(
+        &self,
+        endpoint: v1::WebhookEndpoint,
+        secret: String,
+    ) -> StoreResult<v1::WebhookEndpoint> {
+        self.write(move |ctx| {
+            let (endpoint, secret) = (endpoint.clone(), secret.clone());
+            Box::pin(async move { webhooks::create_endpoint(ctx.db, &endpoint, &secret).await })
+        })
+        .await
+    }
+
+    async fn update_webhook(
+        &self,
+        endpoint: v1::WebhookEndpoint,
+        secret: Option<String>,
+    ) -> StoreResult<v1::WebhookEndpoint> {
+        self.write(move |ctx| {
+            let (endpoint, secret) = (endpoint.clone(), secret.clone());
+            Box::pin(async move {
+                webhooks::update_endpoint(ctx.db, &endpoint, secret.as_deref()).await
+            })
+        })
+        .await
+    }
+
+    async fn delete_webhook(&self, id: String) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let id = id.clone();
+            Box::pin(async move { webhooks::delete_endpoint(ctx.db, &id).await })
+        })
+        .await
+    }
+
+    async fn webhook(&self, id: &str) -> StoreResult<v1::WebhookEndpoint> {
+        let id = id.to_owned();
+        self.read(move |db| Box::pin(async move { webhooks::load_endpoint(db, &id).await }))
+            .await
+    }
+
+    async fn list_webhooks(
+        &self,
+        site_id: Option<String>,
+    ) -> StoreResult<Vec<v1::WebhookEndpoint>> {
+        self.read(move |db| {
+            Box::pin(async move { webhooks::list_endpoints(db, site_id.as_deref()).await })
+        })
+        .await
+    }
+
+    async fn due_webhook_deliveries(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<webhooks::DueDelivery>> {
+        self.read(move |db| Box::pin(async move { webhooks::due(db, now, limit).await }))
+            .await
+    }
+
+    async fn claim_webhook_delivery(
+        &self,
+        endpoint_id: String,
+        event_id: String,
+        now: i64,
+        lease_until: i64,
+    ) -> StoreResult<bool> {
+        self.write(move |ctx| {
+            let (endpoint_id, event_id) = (endpoint_id.clone(), event_id.clone());
+            Box::pin(async move {
+                webhooks::claim(ctx.db, &endpoint_id, &event_id, now, lease_until).await
+            })
+        })
+        .await
+    }
+
+    async fn record_webhook_attempt(
+        &self,
+        endpoint_id: String,
+        event_id: String,
+        attempt: webhooks::Attempt,
+        disable_after_ms: i64,
+    ) -> StoreResult<Option<String>> {
+        self.write(move |ctx| {
+            let (endpoint_id, event_id, attempt) =
+                (endpoint_id.clone(), event_id.clone(), attempt.clone());
+            Box::pin(async move {
+                webhooks::record(ctx.db, &endpoint_id, &event_id, &attempt, disable_after_ms).await
+            })
+        })
+        .await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        endpoint_id: String,
+        state: Option<i64>,
+        before_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::WebhookDelivery>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                webhooks::list_deliveries(db, &endpoint_id, state, before_ms, limit).await
+            })
+        })
+        .await
+    }
+
+    async fn resend_webhook_deliveries(
+        &self,
+        endpoint_id: String,
+        event_ids: Vec<String>,
+        all_failed: bool,
+        now: i64,
+    ) -> StoreResult<u32> {
+        self.write(move |ctx| {
+            let (endpoint_id, event_ids) = (endpoint_id.clone(), event_ids.clone());
+            Box::pin(async move {
+                webhooks::resend(ctx.db, &endpoint_id, &event_ids, all_failed, now).await
             })
         })
         .await
