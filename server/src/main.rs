@@ -309,89 +309,88 @@ fn existing(dir: PathBuf) -> Option<PathBuf> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logs(args.log_json);
-    let config = Config {
-        listen: args.listen,
-        database: args.data.database()?,
-        core: CoreConfig {
-            max_message_bytes: args.max_message_bytes,
-            events_per_second: args.events_per_second,
-            events_burst: args.events_burst.max(args.events_per_second),
-            ip_events_per_second: args.ip_events_per_second,
-            ip_events_burst: args.ip_events_per_second.saturating_mul(2),
-            streams_per_token: args.streams_per_token,
-            heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),
-            agent_session_ttl: Duration::from_secs(args.agent_session_hours.max(1) * 3600),
-            extra_origins: args.allow_origin,
-            streams_per_ip: args.streams_per_ip,
-            new_visitors_per_minute: args.new_visitors_per_minute,
-            new_conversations_per_minute: args.new_conversations_per_minute,
-            open_conversations_per_visitor: args.open_conversations_per_visitor,
-            idle_visitor_retention: (args.idle_visitor_days > 0)
-                .then(|| Duration::from_secs(args.idle_visitor_days * 86_400)),
-            uploads_per_hour: args.uploads_per_hour,
-            files_dir: args.files_dir.clone().or_else(|| {
-                args.data
-                    .database_url
-                    .is_none()
-                    .then(|| args.data.data_dir.join("files"))
-            }),
-            files_store: args.files_store,
-            webhooks: wsmschat_server::core::webhooks::WebhookConfig {
-                allow_private: args.webhooks_allow_private,
-                retry: args
-                    .webhook_retry
+    let config =
+        Config {
+            listen: args.listen,
+            database: args.data.database()?,
+            core: CoreConfig {
+                max_message_bytes: args.max_message_bytes,
+                events_per_second: args.events_per_second,
+                events_burst: args.events_burst.max(args.events_per_second),
+                ip_events_per_second: args.ip_events_per_second,
+                ip_events_burst: args.ip_events_per_second.saturating_mul(2),
+                streams_per_token: args.streams_per_token,
+                heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),
+                agent_session_ttl: Duration::from_secs(args.agent_session_hours.max(1) * 3600),
+                extra_origins: args.allow_origin,
+                streams_per_ip: args.streams_per_ip,
+                new_visitors_per_minute: args.new_visitors_per_minute,
+                new_conversations_per_minute: args.new_conversations_per_minute,
+                open_conversations_per_visitor: args.open_conversations_per_visitor,
+                idle_visitor_retention: (args.idle_visitor_days > 0)
+                    .then(|| Duration::from_secs(args.idle_visitor_days * 86_400)),
+                uploads_per_hour: args.uploads_per_hour,
+                files_dir: args.files_dir.clone().or_else(|| {
+                    args.data
+                        .database_url
+                        .is_none()
+                        .then(|| args.data.data_dir.join("files"))
+                }),
+                files_store: args.files_store,
+                webhooks: wsmschat_server::core::webhooks::WebhookConfig {
+                    allow_private: args.webhooks_allow_private,
+                    retry: args.webhook_retry.clone().map(|d| d.0).unwrap_or_else(|| {
+                        wsmschat_server::core::webhooks::RETRY_SCHEDULE.to_vec()
+                    }),
+                    timeout: Duration::from_secs(args.webhook_timeout_secs.clamp(1, 120)),
+                    ..Default::default()
+                },
+                public_url: args
+                    .public_url
                     .clone()
-                    .map(|d| d.0)
-                    .unwrap_or_else(|| wsmschat_server::core::webhooks::RETRY_SCHEDULE.to_vec()),
-                timeout: Duration::from_secs(args.webhook_timeout_secs.clamp(1, 120)),
-                ..Default::default()
+                    .map(|u| u.trim_end_matches('/').to_owned()),
+                ..CoreConfig::default()
             },
-            public_url: args
-                .public_url
-                .clone()
-                .map(|u| u.trim_end_matches('/').to_owned()),
-            ..CoreConfig::default()
-        },
-        net: wsmschat_server::server::NetConfig {
-            max_connections: args.max_connections,
-            max_connections_per_ip: args.max_connections_per_ip,
-            first_byte_timeout: Duration::from_secs(args.first_byte_timeout_secs.max(1)),
-            trusted_proxies: args
-                .trusted_proxy
-                .iter()
-                .filter(|s| !s.trim().is_empty())
-                .map(|s| parse_net(s))
-                .collect::<anyhow::Result<_>>()?,
-            metrics_token: args.metrics_token.filter(|t| !t.is_empty()),
-            hsts: args.hsts,
-        },
-        static_dirs: StaticDirs {
-            widget: existing(args.widget_dir),
-            console: existing(args.console_dir),
-            sdk: existing(args.sdk_dir),
-            demo: existing(args.demo_dir),
-            demo_listen: match args.demo_listen.as_deref() {
-                Some("off") => None,
-                Some(at) => Some(at.parse().map_err(|e| {
-                    anyhow::anyhow!("--demo-listen {at:?}: {e} (an address:port or `off`)")
-                })?),
-                None => {
-                    let mut at = args.listen;
-                    if at.port() != 0 {
-                        at.set_port(at.port().checked_add(1).unwrap_or(0));
+            net: wsmschat_server::server::NetConfig {
+                max_connections: args.max_connections,
+                max_connections_per_ip: args.max_connections_per_ip,
+                first_byte_timeout: Duration::from_secs(args.first_byte_timeout_secs.max(1)),
+                trusted_proxies: args
+                    .trusted_proxy
+                    .iter()
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| parse_net(s))
+                    .collect::<anyhow::Result<_>>()?,
+                metrics_token: args.metrics_token.filter(|t| !t.is_empty()),
+                hsts: args.hsts,
+            },
+            static_dirs: StaticDirs {
+                widget: existing(args.widget_dir),
+                console: existing(args.console_dir),
+                sdk: existing(args.sdk_dir),
+                demo: existing(args.demo_dir),
+                demo_listen: match args.demo_listen.as_deref() {
+                    Some("off") => None,
+                    Some(at) => Some(at.parse().map_err(|e| {
+                        anyhow::anyhow!("--demo-listen {at:?}: {e} (an address:port or `off`)")
+                    })?),
+                    None => {
+                        let mut at = args.listen;
+                        if at.port() != 0 {
+                            at.set_port(at.port().checked_add(1).unwrap_or(0));
+                        }
+                        Some(at)
                     }
-                    Some(at)
-                }
+                },
+                demo_port: 0,
             },
-            demo_port: 0,
-        },
-        demo: (!args.no_demo).then(|| DemoOptions {
-            admin_password: args.demo_password,
-            ..Default::default()
-        }),
-        redis_url: args.redis_url,
-        redis_namespace: args.redis_namespace,
-    };
+            demo: (!args.no_demo).then(|| DemoOptions {
+                admin_password: args.demo_password,
+                ..Default::default()
+            }),
+            redis_url: args.redis_url,
+            redis_namespace: args.redis_namespace,
+        };
     let mut running = wsmschat_server::start(config).await?;
     let base = format!("http://localhost:{}", running.addr.port());
     let demo_page = match running.demo_addr {

@@ -76,7 +76,56 @@ const OPS: &[&str] = &[
     "Admin.PutCannedReply",
     "Admin.DeleteCannedReply",
     "Admin.GetSiteReport",
+    "Admin.CreateWebhook",
+    "Admin.UpdateWebhook",
+    "Admin.DeleteWebhook",
+    "Admin.ListWebhooks",
+    "Admin.ListWebhookDeliveries",
+    "Admin.ResendWebhookDeliveries",
 ];
+
+/// Deletes the site's webhooks (a site has at most 20; each cell starts without any).
+async fn clear_webhooks(s: &TestServer, admin: &str, site_id: &str) {
+    let mut adm = s.admin_client().await;
+    let hooks = adm
+        .list_webhooks(authed(
+            admin,
+            v1::ListWebhooksRequest {
+                site_id: site_id.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .webhooks;
+    for w in hooks {
+        adm.delete_webhook(authed(admin, v1::DeleteWebhookRequest { webhook_id: w.id }))
+            .await
+            .unwrap();
+    }
+}
+
+/// A webhook endpoint of site 1 created by the admin (".invalid" never resolves: nothing is
+/// delivered anywhere).
+async fn webhook(s: &TestServer, admin: &str, site_id: &str) -> v1::WebhookEndpoint {
+    clear_webhooks(s, admin, site_id).await;
+    s.admin_client()
+        .await
+        .create_webhook(authed(
+            admin,
+            v1::CreateWebhookRequest {
+                site_id: site_id.into(),
+                url: "https://hooks.invalid/in".into(),
+                events: vec![v1::WebhookEventType::MessageCreated as i32],
+                description: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .webhook
+        .unwrap()
+}
 
 fn cell(r: Result<(), tonic::Status>) -> &'static str {
     match r {
@@ -863,6 +912,68 @@ impl World {
                 ))
                 .await
                 .map(drop),
+            "Admin.CreateWebhook" => {
+                clear_webhooks(&self.s, &self.admin, &self.site_id).await;
+                adm.create_webhook(req(
+                    token,
+                    v1::CreateWebhookRequest {
+                        site_id: self.site_id.clone(),
+                        url: "https://hooks.invalid/in".into(),
+                        events: vec![v1::WebhookEventType::MessageCreated as i32],
+                        description: String::new(),
+                    },
+                ))
+                .await
+                .map(drop)
+            }
+            "Admin.UpdateWebhook" => {
+                let mut w = webhook(&self.s, &self.admin, &self.site_id).await;
+                w.enabled = false;
+                adm.update_webhook(req(
+                    token,
+                    v1::UpdateWebhookRequest {
+                        webhook: Some(w),
+                        rotate_secret: true,
+                    },
+                ))
+                .await
+                .map(drop)
+            }
+            "Admin.DeleteWebhook" => {
+                let w = webhook(&self.s, &self.admin, &self.site_id).await;
+                adm.delete_webhook(req(token, v1::DeleteWebhookRequest { webhook_id: w.id }))
+                    .await
+                    .map(drop)
+            }
+            "Admin.ListWebhooks" => adm
+                .list_webhooks(req(token, v1::ListWebhooksRequest::default()))
+                .await
+                .map(drop),
+            "Admin.ListWebhookDeliveries" => {
+                let w = webhook(&self.s, &self.admin, &self.site_id).await;
+                adm.list_webhook_deliveries(req(
+                    token,
+                    v1::ListWebhookDeliveriesRequest {
+                        webhook_id: w.id,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
+            }
+            "Admin.ResendWebhookDeliveries" => {
+                let w = webhook(&self.s, &self.admin, &self.site_id).await;
+                adm.resend_webhook_deliveries(req(
+                    token,
+                    v1::ResendWebhookDeliveriesRequest {
+                        webhook_id: w.id,
+                        event_ids: vec![],
+                        all_failed: true,
+                    },
+                ))
+                .await
+                .map(drop)
+            }
             other => panic!("no such operation {other}"),
         }
     }

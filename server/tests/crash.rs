@@ -391,3 +391,90 @@ async fn a_server_killed_mid_upload_on_postgresql_leaves_no_partial_file() {
     drop(server);
     drop_database(&database).await;
 }
+
+/// Creates a webhook for every message of the demo site at `server_url`; its id.
+async fn webhook_at(server_url: &str, receiver_url: &str) -> String {
+    use wsmschat::v1::admin_service_client::AdminServiceClient;
+    use wsmschat::v1::session_service_client::SessionServiceClient;
+    let admin = SessionServiceClient::connect(server_url.to_owned())
+        .await
+        .unwrap()
+        .login(v1::LoginRequest {
+            email: ADMIN_EMAIL.into(),
+            password: ADMIN_PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let mut adm = AdminServiceClient::connect(server_url.to_owned())
+        .await
+        .unwrap();
+    let site_id = adm
+        .list_sites(authed(&admin, v1::ListSitesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .sites[0]
+        .id
+        .clone();
+    adm.create_webhook(authed(
+        &admin,
+        v1::CreateWebhookRequest {
+            site_id,
+            url: receiver_url.into(),
+            events: vec![v1::WebhookEventType::MessageCreated as i32],
+            description: String::new(),
+        },
+    ))
+    .await
+    .unwrap()
+    .into_inner()
+    .webhook
+    .unwrap()
+    .id
+}
+
+#[tokio::test]
+async fn a_webhook_in_flight_when_the_server_is_killed_goes_out_after_the_restart() {
+    use common::receiver::Receiver;
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let database = test_database(&dir).await;
+    let args = ["--webhooks-allow-private", "--webhook-timeout-secs", "1"];
+    let r = Receiver::start().await;
+    r.inbox.hang.store(true, Ordering::SeqCst);
+    let mut server = spawn(&database, &args);
+    webhook_at(&server.url, &r.url).await;
+    let visitor = visitor_at(&server.url).await;
+    let mut chat = connect(&server.url).await;
+    let (conv, _) = start_conversation(&mut chat, &visitor, "Order", "in flight").await;
+    // The delivery is on the wire (the receiver holds it) when the server dies.
+    r.wait("the first attempt", |g| !g.is_empty()).await;
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    r.inbox.hang.store(false, Ordering::SeqCst);
+
+    let server = spawn(&database, &args);
+    // And a message sent after the restart follows it.
+    let mut chat = connect(&server.url).await;
+    publish(&mut chat, &visitor, send(&conv, "", &uuid(), "after"))
+        .await
+        .unwrap();
+    let got = r
+        .wait("the resend and the next message", |g| g.len() >= 3)
+        .await;
+    assert_eq!(
+        got[1].id, got[0].id,
+        "the one in flight is sent again, same id"
+    );
+    assert_eq!(got[1].json["data"]["message"]["text"], "in flight");
+    assert_eq!(
+        got[2].json["data"]["message"]["text"], "after",
+        "then, in order, the next"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(r.got().len(), 3, "nothing else twice");
+    drop(server);
+    drop_database(&database).await;
+}

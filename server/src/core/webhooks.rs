@@ -58,6 +58,8 @@ const RESPONSE_EXCERPT_BYTES: usize = 512;
 const DUE_BATCH: u32 = 500;
 /// Concurrent deliveries per endpoint (each to a different conversation: order holds).
 const PER_ENDPOINT_CONCURRENCY: usize = 4;
+/// A lease outlives its attempt by this much (ms).
+const LEASE_MARGIN_MS: i64 = 5_000;
 /// How often the dispatcher looks without being woken (retries; other nodes' events).
 const POLL: Duration = Duration::from_secs(1);
 
@@ -90,6 +92,9 @@ pub struct Webhooks {
     wake: Arc<Notify>,
     /// Endpoints with a delivery task running (on this node).
     busy: Mutex<HashSet<String>>,
+    /// The earliest retry this node scheduled (ms since epoch): the dispatcher wakes for it
+    /// rather than at its next poll.
+    next_retry: Mutex<Option<i64>>,
     client: reqwest::Client,
 }
 
@@ -110,6 +115,7 @@ impl Webhooks {
         Self {
             wake,
             busy: Mutex::default(),
+            next_retry: Mutex::default(),
             client,
         }
     }
@@ -117,6 +123,25 @@ impl Webhooks {
     /// A commit queued deliveries: look now.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// How long the dispatcher may sleep: until the earliest retry, at most [`POLL`]. A retry
+    /// is forgotten only once its time has passed (a wake-up before it must not lose it).
+    fn pause(&self, now: i64) -> Duration {
+        let mut next = self.next_retry.lock().unwrap();
+        match *next {
+            Some(at) if at <= now => {
+                *next = None;
+                Duration::ZERO
+            }
+            Some(at) => Duration::from_millis((at - now) as u64).min(POLL),
+            None => POLL,
+        }
+    }
+
+    fn retry_at(&self, at: i64) {
+        let mut next = self.next_retry.lock().unwrap();
+        *next = Some(next.map_or(at, |n| n.min(at)));
     }
 }
 
@@ -446,9 +471,13 @@ impl Core {
                     let Some(core) = core.upgrade() else { return };
                     core.dispatch_due().await;
                 }
+                let pause = match core.upgrade() {
+                    Some(core) => core.webhooks.pause(now_ms()),
+                    None => return,
+                };
                 tokio::select! {
                     _ = wake.notified() => {}
-                    _ = tokio::time::sleep(POLL) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = stopping.wait_for(|s| *s) => return,
                 }
             }
@@ -491,7 +520,8 @@ impl Core {
     async fn deliver(self: &Arc<Self>, d: DueDelivery) {
         let cfg = &self.config.webhooks;
         let now = now_ms();
-        let lease = now + cfg.timeout.as_millis() as i64 + 30_000;
+        // Held for the attempt's time-out and a margin: a node killed mid-send loses it soon after.
+        let lease = now + cfg.timeout.as_millis() as i64 + LEASE_MARGIN_MS;
         match self
             .store
             .claim_webhook_delivery(d.endpoint_id.clone(), d.event_id.clone(), now, lease)
@@ -523,6 +553,9 @@ impl Core {
         } else {
             Outcome::Failed
         };
+        if let Outcome::Retry(at) = outcome {
+            self.webhooks.retry_at(at);
+        }
         let result_label = match outcome {
             Outcome::Delivered => "delivered",
             Outcome::Retry(_) => "retry",

@@ -2,6 +2,8 @@
 //! tonic clients acting as visitors, agents and services.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::time::Duration;
 
 use tempfile::TempDir;
