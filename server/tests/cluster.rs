@@ -82,6 +82,10 @@ struct Cluster {
 }
 
 async fn cluster(n: usize) -> Cluster {
+    cluster_with(n, &[]).await
+}
+
+async fn cluster_with(n: usize, extra: &[&str]) -> Cluster {
     // A cluster shares one PostgreSQL, whatever engine the rest of the suite runs on.
     let dir = tempfile::tempdir().unwrap();
     let database = postgres_database(&postgres_base()).await;
@@ -90,10 +94,9 @@ async fn cluster(n: usize) -> Cluster {
     let mut nodes = Vec::new();
     for _ in 0..n {
         // One at a time: the first seeds the demo site.
-        nodes.push(spawn(
-            &database,
-            &["--redis-url", &url, "--heartbeat-secs", "2"],
-        ));
+        let mut args = vec!["--redis-url", &url, "--heartbeat-secs", "2"];
+        args.extend_from_slice(extra);
+        nodes.push(spawn(&database, &args));
     }
     Cluster {
         database,
@@ -697,5 +700,60 @@ async fn a_file_uploaded_on_one_node_downloads_from_another() {
     .await;
     assert_eq!((status, got.len()), (200, bytes.len()));
     drop(inbox);
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn webhooks_go_out_once_in_order_from_a_cluster() {
+    use common::receiver::Receiver;
+    let c = cluster_with(2, &["--webhooks-allow-private"]).await;
+    let r = Receiver::start().await;
+    webhook_at(&c.nodes[1].url, &r.url).await;
+    // Two visitors, one per node, write 20 messages each; both nodes' dispatchers see every
+    // delivery (one database) and race for them.
+    let mut writers = Vec::new();
+    for node in 0..2 {
+        let url = c.nodes[node].url.clone();
+        let visitor = c.visitor(node).await;
+        writers.push(tokio::spawn(async move {
+            let mut chat = ChatServiceClient::new(
+                Endpoint::from_shared(url).unwrap().connect().await.unwrap(),
+            );
+            let (conv, _) =
+                start_conversation(&mut chat, &visitor, "Order", &format!("n{node} 0")).await;
+            for i in 1..20 {
+                publish(
+                    &mut chat,
+                    &visitor,
+                    send(&conv, "", &uuid(), &format!("n{node} {i}")),
+                )
+                .await
+                .unwrap();
+            }
+            conv
+        }));
+    }
+    let mut convs = Vec::new();
+    for w in writers {
+        convs.push(w.await.unwrap());
+    }
+    r.wait("40 messages", |g| g.len() >= 40).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // both nodes polled again
+    let got = r.got();
+    assert_eq!(got.len(), 40, "each event once, though two nodes deliver");
+    for (node, conv) in convs.iter().enumerate() {
+        let texts: Vec<String> = got
+            .iter()
+            .filter(|g| g.json["data"]["conversation"]["id"] == conv.as_str())
+            .map(|g| {
+                g.json["data"]["message"]["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        let expected: Vec<String> = (0..20).map(|i| format!("n{node} {i}")).collect();
+        assert_eq!(texts, expected, "in order per conversation");
+    }
     c.finish().await;
 }

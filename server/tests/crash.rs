@@ -392,49 +392,6 @@ async fn a_server_killed_mid_upload_on_postgresql_leaves_no_partial_file() {
     drop_database(&database).await;
 }
 
-/// Creates a webhook for every message of the demo site at `server_url`; its id.
-async fn webhook_at(server_url: &str, receiver_url: &str) -> String {
-    use wsmschat::v1::admin_service_client::AdminServiceClient;
-    use wsmschat::v1::session_service_client::SessionServiceClient;
-    let admin = SessionServiceClient::connect(server_url.to_owned())
-        .await
-        .unwrap()
-        .login(v1::LoginRequest {
-            email: ADMIN_EMAIL.into(),
-            password: ADMIN_PASSWORD.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
-    let mut adm = AdminServiceClient::connect(server_url.to_owned())
-        .await
-        .unwrap();
-    let site_id = adm
-        .list_sites(authed(&admin, v1::ListSitesRequest {}))
-        .await
-        .unwrap()
-        .into_inner()
-        .sites[0]
-        .id
-        .clone();
-    adm.create_webhook(authed(
-        &admin,
-        v1::CreateWebhookRequest {
-            site_id,
-            url: receiver_url.into(),
-            events: vec![v1::WebhookEventType::MessageCreated as i32],
-            description: String::new(),
-        },
-    ))
-    .await
-    .unwrap()
-    .into_inner()
-    .webhook
-    .unwrap()
-    .id
-}
-
 #[tokio::test]
 async fn a_webhook_in_flight_when_the_server_is_killed_goes_out_after_the_restart() {
     use common::receiver::Receiver;
