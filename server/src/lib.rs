@@ -131,6 +131,12 @@ pub async fn build_core(config: &Config) -> anyhow::Result<Arc<Core>> {
             Arc::new(PostgresStore::connect(url, *pool_size, hub.clone(), metrics.clone()).await?)
         }
     };
+    if let Some(email) = &config.core.email {
+        crate::core::email::Mailer::new(email)?;
+        if config.core.public_url.is_none() {
+            anyhow::bail!("email needs --public-url (the unsubscribe link in every email)");
+        }
+    }
     let core = Core::new(config.core.clone(), store, hub, metrics);
     let (blobs, spool) = file_store(config).await?;
     core.init_files(blobs, spool).await?;
@@ -189,6 +195,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     core.spawn_visitor_cleanup();
     core.spawn_file_sweeper();
     core.spawn_webhook_dispatcher();
+    core.spawn_mailer();
     if let Some(url) = &config.redis_url {
         core.join_cluster(url, &config.redis_namespace).await?;
     }

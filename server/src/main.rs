@@ -178,8 +178,22 @@ struct ServeArgs {
     /// Seconds one webhook attempt may take (connect, send, answer).
     #[arg(long, env = "WSMSCHAT_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
     webhook_timeout_secs: u64,
-    /// The server's public base URL (e.g. https://chat.example.com), for absolute links in
-    /// webhook bodies.
+    /// Send email through this SMTP server: smtp://user:pass@host:587?tls=required
+    /// (STARTTLS), smtps://user:pass@host:465 (TLS) or smtp://host:25 (a local relay, plain).
+    /// Without it the server sends no email and the widget promises none.
+    #[arg(long, env = "WSMSCHAT_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// The sender address of emails (e.g. support@shop.example); needed with --smtp-url.
+    #[arg(long, env = "WSMSCHAT_MAIL_FROM")]
+    mail_from: Option<String>,
+    /// Waits between SMTP attempts, comma-separated (default "1m,5m,15m,1h,3h,6h,12h").
+    #[arg(long, env = "WSMSCHAT_EMAIL_RETRY", value_parser = parse_durations)]
+    email_retry: Option<Durations>,
+    /// For tests: the length of one "minute" of the sites' email delay, ms.
+    #[arg(long, hide = true, default_value_t = 60_000)]
+    email_minute_ms: u64,
+    /// The server's public base URL (e.g. https://chat.example.com): links in emails
+    /// (unsubscribe) and absolute file links in webhook bodies. Needed with --smtp-url.
     #[arg(long, env = "WSMSCHAT_PUBLIC_URL")]
     public_url: Option<String>,
     /// Open connections at most (0: the file limit less a reserve).
@@ -309,88 +323,104 @@ fn existing(dir: PathBuf) -> Option<PathBuf> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logs(args.log_json);
-    let config =
-        Config {
-            listen: args.listen,
-            database: args.data.database()?,
-            core: CoreConfig {
-                max_message_bytes: args.max_message_bytes,
-                events_per_second: args.events_per_second,
-                events_burst: args.events_burst.max(args.events_per_second),
-                ip_events_per_second: args.ip_events_per_second,
-                ip_events_burst: args.ip_events_per_second.saturating_mul(2),
-                streams_per_token: args.streams_per_token,
-                heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),
-                agent_session_ttl: Duration::from_secs(args.agent_session_hours.max(1) * 3600),
-                extra_origins: args.allow_origin,
-                streams_per_ip: args.streams_per_ip,
-                new_visitors_per_minute: args.new_visitors_per_minute,
-                new_conversations_per_minute: args.new_conversations_per_minute,
-                open_conversations_per_visitor: args.open_conversations_per_visitor,
-                idle_visitor_retention: (args.idle_visitor_days > 0)
-                    .then(|| Duration::from_secs(args.idle_visitor_days * 86_400)),
-                uploads_per_hour: args.uploads_per_hour,
-                files_dir: args.files_dir.clone().or_else(|| {
-                    args.data
-                        .database_url
-                        .is_none()
-                        .then(|| args.data.data_dir.join("files"))
-                }),
-                files_store: args.files_store,
-                webhooks: wsmschat_server::core::webhooks::WebhookConfig {
-                    allow_private: args.webhooks_allow_private,
-                    retry: args.webhook_retry.clone().map(|d| d.0).unwrap_or_else(|| {
-                        wsmschat_server::core::webhooks::RETRY_SCHEDULE.to_vec()
-                    }),
-                    timeout: Duration::from_secs(args.webhook_timeout_secs.clamp(1, 120)),
-                    ..Default::default()
-                },
-                public_url: args
-                    .public_url
-                    .clone()
-                    .map(|u| u.trim_end_matches('/').to_owned()),
-                ..CoreConfig::default()
-            },
-            net: wsmschat_server::server::NetConfig {
-                max_connections: args.max_connections,
-                max_connections_per_ip: args.max_connections_per_ip,
-                first_byte_timeout: Duration::from_secs(args.first_byte_timeout_secs.max(1)),
-                trusted_proxies: args
-                    .trusted_proxy
-                    .iter()
-                    .filter(|s| !s.trim().is_empty())
-                    .map(|s| parse_net(s))
-                    .collect::<anyhow::Result<_>>()?,
-                metrics_token: args.metrics_token.filter(|t| !t.is_empty()),
-                hsts: args.hsts,
-            },
-            static_dirs: StaticDirs {
-                widget: existing(args.widget_dir),
-                console: existing(args.console_dir),
-                sdk: existing(args.sdk_dir),
-                demo: existing(args.demo_dir),
-                demo_listen: match args.demo_listen.as_deref() {
-                    Some("off") => None,
-                    Some(at) => Some(at.parse().map_err(|e| {
-                        anyhow::anyhow!("--demo-listen {at:?}: {e} (an address:port or `off`)")
-                    })?),
-                    None => {
-                        let mut at = args.listen;
-                        if at.port() != 0 {
-                            at.set_port(at.port().checked_add(1).unwrap_or(0));
-                        }
-                        Some(at)
-                    }
-                },
-                demo_port: 0,
-            },
-            demo: (!args.no_demo).then(|| DemoOptions {
-                admin_password: args.demo_password,
-                ..Default::default()
+    let config = Config {
+        listen: args.listen,
+        database: args.data.database()?,
+        core: CoreConfig {
+            max_message_bytes: args.max_message_bytes,
+            events_per_second: args.events_per_second,
+            events_burst: args.events_burst.max(args.events_per_second),
+            ip_events_per_second: args.ip_events_per_second,
+            ip_events_burst: args.ip_events_per_second.saturating_mul(2),
+            streams_per_token: args.streams_per_token,
+            heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),
+            agent_session_ttl: Duration::from_secs(args.agent_session_hours.max(1) * 3600),
+            extra_origins: args.allow_origin,
+            streams_per_ip: args.streams_per_ip,
+            new_visitors_per_minute: args.new_visitors_per_minute,
+            new_conversations_per_minute: args.new_conversations_per_minute,
+            open_conversations_per_visitor: args.open_conversations_per_visitor,
+            idle_visitor_retention: (args.idle_visitor_days > 0)
+                .then(|| Duration::from_secs(args.idle_visitor_days * 86_400)),
+            uploads_per_hour: args.uploads_per_hour,
+            files_dir: args.files_dir.clone().or_else(|| {
+                args.data
+                    .database_url
+                    .is_none()
+                    .then(|| args.data.data_dir.join("files"))
             }),
-            redis_url: args.redis_url,
-            redis_namespace: args.redis_namespace,
-        };
+            files_store: args.files_store,
+            webhooks: wsmschat_server::core::webhooks::WebhookConfig {
+                allow_private: args.webhooks_allow_private,
+                retry: args
+                    .webhook_retry
+                    .clone()
+                    .map(|d| d.0)
+                    .unwrap_or_else(|| wsmschat_server::core::webhooks::RETRY_SCHEDULE.to_vec()),
+                timeout: Duration::from_secs(args.webhook_timeout_secs.clamp(1, 120)),
+                ..Default::default()
+            },
+            email: match (&args.smtp_url, &args.mail_from) {
+                (Some(url), Some(from)) => {
+                    let mut e =
+                        wsmschat_server::core::email::EmailConfig::new(url.clone(), from.clone());
+                    if let Some(r) = &args.email_retry {
+                        e.retry = r.0.clone();
+                    }
+                    e.minute = Duration::from_millis(args.email_minute_ms.max(1));
+                    Some(e)
+                }
+                (Some(_), None) => {
+                    anyhow::bail!("--smtp-url needs --mail-from (the sender address)")
+                }
+                _ => None,
+            },
+            public_url: args
+                .public_url
+                .clone()
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            ..CoreConfig::default()
+        },
+        net: wsmschat_server::server::NetConfig {
+            max_connections: args.max_connections,
+            max_connections_per_ip: args.max_connections_per_ip,
+            first_byte_timeout: Duration::from_secs(args.first_byte_timeout_secs.max(1)),
+            trusted_proxies: args
+                .trusted_proxy
+                .iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| parse_net(s))
+                .collect::<anyhow::Result<_>>()?,
+            metrics_token: args.metrics_token.filter(|t| !t.is_empty()),
+            hsts: args.hsts,
+        },
+        static_dirs: StaticDirs {
+            widget: existing(args.widget_dir),
+            console: existing(args.console_dir),
+            sdk: existing(args.sdk_dir),
+            demo: existing(args.demo_dir),
+            demo_listen: match args.demo_listen.as_deref() {
+                Some("off") => None,
+                Some(at) => Some(at.parse().map_err(|e| {
+                    anyhow::anyhow!("--demo-listen {at:?}: {e} (an address:port or `off`)")
+                })?),
+                None => {
+                    let mut at = args.listen;
+                    if at.port() != 0 {
+                        at.set_port(at.port().checked_add(1).unwrap_or(0));
+                    }
+                    Some(at)
+                }
+            },
+            demo_port: 0,
+        },
+        demo: (!args.no_demo).then(|| DemoOptions {
+            admin_password: args.demo_password,
+            ..Default::default()
+        }),
+        redis_url: args.redis_url,
+        redis_namespace: args.redis_namespace,
+    };
     let mut running = wsmschat_server::start(config).await?;
     let base = format!("http://localhost:{}", running.addr.port());
     let demo_page = match running.demo_addr {

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub webhook_attempts: Family<WebhookResult, Counter>,
     /// Seconds per webhook attempt (connect to the answer's first bytes).
     pub webhook_seconds: Histogram,
+    /// Email attempts by result (sent, retry, failed).
+    pub email_attempts: Family<WebhookResult, Counter>,
 }
 
 /// The label of a webhook attempt.
@@ -91,6 +93,7 @@ impl Metrics {
             files_stored_bytes: Gauge::default(),
             webhook_attempts: Family::default(),
             webhook_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            email_attempts: Family::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open TCP connections", m.connections.clone());
@@ -163,7 +166,19 @@ impl Metrics {
             "Time per webhook delivery attempt",
             m.webhook_seconds.clone(),
         );
+        registry.register(
+            "email_attempts",
+            "SMTP attempts by result (sent, retry, failed)",
+            m.email_attempts.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// Counts an email attempt.
+    pub fn email_attempt(&self, result: &'static str) {
+        self.email_attempts
+            .get_or_create(&WebhookResult { result })
+            .inc();
     }
 
     /// Counts a webhook attempt.

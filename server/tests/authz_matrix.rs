@@ -62,6 +62,7 @@ const OPS: &[&str] = &[
     "Chat.GetAttachment (note on A's)",
     "Chat.DownloadAttachment (A's)",
     "Chat.ListAttachments (A's)",
+    "Chat.ListConversationEmails (A's)",
     "HTTP GET /files (link to a file of A's)",
     "HTTP GET /files (forged link)",
     "Admin.CreateSite",
@@ -751,6 +752,17 @@ impl World {
                     token,
                     v1::ListAttachmentsRequest {
                         conversation_id: conv,
+                    },
+                ))
+                .await
+                .map(drop)
+            }
+            "Chat.ListConversationEmails (A's)" => {
+                let id = self.conversation(false).await;
+                chat.list_conversation_emails(req(
+                    token,
+                    v1::ListConversationEmailsRequest {
+                        conversation_id: id,
                     },
                 ))
                 .await

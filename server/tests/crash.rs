@@ -435,3 +435,70 @@ async fn a_webhook_in_flight_when_the_server_is_killed_goes_out_after_the_restar
     drop(server);
     drop_database(&database).await;
 }
+
+#[tokio::test]
+async fn an_email_committed_before_a_sigkill_still_goes_out_once() {
+    use common::smtp::SmtpServer;
+    let dir = tempfile::tempdir().unwrap();
+    let database = test_database(&dir).await;
+    let smtp = SmtpServer::start().await;
+    let smtp_url = smtp.url();
+    let args = [
+        "--smtp-url",
+        &smtp_url,
+        "--mail-from",
+        "support@shop.test",
+        "--public-url",
+        "https://chat.test",
+        "--email-minute-ms",
+        "300",
+    ];
+    let mut server = spawn(&database, &args);
+    let visitor =
+        wsmschat::v1::session_service_client::SessionServiceClient::connect(server.url.clone())
+            .await
+            .unwrap()
+            .start_visitor_session(v1::StartVisitorSessionRequest {
+                site_key: "demo".into(),
+                email: "vera@example.com".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .visitor_token;
+    let mut chat = connect(&server.url).await;
+    let (conv, _) = start_conversation(&mut chat, &visitor, "Order", "hi").await;
+    let admin =
+        wsmschat::v1::session_service_client::SessionServiceClient::connect(server.url.clone())
+            .await
+            .unwrap()
+            .login(v1::LoginRequest {
+                email: ADMIN_EMAIL.into(),
+                password: ADMIN_PASSWORD.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token;
+    // The reply is acked (committed with its pending email), then the server dies at once,
+    // well before the 900 ms delay.
+    publish(
+        &mut chat,
+        &admin,
+        send(&conv, "", &uuid(), "before the crash"),
+    )
+    .await
+    .unwrap();
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    assert!(smtp.mails().is_empty());
+    let server = spawn(&database, &args);
+    let mails = smtp.wait(1, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(smtp.mails().len(), 1, "once");
+    let text = mails[0].parsed().body_text(0).unwrap().into_owned();
+    assert!(text.contains("before the crash"), "{text}");
+    drop(server);
+    drop_database(&database).await;
+}

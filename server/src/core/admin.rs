@@ -54,6 +54,11 @@ fn normalize_site(mut s: v1::Site) -> CoreResult<v1::Site> {
     if s.file_retention_days > 36_500 {
         return Err(invalid("file_retention_days is at most 36500 (0: keep)"));
     }
+    if s.email_delay_minutes > 10_080 {
+        return Err(invalid(
+            "email_delay_minutes is at most 10080 (a week; 0: 3)",
+        ));
+    }
     s.allowed_origins = s
         .allowed_origins
         .into_iter()

@@ -18,6 +18,7 @@ pub mod access;
 pub mod admin;
 mod charges;
 pub mod cluster;
+pub mod email;
 mod events;
 pub mod files;
 pub mod hub;
@@ -97,6 +98,8 @@ pub struct CoreConfig {
     pub files_store: FileStore,
     /// Webhook delivery settings.
     pub webhooks: webhooks::WebhookConfig,
+    /// Email (SMTP); None: the server sends no email and promises none.
+    pub email: Option<email::EmailConfig>,
     /// The server's public base URL (e.g. `https://chat.example.com`): absolute file links in
     /// webhook bodies; None: links relative to the server.
     pub public_url: Option<String>,
@@ -141,6 +144,7 @@ impl Default for CoreConfig {
             files_dir: None,
             files_store: FileStore::Auto,
             webhooks: Default::default(),
+            email: None,
             public_url: None,
         }
     }
@@ -217,6 +221,8 @@ pub struct Core {
     files: files::Files,
     /// Webhook dispatcher state (see [`webhooks`]).
     webhooks: webhooks::Webhooks,
+    /// The SMTP side when email is on (see [`email`]).
+    mailer: Option<email::Mailer>,
 }
 
 /// How long the site cache is trusted (other nodes may change sites).
@@ -250,6 +256,11 @@ impl Core {
         let new_conversation_limiter = RateLimiter::per_minute(config.new_conversations_per_minute);
         let files = files::Files::new(config.uploads_per_hour);
         let webhooks = webhooks::Webhooks::new(&config.webhooks, hub.webhook_wake.clone());
+        // Checked by `build_core` before: a bad SMTP URL stops the start.
+        let mailer = config
+            .email
+            .as_ref()
+            .and_then(|c| email::Mailer::new(c).ok());
         let core = Arc::new(Self {
             token_limiter: RateLimiter::new(config.events_per_second, config.events_burst),
             ip_limiter: RateLimiter::new(config.ip_events_per_second, config.ip_events_burst),
@@ -274,6 +285,7 @@ impl Core {
             new_conversation_limiter,
             files,
             webhooks,
+            mailer,
         });
         core.spawn_router();
         core

@@ -115,7 +115,15 @@ impl Core {
                 "this site requires a verified identity (user_id + user_hash)".into(),
             ));
         }
-        let old = if r.visitor_token.starts_with(VISITOR_TOKEN_PREFIX) {
+        // A continuation link from an email: this device becomes that visitor.
+        let continued = if r.continuation_token.is_empty() {
+            None
+        } else {
+            Some(self.continuation(&r.continuation_token, &site.id).await?)
+        };
+        let old = if continued.is_some() {
+            None
+        } else if r.visitor_token.starts_with(VISITOR_TOKEN_PREFIX) {
             self.store
                 .visitor_by_token(&auth::token_hash(&r.visitor_token))
                 .await
@@ -137,6 +145,7 @@ impl Core {
             .store
             .upsert_visitor(VisitorUpsert {
                 site_id: site.id.clone(),
+                visitor_id: continued.as_ref().map(|(v, _)| v.clone()),
                 token_hash: reuse.then(|| auth::token_hash(&r.visitor_token)),
                 verified_user_id: verified.clone(),
                 name: display_name(&r.name),
@@ -189,12 +198,14 @@ impl Core {
                 max_file_bytes,
                 file_kinds,
                 max_files_per_message: crate::files::MAX_FILES_PER_MESSAGE as u32,
+                email_enabled: self.email_enabled(),
             }),
             open_conversations: conversations
                 .into_iter()
                 .filter(|c| c.status != v1::ConversationStatus::Resolved as i32)
                 .map(|c| self.decorate(c))
                 .collect(),
+            continued_conversation_id: continued.map(|(_, c)| c).unwrap_or_default(),
         })
     }
 

@@ -233,6 +233,43 @@ impl Signer {
         Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag[..18]))
     }
 
+    /// A signed token for `purpose` (domain separation) carrying `fields` (no '.' or '\n' is
+    /// needed in them: they are base64-encoded), valid until `expires` (ms; 0: no expiry).
+    /// None before the key is set.
+    pub fn token(&self, purpose: &str, fields: &[&str], expires: i64) -> Option<String> {
+        use base64::Engine as _;
+        let key = self.key.get()?;
+        let body = format!("{}\n{expires}", fields.join("\n"));
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = b64.encode(body.as_bytes());
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
+        mac.update(format!("token:{purpose}\n{payload}").as_bytes());
+        let tag = mac.finalize().into_bytes();
+        Some(format!("{payload}.{}", b64.encode(&tag[..18])))
+    }
+
+    /// The fields of a token of this server for `purpose` that has not expired at `now`.
+    pub fn open_token(&self, purpose: &str, token: &str, now: i64) -> Option<Vec<String>> {
+        use base64::Engine as _;
+        use subtle::ConstantTimeEq;
+        let key = self.key.get()?;
+        let (payload, sig) = token.split_once('.')?;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
+        mac.update(format!("token:{purpose}\n{payload}").as_bytes());
+        let tag = mac.finalize().into_bytes();
+        if !bool::from(b64.encode(&tag[..18]).as_bytes().ct_eq(sig.as_bytes())) {
+            return None;
+        }
+        let body = String::from_utf8(b64.decode(payload).ok()?).ok()?;
+        let mut fields: Vec<String> = body.split('\n').map(str::to_owned).collect();
+        let expires: i64 = fields.pop()?.parse().ok()?;
+        if expires != 0 && expires < now {
+            return None;
+        }
+        Some(fields)
+    }
+
     /// The path of a link to `id` valid until about `now + LINK_TTL_MS` (rounded up), and
     /// that time. None before the key is set.
     pub fn link(&self, id: &str, variant: Variant, now: i64) -> Option<(String, i64)> {

@@ -1,6 +1,7 @@
 //! The one HTTP application: gRPC and gRPC-web services, health, metrics and static files,
 //! behind CORS. Built by one function ([`app`]) so tests run exactly what production runs.
 
+pub mod email;
 pub mod files;
 
 use std::path::PathBuf;
@@ -86,6 +87,10 @@ pub fn app(core: Arc<Core>, dirs: StaticDirs, net: &crate::server::NetConfig) ->
             Router::new()
                 .route("/uploads", post(files::upload))
                 .route("/files/{id}/{variant}", get(files::download))
+                .route(
+                    "/email/unsubscribe",
+                    get(email::unsubscribe_page).post(email::unsubscribe),
+                )
                 .with_state(core.clone()),
         )
         .fallback_service(grpc_or_not_found(grpc));

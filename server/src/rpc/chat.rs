@@ -386,6 +386,23 @@ impl ChatService for ChatApi {
                 .await?,
         ))
     }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "ChatService/ListConversationEmails", principal, principal_id)
+    )]
+    async fn list_conversation_emails(
+        &self,
+        req: Request<v1::ListConversationEmailsRequest>,
+    ) -> Result<Response<v1::ListConversationEmailsResponse>, Status> {
+        let who = charged_caller(&self.core, &req).await?;
+        let emails = self
+            .core
+            .conversation_emails(&who.principal, req.into_inner().conversation_id)
+            .await?;
+        Ok(Response::new(v1::ListConversationEmailsResponse { emails }))
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! SQLite-only syntax), so a PostgreSQL store can share the statements in [`sql`].
 
 pub mod db;
+pub mod email;
 pub mod postgres;
 pub mod sql;
 pub mod sql_store;
@@ -98,6 +99,10 @@ pub struct NewMessage {
     pub origin_stream: Option<u64>,
     /// Uploads of the same author (`author_key`) to attach, not attached to anything yet.
     pub attachment_ids: Vec<String>,
+    /// A staff reply the visitor may get by email if unseen (the server sends email): queue
+    /// the conversation's continuity email in this transaction, the site's delay counted in
+    /// "minutes" of this many ms (60,000 but in tests).
+    pub email_visitor: Option<i64>,
 }
 
 /// An uploaded file, as stored (see migration 0004).
@@ -255,6 +260,8 @@ pub struct SiteScope {
 pub struct VisitorUpsert {
     /// The site.
     pub site_id: String,
+    /// This visitor (of the site), proven by a continuation link: gets a new token.
+    pub visitor_id: Option<String>,
     /// Hash of the token being resumed, if any.
     pub token_hash: Option<String>,
     /// Verified user id: the visitor is the one with this user id on the site.
@@ -476,6 +483,35 @@ pub trait Store: Send + Sync + 'static {
         all_failed: bool,
         now: i64,
     ) -> StoreResult<u32>;
+
+    // --- email (see [`email`])
+    /// Conversations whose continuity email is due.
+    async fn due_continuity(&self, now: i64, limit: u32) -> StoreResult<Vec<String>>;
+    /// Turns a due pending row into an email (see [`email::take_continuity`]).
+    async fn take_continuity(
+        &self,
+        conversation_id: String,
+        now: i64,
+        compose: std::sync::Arc<email::Compose>,
+    ) -> StoreResult<Option<String>>;
+    async fn due_emails(&self, now: i64, limit: u32) -> StoreResult<Vec<email::Outgoing>>;
+    async fn claim_email(&self, id: String, now: i64, lease_until: i64) -> StoreResult<bool>;
+    async fn record_email(
+        &self,
+        id: String,
+        state: i64,
+        next_attempt_at: i64,
+        error: String,
+        at: i64,
+    ) -> StoreResult<()>;
+    /// A conversation's emails, newest first (`domain` for their Message-IDs).
+    async fn conversation_emails(
+        &self,
+        conversation_id: String,
+        domain: String,
+    ) -> StoreResult<Vec<v1::Email>>;
+    /// The visitor unsubscribed: no more email to them.
+    async fn email_opt_out(&self, visitor_id: String) -> StoreResult<()>;
 
     // --- canned replies
     async fn put_canned_reply(&self, reply: v1::CannedReply) -> StoreResult<v1::CannedReply>;

@@ -8,6 +8,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_queue_index.sql"),
     include_str!("migrations/0004_attachments.sql"),
     include_str!("migrations/0005_webhooks.sql"),
+    include_str!("migrations/0006_email.sql"),
 ];
 
 /// Columns of a conversation row, decoded by `conversation_from_row`, with `$position` as the
@@ -45,7 +46,7 @@ pub const MESSAGE_SELECT: &str = "SELECT conversation_id, seq, COALESCE(client_m
 /// Columns of a site row.
 pub const SITE_SELECT: &str = "SELECT id, site_key, name, allowed_origins, topics, color, greeting, \
      identity_secret, identity_required, restrict_agents_to_topics, max_file_bytes, file_kinds, \
-     file_retention_days FROM sites";
+     file_retention_days, email_delay_minutes FROM sites";
 
 /// Columns of an agent row (without the password hash).
 pub const AGENT_SELECT: &str =

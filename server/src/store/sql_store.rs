@@ -241,7 +241,7 @@ fn conversation_from_row(r: &Row) -> v1::Conversation {
     }
 }
 
-fn message_from_row(r: &Row) -> v1::Message {
+pub(super) fn message_from_row(r: &Row) -> v1::Message {
     let sys_kind = r.i32(9);
     v1::Message {
         conversation_id: r.text(0),
@@ -315,7 +315,7 @@ fn upload_from_row(r: &Row) -> UploadRecord {
     }
 }
 
-fn site_from_row(r: &Row) -> v1::Site {
+pub(super) fn site_from_row(r: &Row) -> v1::Site {
     v1::Site {
         id: r.text(0),
         site_key: r.text(1),
@@ -330,6 +330,7 @@ fn site_from_row(r: &Row) -> v1::Site {
         max_file_bytes: r.u64(10),
         file_kinds: r.i32(11),
         file_retention_days: r.u32(12),
+        email_delay_minutes: r.u32(13),
     }
 }
 
@@ -346,7 +347,7 @@ fn agent_from_row(r: &Row) -> v1::Agent {
     }
 }
 
-fn visitor_from_row(r: &Row) -> v1::Visitor {
+pub(super) fn visitor_from_row(r: &Row) -> v1::Visitor {
     let user_id = r.text(4);
     v1::Visitor {
         id: r.text(0),
@@ -388,7 +389,7 @@ fn canned_from_row(r: &Row) -> v1::CannedReply {
 
 // ---------------------------------------------------------------- statements
 
-async fn load_conversation(db: &mut dyn Db, id: &str) -> StoreResult<v1::Conversation> {
+pub(super) async fn load_conversation(db: &mut dyn Db, id: &str) -> StoreResult<v1::Conversation> {
     let row = db
         .query_one(
             &format!("{CONVERSATION_SELECT} WHERE c.id = $1"),
@@ -477,6 +478,9 @@ async fn insert_message(
         system: m.system.clone(),
         attachments,
     };
+    if let Some(minute_ms) = m.email_visitor {
+        super::email::queue_continuity(ctx.db, conversation_id, now, minute_ms).await?;
+    }
     // The outbox: deliveries for the site's webhook endpoints, in this same transaction.
     let webhooks = super::webhooks::enqueue_for_message(
         ctx.db,
@@ -547,6 +551,7 @@ async fn insert_system(
         require_visitor: None,
         origin_stream: None,
         attachment_ids: Vec::new(),
+        email_visitor: None,
     };
     let seq = next_seq(ctx.db, &m, &conversation.id, "").await?;
     insert_message(
@@ -1009,7 +1014,17 @@ async fn upsert_visitor_in_tx(db: &mut dyn Db, u: &VisitorUpsert) -> StoreResult
             .map(|(id, _)| id),
         _ => None,
     };
-    let found = by_user.or(by_token);
+    let by_id = match &u.visitor_id {
+        Some(id) => db
+            .query_opt(
+                "SELECT id FROM visitors WHERE id = $1 AND site_id = $2",
+                args![id, &u.site_id],
+            )
+            .await?
+            .map(|r| r.text(0)),
+        None => None,
+    };
+    let found = by_id.or(by_user).or(by_token);
     // Who the visitor was before (for "visitor.identified").
     let before = match &found {
         Some(id) => db
@@ -1218,8 +1233,8 @@ impl<E: Engine> Store for SqlStore<E> {
                     .exec(
                         "INSERT INTO sites (id, site_key, name, allowed_origins, topics, color, greeting, \
                          identity_secret, identity_required, created_at, restrict_agents_to_topics, \
-                         max_file_bytes, file_kinds, file_retention_days) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                         max_file_bytes, file_kinds, file_retention_days, email_delay_minutes) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                         args![
                             &site.id,
                             &site.site_key,
@@ -1234,7 +1249,8 @@ impl<E: Engine> Store for SqlStore<E> {
                             site.restrict_agents_to_topics,
                             site.max_file_bytes,
                             site.file_kinds,
-                            site.file_retention_days
+                            site.file_retention_days,
+                            site.email_delay_minutes
                         ],
                     )
                     .await?;
@@ -1253,7 +1269,8 @@ impl<E: Engine> Store for SqlStore<E> {
                     .exec(
                         "UPDATE sites SET name = $2, allowed_origins = $3, topics = $4, color = $5, greeting = $6, \
                          identity_secret = $7, identity_required = $8, restrict_agents_to_topics = $9, \
-                         max_file_bytes = $10, file_kinds = $11, file_retention_days = $12 WHERE id = $1",
+                         max_file_bytes = $10, file_kinds = $11, file_retention_days = $12, \
+                         email_delay_minutes = $13 WHERE id = $1",
                         args![
                             &site.id,
                             &site.name,
@@ -1266,7 +1283,8 @@ impl<E: Engine> Store for SqlStore<E> {
                             site.restrict_agents_to_topics,
                             site.max_file_bytes,
                             site.file_kinds,
-                            site.file_retention_days
+                            site.file_retention_days,
+                            site.email_delay_minutes
                         ],
                     )
                     .await?;
@@ -2104,6 +2122,75 @@ impl<E: Engine> Store for SqlStore<E> {
             Box::pin(async move {
                 webhooks::resend(ctx.db, &endpoint_id, &event_ids, all_failed, now).await
             })
+        })
+        .await
+    }
+
+    async fn due_continuity(&self, now: i64, limit: u32) -> StoreResult<Vec<String>> {
+        self.read(move |db| Box::pin(async move { email::due_continuity(db, now, limit).await }))
+            .await
+    }
+
+    async fn take_continuity(
+        &self,
+        conversation_id: String,
+        now: i64,
+        compose: Arc<email::Compose>,
+    ) -> StoreResult<Option<String>> {
+        self.write(move |ctx| {
+            let (conversation_id, compose) = (conversation_id.clone(), compose.clone());
+            Box::pin(async move {
+                email::take_continuity(ctx.db, &conversation_id, now, compose.as_ref()).await
+            })
+        })
+        .await
+    }
+
+    async fn due_emails(&self, now: i64, limit: u32) -> StoreResult<Vec<email::Outgoing>> {
+        self.read(move |db| Box::pin(async move { email::due_emails(db, now, limit).await }))
+            .await
+    }
+
+    async fn claim_email(&self, id: String, now: i64, lease_until: i64) -> StoreResult<bool> {
+        self.write(move |ctx| {
+            let id = id.clone();
+            Box::pin(async move { email::claim(ctx.db, &id, now, lease_until).await })
+        })
+        .await
+    }
+
+    async fn record_email(
+        &self,
+        id: String,
+        state: i64,
+        next_attempt_at: i64,
+        error: String,
+        at: i64,
+    ) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let (id, error) = (id.clone(), error.clone());
+            Box::pin(
+                async move { email::record(ctx.db, &id, state, next_attempt_at, &error, at).await },
+            )
+        })
+        .await
+    }
+
+    async fn conversation_emails(
+        &self,
+        conversation_id: String,
+        domain: String,
+    ) -> StoreResult<Vec<v1::Email>> {
+        self.read(move |db| {
+            Box::pin(async move { email::list(db, &conversation_id, &domain).await })
+        })
+        .await
+    }
+
+    async fn email_opt_out(&self, visitor_id: String) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let visitor_id = visitor_id.clone();
+            Box::pin(async move { email::opt_out(ctx.db, &visitor_id).await })
         })
         .await
     }

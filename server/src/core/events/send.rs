@@ -88,6 +88,15 @@ impl Core {
             require_visitor: None,
             origin_stream: origin,
             attachment_ids,
+            email_visitor: self
+                .config
+                .email
+                .as_ref()
+                .filter(|_| {
+                    kind == v1::MessageKind::Text
+                        && matches!(author_kind, v1::AuthorKind::Agent | v1::AuthorKind::Service)
+                })
+                .map(|e| e.minute.as_millis() as i64),
         };
         match principal {
             Principal::Visitor {

@@ -1,0 +1,398 @@
+//! Email continuity against a real SMTP server started by the test (`common::smtp`): unseen
+//! replies are emailed once after the delay, in one email; seen ones are not; the link in it
+//! opens the conversation for that visitor on a new device; unsubscribe stops it; an SMTP
+//! server that is down, then back, gets each email once; a permanent refusal is shown. Runs
+//! on SQLite and, with `WSMSCHAT_TEST_POSTGRES`, on PostgreSQL.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::smtp::SmtpServer;
+use common::*;
+use wsmschat::v1;
+use wsmschat::v1::client_event::Event as Ce;
+use wsmschat_server::core::CoreConfig;
+use wsmschat_server::core::email::EmailConfig;
+
+/// A "minute" of the site's delay, in these tests: the default 3 minutes are 600 ms.
+const MINUTE_MS: u64 = 200;
+
+fn config(smtp: &SmtpServer, retry_ms: &[u64]) -> CoreConfig {
+    let mut e = EmailConfig::new(smtp.url(), "support@shop.test".into());
+    e.retry = retry_ms.iter().map(|m| Duration::from_millis(*m)).collect();
+    e.minute = Duration::from_millis(MINUTE_MS);
+    e.timeout = Duration::from_secs(3);
+    CoreConfig {
+        email: Some(e),
+        public_url: Some("https://chat.test".into()),
+        ..test_core_config()
+    }
+}
+
+/// The demo site answers on https://shop.test too (where the continuation link points).
+async fn shop_origin(s: &TestServer) {
+    let admin = s.admin_token().await;
+    let mut a = s.admin_client().await;
+    let mut site = a
+        .list_sites(authed(&admin, v1::ListSitesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .sites
+        .into_iter()
+        .find(|x| x.site_key == "demo")
+        .unwrap();
+    site.allowed_origins.insert(0, "https://shop.test".into());
+    a.update_site(authed(
+        &admin,
+        v1::UpdateSiteRequest {
+            site: Some(site),
+            rotate_identity_secret: false,
+        },
+    ))
+    .await
+    .unwrap();
+}
+
+/// A visitor who left an address; (id, token).
+async fn visitor_with_email(s: &TestServer, locale: &str) -> (String, String) {
+    let r = s
+        .sessions()
+        .await
+        .start_visitor_session(v1::StartVisitorSessionRequest {
+            site_key: "demo".into(),
+            name: "Vera".into(),
+            email: "vera@example.com".into(),
+            page_url: "https://shop.test/orders/1001?tab=x".into(),
+            locale: locale.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        r.site.unwrap().email_enabled,
+        "the widget is told email is on"
+    );
+    (r.visitor_id, r.visitor_token)
+}
+
+async fn reply(chat: &mut Chat, agent: &str, conv: &str, text: &str) -> u64 {
+    publish(chat, agent, send(conv, "", &uuid(), text))
+        .await
+        .unwrap()
+        .seq
+}
+
+type Chat = wsmschat::v1::chat_service_client::ChatServiceClient<tonic::transport::Channel>;
+
+fn text_part(m: &mail_parser::Message<'_>) -> String {
+    m.body_text(0).unwrap().into_owned()
+}
+
+async fn emails(s: &TestServer, agent: &str, conv: &str) -> Vec<v1::Email> {
+    s.chat()
+        .await
+        .list_conversation_emails(authed(
+            agent,
+            v1::ListConversationEmailsRequest {
+                conversation_id: conv.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .emails
+}
+
+#[tokio::test]
+async fn unseen_replies_are_emailed_once_after_the_delay_and_seen_ones_never() {
+    let smtp = SmtpServer::start().await;
+    let s = TestServer::start_with(config(&smtp, &[200])).await;
+    shop_origin(&s).await;
+    let (_, vt) = visitor_with_email(&s, "en-GB").await;
+    let mut chat = s.chat().await;
+    let (conv, _) = start_conversation(&mut chat, &vt, "Order", "Where is order 1001?").await;
+    let (_, agent) = s.agent("Ann", &["Order"], 5).await;
+    // A burst of three replies the visitor does not see.
+    let t0 = Instant::now();
+    reply(&mut chat, &agent, &conv, "Hi Vera, let me check.").await;
+    reply(&mut chat, &agent, &conv, "It left our warehouse today.").await;
+    reply(&mut chat, &agent, &conv, "Tracking: <b>ZX-1</b> & more").await;
+    let mails = smtp.wait(1, Duration::from_secs(10)).await;
+    let after = t0.elapsed();
+    assert!(
+        after >= Duration::from_millis(3 * MINUTE_MS - 50),
+        "not before the delay: {after:?}"
+    );
+    eprintln!("continuity email delivered {after:?} after the first reply (delay 600 ms)");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(smtp.mails().len(), 1, "a burst of replies is one email");
+    let m = &mails[0];
+    assert_eq!(m.to, ["<vera@example.com>"]);
+    let p = m.parsed();
+    let from = p.from().unwrap().first().unwrap();
+    assert_eq!(from.name(), Some("Ann (Demo Shop)"));
+    assert_eq!(from.address(), Some("support@shop.test"));
+    assert_eq!(p.subject(), Some("New reply from Demo Shop"));
+    let id = p.message_id().unwrap().to_owned();
+    assert!(id.starts_with("em_") && id.ends_with("@shop.test"), "{id}");
+    let text = text_part(&p);
+    for r in [
+        "Hi Vera, let me check.",
+        "It left our warehouse today.",
+        "Tracking: <b>ZX-1</b> & more",
+    ] {
+        assert!(text.contains(r), "{text}");
+    }
+    assert!(!text.contains("Where is order 1001?"), "only the replies");
+    let html = p.body_html(0).unwrap();
+    assert!(
+        html.contains("Tracking: &lt;b&gt;ZX-1&lt;/b&gt; &amp; more"),
+        "user text is escaped in HTML: {html}"
+    );
+    assert!(
+        text.contains("https://shop.test/orders/1001?tab=x#wsmschat-continue="),
+        "{text}"
+    );
+    let unsub = p.header_raw("List-Unsubscribe").unwrap().trim().to_owned();
+    assert!(
+        unsub.starts_with("<https://chat.test/email/unsubscribe?t="),
+        "{unsub}"
+    );
+    assert_eq!(
+        p.header_raw("List-Unsubscribe-Post").map(str::trim),
+        Some("List-Unsubscribe=One-Click")
+    );
+    let log = emails(&s, &agent, &conv).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].state, v1::EmailState::Sent as i32);
+    assert_eq!(log[0].message_id, format!("<{id}>"));
+
+    // A reply the visitor reads in time is not emailed.
+    let seq = reply(&mut chat, &agent, &conv, "Anything else?").await;
+    publish(
+        &mut chat,
+        &vt,
+        ev(Ce::MarkRead(v1::MarkRead {
+            conversation_id: conv.clone(),
+            seq,
+        })),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(3 * MINUTE_MS + 1200)).await;
+    assert_eq!(smtp.mails().len(), 1, "a seen reply is not emailed");
+
+    // The next unseen reply is: alone, not the ones mailed before.
+    reply(&mut chat, &agent, &conv, "It arrives tomorrow.").await;
+    let mails = smtp.wait(2, Duration::from_secs(10)).await;
+    let text = text_part(&mails[1].parsed());
+    assert!(text.contains("It arrives tomorrow."), "{text}");
+    assert!(!text.contains("let me check"), "{text}");
+    assert!(!text.contains("Anything else?"), "{text}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_email_link_continues_the_conversation_and_unsubscribe_stops_email() {
+    let smtp = SmtpServer::start().await;
+    let s = TestServer::start_with(config(&smtp, &[200])).await;
+    shop_origin(&s).await;
+    let (visitor_id, vt) = visitor_with_email(&s, "de-DE").await;
+    let mut chat = s.chat().await;
+    let (conv, _) = start_conversation(&mut chat, &vt, "Order", "Hallo").await;
+    let (_, agent) = s.agent("Ann", &["Order"], 5).await;
+    reply(&mut chat, &agent, &conv, "Guten Tag!").await;
+    let mails = smtp.wait(1, Duration::from_secs(10)).await;
+    let p = mails[0].parsed();
+    assert_eq!(
+        p.subject(),
+        Some("Neue Antwort von Demo Shop"),
+        "in the visitor's language"
+    );
+    let text = text_part(&p);
+    assert!(text.contains("Unterhaltung fortsetzen"), "{text}");
+    let token = text
+        .split("#wsmschat-continue=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // Another device: no visitor token, only the link's token.
+    let r = s
+        .sessions()
+        .await
+        .start_visitor_session(v1::StartVisitorSessionRequest {
+            site_key: "demo".into(),
+            continuation_token: token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.visitor_id, visitor_id, "the same visitor");
+    assert_eq!(r.continued_conversation_id, conv);
+    assert_ne!(r.visitor_token, vt, "a token of its own");
+    let h = history(&mut chat, &r.visitor_token, &conv).await;
+    assert_eq!(h.last().unwrap().text, "Guten Tag!");
+    // A forged or altered token is refused.
+    for bad in [
+        format!("{token}x"),
+        token.replacen('.', "x.", 1),
+        "nonsense".into(),
+    ] {
+        let e = s
+            .sessions()
+            .await
+            .start_visitor_session(v1::StartVisitorSessionRequest {
+                site_key: "demo".into(),
+                continuation_token: bad,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    }
+
+    // Unsubscribe: a GET only shows the button; the POST unsubscribes.
+    let link = text
+        .lines()
+        .find_map(|l| l.split("https://chat.test").nth(1))
+        .filter(|l| l.starts_with("/email/unsubscribe"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let get = client
+        .get(format!("{}{link}", s.url).parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    let body = http_body_util::BodyExt::collect(get.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("<form method=\"post\""));
+    reply(&mut chat, &agent, &conv, "Still there?").await; // queued before the opt-out
+    let post = client
+        .request(
+            hyper::Request::post(format!("{}{link}", s.url))
+                .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                    b"List-Unsubscribe=One-Click",
+                )))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 200);
+    let forged = client
+        .request(
+            hyper::Request::post(format!("{}/email/unsubscribe?t=abc.def", s.url))
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 400);
+    reply(&mut chat, &agent, &conv, "Hello?").await;
+    tokio::time::sleep(Duration::from_millis(3 * MINUTE_MS + 1200)).await;
+    assert_eq!(smtp.mails().len(), 1, "no email after unsubscribing");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_smtp_server_down_then_back_gets_each_email_once() {
+    let mut smtp = SmtpServer::down().await;
+    let s = TestServer::start_with(config(&smtp, &[300, 300, 300, 300, 300, 300, 300, 300])).await;
+    let (_, vt) = visitor_with_email(&s, "en").await;
+    let mut chat = s.chat().await;
+    let (conv, _) = start_conversation(&mut chat, &vt, "Order", "hi").await;
+    let (_, agent) = s.agent("Ann", &["Order"], 5).await;
+    reply(&mut chat, &agent, &conv, "Hello from support").await;
+    // Queued, tried, failing: the reason is on the conversation.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let e = loop {
+        let log = emails(&s, &agent, &conv).await;
+        if let Some(e) = log.into_iter().find(|e| e.attempts >= 2) {
+            break e;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(e.state, v1::EmailState::Queued as i32);
+    assert!(!e.last_error.is_empty(), "{e:?}");
+    smtp.start_again().await;
+    let mails = smtp.wait(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(smtp.mails().len(), 1, "once");
+    assert!(text_part(&mails[0].parsed()).contains("Hello from support"));
+    let log = emails(&s, &agent, &conv).await;
+    assert_eq!(log[0].state, v1::EmailState::Sent as i32);
+    assert!(log[0].sent_at_ms > 0);
+
+    // A permanent refusal (5xx) fails at once, with the server's reply shown.
+    smtp.sink.refuse.store(550, Ordering::SeqCst);
+    reply(&mut chat, &agent, &conv, "One more thing").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let e = loop {
+        let log = emails(&s, &agent, &conv).await;
+        if let Some(e) = log
+            .into_iter()
+            .find(|e| e.state == v1::EmailState::Failed as i32)
+        {
+            break e;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(e.attempts, 1, "not retried");
+    assert!(
+        e.last_error.contains("mail refused by the test"),
+        "{}",
+        e.last_error
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn without_smtp_nothing_is_promised_or_queued() {
+    let s = TestServer::start().await;
+    let r = s
+        .sessions()
+        .await
+        .start_visitor_session(v1::StartVisitorSessionRequest {
+            site_key: "demo".into(),
+            email: "x@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!r.site.unwrap().email_enabled);
+    let mut chat = s.chat().await;
+    let (conv, _) = start_conversation(&mut chat, &r.visitor_token, "Order", "hi").await;
+    let (_, agent) = s.agent("Ann", &["Order"], 5).await;
+    reply(&mut chat, &agent, &conv, "hello").await;
+    assert!(emails(&s, &agent, &conv).await.is_empty());
+    // Visitors may not read the email log.
+    let e = s
+        .chat()
+        .await
+        .list_conversation_emails(authed(
+            &r.visitor_token,
+            v1::ListConversationEmailsRequest {
+                conversation_id: conv.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    s.stop().await;
+}
