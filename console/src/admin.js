@@ -1,6 +1,7 @@
 // Admin pages (admin role only; the server refuses AdminService calls from other agents anyway).
 import { h, replace } from './dom.js';
 import { errText, copyText, duration, fullTime } from './format.js';
+import { webhooksSection } from './webhooks.js';
 
 const SECTIONS = [
   ['sites', 'Sites'], ['agents', 'Agents'], ['canned', 'Canned replies'], ['keys', 'API keys'], ['report', 'Report'],
@@ -35,7 +36,8 @@ async function sites(page, ctx) {
   picker.value = current ? current.id : 'new';
   replace(page,
     h('div', { class: 'section-head' }, h('h1', { text: current ? `Site: ${current.name}` : 'New site' }), h('div', { class: 'inline' }, picker)),
-    siteForm(ctx, current));
+    siteForm(ctx, current),
+    current ? webhooksSection(ctx, current) : null);
 }
 
 function siteForm(ctx, site) {

@@ -7,6 +7,9 @@ const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeSt
 
 export function time(ms) { return ms ? timeFmt.format(new Date(ms)) : ''; }
 export function fullTime(ms) { return ms ? fullFmt.format(new Date(ms)) : '—'; }
+const preciseFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'medium' });
+/** With the seconds (logs where attempts are seconds apart). */
+export function preciseTime(ms) { return ms ? preciseFmt.format(new Date(ms)) : '—'; }
 /** "14:05" today, "3 Mar" otherwise. */
 export function shortWhen(ms) {
   if (!ms) return '';

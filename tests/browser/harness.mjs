@@ -48,6 +48,7 @@ export async function startServer({ dataDir, port = 0, args = [] } = {}) {
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; if (process.env.SERVER_LOG) process.stderr.write(d); });
   let demoPort = null;
+  let startTimer;
   const url = await new Promise((res, rej) => {
     const rl = createInterface({ input: proc.stdout });
     rl.on('line', (line) => {
@@ -57,8 +58,8 @@ export async function startServer({ dataDir, port = 0, args = [] } = {}) {
       if (m) res(m[1]);
     });
     proc.on('exit', (code) => rej(new Error(`server exited (${code}): ${stderr}`)));
-    setTimeout(() => rej(new Error('server did not start: ' + stderr)), 20000);
-  });
+    startTimer = setTimeout(() => rej(new Error('server did not start: ' + stderr)), 20000);
+  }).finally(() => clearTimeout(startTimer)); // else the timer keeps the test process alive 20 s
   const actualPort = Number(new URL(url).port);
   return {
     // 127.0.0.1, while the page is on localhost: two different origins.
