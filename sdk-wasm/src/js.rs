@@ -293,6 +293,7 @@ pub fn site_info(s: &v1::SiteInfo) -> JsValue {
         .n("maxFileBytes", s.max_file_bytes as f64)
         .s("fileKinds", file_kinds(s.file_kinds))
         .n("maxFilesPerMessage", s.max_files_per_message as f64)
+        .b("emailEnabled", s.email_enabled)
         .done()
 }
 
@@ -350,6 +351,7 @@ pub fn site(s: &v1::Site) -> JsValue {
         .n("maxFileBytes", s.max_file_bytes as f64)
         .s("fileKinds", file_kinds(s.file_kinds))
         .n("fileRetentionDays", s.file_retention_days as f64)
+        .n("emailDelayMinutes", s.email_delay_minutes as f64)
         .done()
 }
 
@@ -438,6 +440,7 @@ pub fn site_from(o: &JsValue) -> v1::Site {
         max_file_bytes: get_num(o, "maxFileBytes").max(0.0) as u64,
         file_kinds: file_kinds_from(&get_str(o, "fileKinds")) as i32,
         file_retention_days: get_num(o, "fileRetentionDays").max(0.0) as u32,
+        email_delay_minutes: get_num(o, "emailDelayMinutes").max(0.0) as u32,
     }
 }
 

@@ -20,6 +20,9 @@ export interface ConnectOptions {
   locale?: string;
   /** Page URL sent to agents; defaults to location.href. */
   pageUrl?: string;
+  /** The token of an email's "continue the conversation" link (`#wsmschat-continue=...`): the
+   *  session becomes that visitor and their conversation comes first in `openConversations`. */
+  continuation?: string;
   /** "local" (default: localStorage, falling back to memory when blocked) or "memory". */
   storage?: "local" | "memory";
 }
@@ -84,6 +87,8 @@ export interface SiteInfo {
   agentsOnline: number[];
   /** Largest file, bytes; the kinds accepted; files per message at most. */
   maxFileBytes: number; fileKinds: FileKinds; maxFilesPerMessage: number;
+  /** The server sends email: a visitor who leaves an address gets unseen replies by email. */
+  emailEnabled: boolean;
 }
 
 export interface Agent {
@@ -100,6 +105,8 @@ export interface Site {
   restrictAgentsToTopics: boolean;
   /** Largest file (0: 10 MB), kinds accepted, days files of resolved conversations are kept (0: always). */
   maxFileBytes: number; fileKinds: FileKinds; fileRetentionDays: number;
+  /** Minutes an agent's reply may stay unseen before it is emailed to the visitor (0: 3). */
+  emailDelayMinutes: number;
 }
 
 export interface ApiKey { id: string; name: string; scopes: ("chat" | "admin")[]; createdAt: number; active: boolean; siteIds: string[]; }

@@ -247,11 +247,19 @@ class Widget {
     for (let attempt = 1; ; attempt++) {
       try {
         const client = await ChatClient.connect({
-          server: this.cfg.server, siteKey: this.cfg.site, locale: navigator.language, ...this.identity
+          server: this.cfg.server, siteKey: this.cfg.site, locale: navigator.language, ...this.identity,
+          ...(this.cfg.continuation && { continuation: this.cfg.continuation })
         });
+        delete this.cfg.continuation;
         this.attach(client);
         return true;
       } catch (e) {
+        if (this.cfg.continuation && e && e.codeName === 'Unauthenticated') {
+          // An expired or altered email link: carry on as this browser's own visitor.
+          console.warn('wsmschat: ' + e.message);
+          delete this.cfg.continuation;
+          continue;
+        }
         const retry = e && (e.codeName === 'Unavailable' || e.codeName === 'DeadlineExceeded' || e.codeName === 'Internal' || e.codeName === 'ResourceExhausted');
         if (!retry) {
           this.failed = (e && e.message) || String(e);
@@ -721,7 +729,8 @@ class Widget {
     if (conv && conv.status === 'queued') {
       const text = conv.agentsOnline > 0 && conv.queuePosition > 0 ? t('queued', { n: conv.queuePosition }) : t('queuedOffline');
       const note = h('div', { class: 'notice', role: 'status' }, h('p', { text }));
-      if (!(conv.agentsOnline > 0)) note.append(this.emailForm());
+      // Only a server that sends email may promise a reply by email.
+      if (!(conv.agentsOnline > 0) && this.site && this.site.emailEnabled) note.append(this.emailForm());
       items.push(note);
     } else if (!conv && this.draftTopic && this.onlineFor(this.draftTopic) === 0) {
       items.push(h('div', { class: 'notice', role: 'status' }, h('p', { text: t('queuedOffline') })));

@@ -37,6 +37,15 @@
     version: VERSION
   };
   if (!/\/$/.test(cfg.assets)) cfg.assets += '/';
+  // An email's "continue the conversation" link: take the token out of the address bar (it is
+  // a credential) and open the chat on that conversation.
+  var cont = /(^#|&)wsmschat-continue=([\w.-]+)/.exec(location.hash);
+  if (cont) {
+    cfg.continuation = cont[2];
+    try {
+      history.replaceState(history.state, '', location.href.replace(/#?&?wsmschat-continue=[\w.-]+/, ''));
+    } catch (e) { /* sandboxed: the token stays in the address bar */ }
+  }
   if (!cfg.site) {
     console.error('wsmschat: the script tag needs data-site="SITE_KEY"');
     return;
@@ -117,6 +126,7 @@
   });
 
   var loading = null;
+  if (cont) queue.push(['open']);
   function load() {
     if (!loading) {
       loading = import(cfg.assets + 'ui.js?v=' + VERSION)
@@ -146,7 +156,8 @@
   function attach() {
     (d.body || d.documentElement).appendChild(host);
     var idle = w.requestIdleCallback || function (f) { return setTimeout(f, 1500); };
-    idle(load, { timeout: 4000 });
+    if (cont) load();
+    else idle(load, { timeout: 4000 });
   }
   if (d.body) attach();
   else d.addEventListener('DOMContentLoaded', attach);

@@ -60,6 +60,11 @@ impl ChatClient {
         };
         let sh = Shared::new(server, store, site_key);
         sh.start_session(&o).await?;
+        // A continuation token is used once: a later identify() must not replay it.
+        let _ = js_sys::Reflect::delete_property(
+            o.unchecked_ref::<js_sys::Object>(),
+            &JsValue::from_str("continuation"),
+        );
         *sh.connect_opts.borrow_mut() = o;
         sh.restore_outbox();
         sh.kick_pump();

@@ -212,6 +212,7 @@ impl Shared {
             user_hash: get_str(o, "userHash"),
             name: get_str(o, "name"),
             email: get_str(o, "email"),
+            continuation_token: get_str(o, "continuation"),
             page_url: get_opt_str(o, "pageUrl").unwrap_or_else(|| {
                 window
                     .as_ref()
@@ -245,7 +246,12 @@ impl Shared {
         *self.visitor_id.borrow_mut() = r.visitor_id;
         self.verified.set(r.verified);
         *self.site.borrow_mut() = r.site.as_ref().map(js::site_info).unwrap_or_default();
-        *self.open_conversations.borrow_mut() = js::array(&r.open_conversations, js::conversation);
+        let mut open = r.open_conversations;
+        if !r.continued_conversation_id.is_empty() {
+            // An email link: the conversation it is about comes first (the widget opens it).
+            open.sort_by_key(|c| c.id != r.continued_conversation_id);
+        }
+        *self.open_conversations.borrow_mut() = js::array(&open, js::conversation);
         if changed_visitor {
             self.wake_stream();
         }
