@@ -20,7 +20,8 @@ const parts = [
 const extra = [
   { name: 'upload + viewer (on use)', files: ['upload.js'], budget: 4 * KB },
   { name: 'full SDK JS glue', files: ['wsmschat_sdk.js'], budget: 14 * KB },
-  { name: 'full SDK wasm', files: ['wsmschat_sdk_bg.wasm'], budget: 150 * KB },
+  // 150 -> 160 KB: the webhook admin calls (+3.4 KB) and what the console needs next.
+  { name: 'full SDK wasm', files: ['wsmschat_sdk_bg.wasm'], budget: 160 * KB },
 ];
 const TOTAL_BUDGET = 150 * KB;
 

@@ -427,10 +427,11 @@ impl ChatClient {
         })
     }
 
-    /// Replaces an endpoint's url, events, description and enabled state (by id); with
+    /// Replaces an endpoint's url, events, description and enabled state (by id: pass the whole
+    /// endpoint, as `listWebhooks` gives it; a missing `enabled` means enabled); with
     /// `rotateSecret`, resolves with the new secret (else `secret` is "").
     #[wasm_bindgen(js_name = updateWebhook, unchecked_return_type = "Promise<{ webhook: Webhook; secret: string }>")]
-    pub fn update_webhook(&self, input: WebhookInput, rotate_secret: Option<bool>) -> Promise {
+    pub fn update_webhook(&self, input: WebhookUpdate, rotate_secret: Option<bool>) -> Promise {
         let sh = self.sh.clone();
         let w = webhook_from(&input.into());
         promise(async move {
@@ -482,13 +483,14 @@ impl ChatClient {
     }
 
     /// An endpoint's delivery log, newest first (`state`: "pending" | "delivered" | "failed"
-    /// to filter; `beforeMs` to page).
+    /// to filter; the last row's `createdAt` and `eventId` as `beforeMs` and `beforeEventId`
+    /// for the next page).
     #[wasm_bindgen(js_name = listWebhookDeliveries, unchecked_return_type = "Promise<WebhookDelivery[]>")]
     pub fn list_webhook_deliveries(
         &self,
         webhook_id: String,
         #[wasm_bindgen(
-            unchecked_param_type = "{ state?: string; limit?: number; beforeMs?: number } | undefined"
+            unchecked_param_type = "{ state?: string; limit?: number; beforeMs?: number; beforeEventId?: string } | undefined"
         )]
         options: JsValue,
     ) -> Promise {
@@ -498,6 +500,7 @@ impl ChatClient {
             state: delivery_state_from(&get_str(&options, "state")) as i32,
             limit: js::get_num(&options, "limit") as u32,
             before_ms: js::get_num(&options, "beforeMs") as i64,
+            before_event_id: get_str(&options, "beforeEventId"),
         };
         promise(async move {
             let r = sh

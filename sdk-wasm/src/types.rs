@@ -226,4 +226,8 @@ extern "C" {
     pub type CannedReplyInput;
     #[wasm_bindgen(typescript_type = "Partial<Webhook>")]
     pub type WebhookInput;
+    #[wasm_bindgen(
+        typescript_type = "Pick<Webhook, \"id\" | \"url\" | \"events\" | \"enabled\"> & Partial<Webhook>"
+    )]
+    pub type WebhookUpdate;
 }

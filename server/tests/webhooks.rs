@@ -277,6 +277,35 @@ async fn every_event_kind_reaches_the_endpoint_signed_and_in_order() {
     // The log says delivered, with the receiver's answer.
     let log = deliveries(&s, &admin, &hook.id).await;
     assert_eq!(log.len(), 9);
+    // Paged two at a time with the (time, id) cursor: every row once, though events of one
+    // commit share a millisecond.
+    let (mut paged, mut cursor) = (Vec::new(), (0, String::new()));
+    loop {
+        let page = s
+            .admin_client()
+            .await
+            .list_webhook_deliveries(authed(
+                &admin,
+                v1::ListWebhookDeliveriesRequest {
+                    webhook_id: hook.id.clone(),
+                    limit: 2,
+                    before_ms: cursor.0,
+                    before_event_id: cursor.1.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .deliveries;
+        let Some(last) = page.last() else { break };
+        cursor = (last.created_at_ms, last.event_id.clone());
+        paged.extend(page.into_iter().map(|d| d.event_id));
+    }
+    assert_eq!(
+        paged,
+        log.iter().map(|d| d.event_id.clone()).collect::<Vec<_>>()
+    );
     assert!(
         log.iter()
             .all(|d| d.state == v1::WebhookDeliveryState::Delivered as i32

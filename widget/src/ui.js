@@ -256,7 +256,6 @@ class Widget {
       } catch (e) {
         if (this.cfg.continuation && e && e.codeName === 'Unauthenticated') {
           // An expired or altered email link: carry on as this browser's own visitor.
-          console.warn('wsmschat: ' + e.message);
           delete this.cfg.continuation;
           continue;
         }

@@ -42,9 +42,7 @@
   var cont = /(^#|&)wsmschat-continue=([\w.-]+)/.exec(location.hash);
   if (cont) {
     cfg.continuation = cont[2];
-    try {
-      history.replaceState(history.state, '', location.href.replace(/#?&?wsmschat-continue=[\w.-]+/, ''));
-    } catch (e) { /* sandboxed: the token stays in the address bar */ }
+    try { history.replaceState(history.state, '', location.href.replace(/#?&?wsmschat-continue=[\w.-]+/, '')); } catch (e) {}
   }
   if (!cfg.site) {
     console.error('wsmschat: the script tag needs data-site="SITE_KEY"');
@@ -156,8 +154,7 @@
   function attach() {
     (d.body || d.documentElement).appendChild(host);
     var idle = w.requestIdleCallback || function (f) { return setTimeout(f, 1500); };
-    if (cont) load();
-    else idle(load, { timeout: 4000 });
+    cont ? load() : idle(load, { timeout: 4000 });
   }
   if (d.body) attach();
   else d.addEventListener('DOMContentLoaded', attach);

@@ -60,11 +60,8 @@ impl ChatClient {
         };
         let sh = Shared::new(server, store, site_key);
         sh.start_session(&o).await?;
-        // A continuation token is used once: a later identify() must not replay it.
-        let _ = js_sys::Reflect::delete_property(
-            o.unchecked_ref::<js_sys::Object>(),
-            &JsValue::from_str("continuation"),
-        );
+        // A continuation token stays in the options: a later identify() on this page sends it
+        // again, which resumes the same visitor (it is only in memory, gone with the page).
         *sh.connect_opts.borrow_mut() = o;
         sh.restore_outbox();
         sh.kick_pump();

@@ -247,9 +247,13 @@ impl Shared {
         self.verified.set(r.verified);
         *self.site.borrow_mut() = r.site.as_ref().map(js::site_info).unwrap_or_default();
         let mut open = r.open_conversations;
-        if !r.continued_conversation_id.is_empty() {
-            // An email link: the conversation it is about comes first (the widget opens it).
-            open.sort_by_key(|c| c.id != r.continued_conversation_id);
+        // An email link: the conversation it is about comes first (the widget opens it). No
+        // sort: a generic sort of conversations costs kilobytes of wasm.
+        if let Some(i) = open.iter().position(|c| {
+            !r.continued_conversation_id.is_empty() && c.id == r.continued_conversation_id
+        }) {
+            let c = open.remove(i);
+            open.insert(0, c);
         }
         *self.open_conversations.borrow_mut() = js::array(&open, js::conversation);
         if changed_visitor {

@@ -423,6 +423,9 @@ impl Core {
         r: v1::ListWebhookDeliveriesRequest,
     ) -> CoreResult<Vec<v1::WebhookDelivery>> {
         self.store.webhook(&r.webhook_id).await?;
+        if r.before_event_id.len() > 200 {
+            return Err(invalid("before_event_id: at most 200 bytes"));
+        }
         let state = match v1::WebhookDeliveryState::try_from(r.state) {
             Ok(v1::WebhookDeliveryState::Unspecified) => None,
             Ok(s) => Some(s as i64),
@@ -434,7 +437,7 @@ impl Core {
         };
         Ok(self
             .store
-            .list_webhook_deliveries(r.webhook_id, state, r.before_ms, limit)
+            .list_webhook_deliveries(r.webhook_id, state, (r.before_ms, r.before_event_id), limit)
             .await?)
     }
 

@@ -472,7 +472,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         endpoint_id: String,
         state: Option<i64>,
-        before_ms: i64,
+        before: (i64, String),
         limit: u32,
     ) -> StoreResult<Vec<v1::WebhookDelivery>>;
     /// Queues deliveries again; how many.

@@ -2099,12 +2099,13 @@ impl<E: Engine> Store for SqlStore<E> {
         &self,
         endpoint_id: String,
         state: Option<i64>,
-        before_ms: i64,
+        before: (i64, String),
         limit: u32,
     ) -> StoreResult<Vec<v1::WebhookDelivery>> {
         self.read(move |db| {
             Box::pin(async move {
-                webhooks::list_deliveries(db, &endpoint_id, state, before_ms, limit).await
+                webhooks::list_deliveries(db, &endpoint_id, state, (before.0, &before.1), limit)
+                    .await
             })
         })
         .await

@@ -431,30 +431,36 @@ pub async fn list_deliveries(
     db: &mut dyn Db,
     endpoint_id: &str,
     state: Option<i64>,
-    before_ms: i64,
+    before: (i64, &str),
     limit: u32,
 ) -> StoreResult<Vec<v1::WebhookDelivery>> {
-    let before = if before_ms > 0 { before_ms } else { i64::MAX };
+    // The log's order is (created_at, event_id), newest first; the cursor is the last row seen.
+    let (before_ms, before_id) = match before {
+        (0, _) => (i64::MAX, ""),
+        (ms, "") => (ms, ""),
+        (ms, id) => (ms, id),
+    };
     let cols = "event_id, endpoint_id, event_type, conversation_id, state, attempts, created_at, \
                 next_attempt_at, last_attempt_at, last_status, last_latency_ms, last_response, last_error";
+    let cursor = "(created_at < $2 OR (created_at = $2 AND event_id < $3))";
     let rows = match state {
         Some(s) => {
             db.query(
                 &format!(
-                    "SELECT {cols} FROM webhook_deliveries WHERE endpoint_id = $1 AND created_at < $2 \
-                     AND state = $3 ORDER BY created_at DESC, ord DESC LIMIT $4"
+                    "SELECT {cols} FROM webhook_deliveries WHERE endpoint_id = $1 AND {cursor} \
+                     AND state = $4 ORDER BY created_at DESC, event_id DESC LIMIT $5"
                 ),
-                args![endpoint_id, before, s, limit],
+                args![endpoint_id, before_ms, before_id, s, limit],
             )
             .await?
         }
         None => {
             db.query(
                 &format!(
-                    "SELECT {cols} FROM webhook_deliveries WHERE endpoint_id = $1 AND created_at < $2 \
-                     ORDER BY created_at DESC, ord DESC LIMIT $3"
+                    "SELECT {cols} FROM webhook_deliveries WHERE endpoint_id = $1 AND {cursor} \
+                     ORDER BY created_at DESC, event_id DESC LIMIT $4"
                 ),
-                args![endpoint_id, before, limit],
+                args![endpoint_id, before_ms, before_id, limit],
             )
             .await?
         }
