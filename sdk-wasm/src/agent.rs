@@ -399,6 +399,66 @@ impl ChatClient {
         })
     }
 
+    // ------------------------------------------------------------ server, email
+
+    /// What the server is configured to do (admins): `{ version, emailEnabled, mailFrom,
+    /// webhooksAllowPrivate, publicUrl }`.
+    #[wasm_bindgen(js_name = getServerInfo, unchecked_return_type = "Promise<{ version: string; emailEnabled: boolean; mailFrom: string; webhooksAllowPrivate: boolean; publicUrl: string }>")]
+    pub fn get_server_info(&self) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .admin()
+                .get_server_info(sh.req(v1::GetServerInfoRequest {}))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(O::new()
+                .s("version", &r.version)
+                .b("emailEnabled", r.email_enabled)
+                .s("mailFrom", &r.mail_from)
+                .b("webhooksAllowPrivate", r.webhooks_allow_private)
+                .s("publicUrl", &r.public_url)
+                .done())
+        })
+    }
+
+    /// The emails about a conversation, newest first, and where each stands.
+    #[wasm_bindgen(js_name = listConversationEmails, unchecked_return_type = "Promise<ConversationEmail[]>")]
+    pub fn list_conversation_emails(&self, conversation_id: String) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .chat()
+                .list_conversation_emails(
+                    sh.req(v1::ListConversationEmailsRequest { conversation_id }),
+                )
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(js::array(&r.emails, |e: &v1::Email| {
+                O::new()
+                    .s("id", &e.id)
+                    .s("kind", &e.kind)
+                    .s("to", &e.to)
+                    .s("subject", &e.subject)
+                    .s(
+                        "state",
+                        match v1::EmailState::try_from(e.state).unwrap_or_default() {
+                            v1::EmailState::Queued => "queued",
+                            v1::EmailState::Sent => "sent",
+                            v1::EmailState::Failed => "failed",
+                            v1::EmailState::Unspecified => "",
+                        },
+                    )
+                    .n("attempts", e.attempts as f64)
+                    .n("createdAt", e.created_at_ms as f64)
+                    .n("sentAt", e.sent_at_ms as f64)
+                    .s("lastError", &e.last_error)
+                    .s("messageId", &e.message_id)
+                    .done()
+            }))
+        })
+    }
+
     // ------------------------------------------------------------ webhooks
 
     /// Adds a webhook endpoint to a site; resolves with `{ webhook, secret }` (shown once).

@@ -111,6 +111,15 @@ export interface Site {
 
 export interface ApiKey { id: string; name: string; scopes: ("chat" | "admin")[]; createdAt: number; active: boolean; siteIds: string[]; }
 export interface CannedReply { id: string; siteId: string; shortcut: string; text: string; }
+/** An email the server sends about a conversation (its durable outbox). */
+export interface ConversationEmail {
+  id: string; kind: "continuity"; to: string; subject: string; state: "queued" | "sent" | "failed";
+  attempts: number; createdAt: number;
+  /** 0 until the SMTP server accepted it. */
+  sentAt: number;
+  /** The SMTP server's reply (or why none answered) on the last failed attempt. */
+  lastError: string; messageId: string;
+}
 /** What a webhook endpoint receives (the `type` of its JSON bodies). */
 export type WebhookEvent = "conversation.created" | "conversation.assigned" | "conversation.resolved"
   | "conversation.reopened" | "message.created" | "note.created" | "rating.submitted" | "visitor.identified";

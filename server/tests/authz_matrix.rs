@@ -83,6 +83,7 @@ const OPS: &[&str] = &[
     "Admin.ListWebhooks",
     "Admin.ListWebhookDeliveries",
     "Admin.ResendWebhookDeliveries",
+    "Admin.GetServerInfo",
 ];
 
 /// Deletes the site's webhooks (a site has at most 20; each cell starts without any).
@@ -986,6 +987,10 @@ impl World {
                 .await
                 .map(drop)
             }
+            "Admin.GetServerInfo" => adm
+                .get_server_info(req(token, v1::GetServerInfoRequest {}))
+                .await
+                .map(drop),
             other => panic!("no such operation {other}"),
         }
     }

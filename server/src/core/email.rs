@@ -186,6 +186,22 @@ impl Core {
         self.mailer.is_some()
     }
 
+    /// What admins may know of the configuration.
+    pub fn server_info(&self, _: super::access::AdminGrant) -> v1::GetServerInfoResponse {
+        v1::GetServerInfoResponse {
+            version: env!("CARGO_PKG_VERSION").into(),
+            email_enabled: self.email_enabled(),
+            mail_from: self
+                .config
+                .email
+                .as_ref()
+                .map(|e| e.from.clone())
+                .unwrap_or_default(),
+            webhooks_allow_private: self.config.webhooks.allow_private,
+            public_url: self.config.public_url.clone().unwrap_or_default(),
+        }
+    }
+
     /// The continuity email of `input` (runs inside the store's transaction: no I/O).
     fn compose_continuity(&self, input: &ContinuityInput) -> NewEmail {
         let ContinuityInput {

@@ -337,4 +337,17 @@ impl AdminService for AdminApi {
             queued,
         }))
     }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/GetServerInfo", principal, principal_id)
+    )]
+    async fn get_server_info(
+        &self,
+        req: Request<v1::GetServerInfoRequest>,
+    ) -> Result<Response<v1::GetServerInfoResponse>, Status> {
+        let grant = self.admin(&req).await?;
+        Ok(Response::new(self.core.server_info(grant)))
+    }
 }
