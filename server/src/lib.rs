@@ -84,6 +84,8 @@ pub struct Running {
     pub demo: Option<demo::DemoInfo>,
     /// Where the demo page is served, if it is.
     pub demo_addr: Option<SocketAddr>,
+    /// Where replies by email are accepted (`--smtp-listen`), if they are.
+    pub smtp_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -201,6 +203,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let smtp_addr = match config.core.email.as_ref().and_then(|e| e.smtp_listen) {
+        Some(at) => {
+            let l = TcpListener::bind(at)
+                .await
+                .map_err(|e| anyhow::anyhow!("--smtp-listen {at}: {e}"))?;
+            let bound = l.local_addr()?;
+            core.spawn_smtp_listener(l);
+            tracing::info!(addr = %bound, "Accepting replies by email (SMTP)");
+            Some(bound)
+        }
+        None => None,
+    };
     let mut dirs = config.static_dirs.clone();
     let mut demo_addr = None;
     let demo_listener = match (dirs.demo.is_some(), dirs.demo_listen) {
@@ -249,6 +263,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         core,
         demo,
         demo_addr,
+        smtp_addr,
         shutdown: Some(tx),
         task,
     })

@@ -189,6 +189,13 @@ struct ServeArgs {
     /// Waits between SMTP attempts, comma-separated (default "1m,5m,15m,1h,3h,6h,12h").
     #[arg(long, env = "WSMSCHAT_EMAIL_RETRY", value_parser = parse_durations)]
     email_retry: Option<Durations>,
+    /// Accept replies to the emails by SMTP here (e.g. 0.0.0.0:25 behind the MX of the reply
+    /// domain): a reply lands in its conversation as the visitor's message.
+    #[arg(long, env = "WSMSCHAT_SMTP_LISTEN")]
+    smtp_listen: Option<std::net::SocketAddr>,
+    /// The domain of reply addresses (reply+TOKEN@domain); default: --mail-from's domain.
+    #[arg(long, env = "WSMSCHAT_REPLY_DOMAIN")]
+    reply_domain: Option<String>,
     /// For tests: the length of one "minute" of the sites' email delay, ms.
     #[arg(long, hide = true, default_value_t = 60_000)]
     email_minute_ms: u64,

@@ -396,3 +396,116 @@ async fn without_smtp_nothing_is_promised_or_queued() {
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
     s.stop().await;
 }
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbaImage::from_fn(w, h, |x, y| image::Rgba([x as u8, y as u8, 90, 255]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// Sends a mail to the server's SMTP listener; the SMTP error text on refusal.
+async fn mail_to(
+    at: std::net::SocketAddr,
+    to: &str,
+    message_id: &str,
+    text: &str,
+    file: Option<(&str, Vec<u8>)>,
+) -> Result<(), String> {
+    use lettre::message::{Attachment, MultiPart, SinglePart, header::ContentType};
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(at.ip().to_string())
+        .port(at.port())
+        .build();
+    let mut body = MultiPart::mixed().singlepart(SinglePart::plain(text.to_owned()));
+    if let Some((name, bytes)) = file {
+        body = body.singlepart(
+            Attachment::new(name.to_owned()).body(bytes, ContentType::parse("image/png").unwrap()),
+        );
+    }
+    let m = lettre::Message::builder()
+        .from("Vera <vera@example.com>".parse().unwrap())
+        .to(to.parse().map_err(|e| format!("{e}"))?)
+        .subject("Re: New reply from Demo Shop")
+        .message_id(Some(message_id.to_owned()))
+        .multipart(body)
+        .unwrap();
+    transport.send(m).await.map(drop).map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn a_reply_by_email_lands_in_the_conversation_once() {
+    let smtp = SmtpServer::start().await;
+    let mut c = config(&smtp, &[200]);
+    if let Some(e) = c.email.as_mut() {
+        e.smtp_listen = Some("127.0.0.1:0".parse().unwrap());
+        e.reply_domain = Some("reply.shop.test".into());
+    }
+    let s = TestServer::start_with(c).await;
+    let inbound = s.running.as_ref().unwrap().smtp_addr.unwrap();
+    let (_, vt) = visitor_with_email(&s, "en").await;
+    let mut chat = s.chat().await;
+    let (conv, _) = start_conversation(&mut chat, &vt, "Order", "Can you deliver on Friday?").await;
+    let (_, agent) = s.agent("Ann", &["Order"], 5).await;
+    reply(&mut chat, &agent, &conv, "Friday works. Shall we?").await;
+    let mails = smtp.wait(1, Duration::from_secs(10)).await;
+    let p = mails[0].parsed();
+    let reply_to = p.header_raw("Reply-To").unwrap().trim().to_owned();
+    assert!(
+        reply_to.starts_with("reply+") && reply_to.ends_with("@reply.shop.test"),
+        "{reply_to}"
+    );
+    assert!(text_part(&p).contains("You can also simply reply to this email."));
+
+    // The customer answers from their mail client, quoting the email, with a photo.
+    let body = "Yes please, Friday morning.\r\n\r\nOn Wed, 2 Dec 2026 at 14:00, Ann (Demo Shop) <support@shop.test> wrote:\r\n> Friday works. Shall we?\r\n";
+    mail_to(
+        inbound,
+        &reply_to,
+        "<m1@example.com>",
+        body,
+        Some(("door.png", png(40, 30))),
+    )
+    .await
+    .unwrap();
+    let h = history(&mut chat, &agent, &conv).await;
+    let m = h.last().unwrap();
+    assert_eq!(
+        m.text, "Yes please, Friday morning.",
+        "quoted history stripped"
+    );
+    assert_eq!(m.author_kind, v1::AuthorKind::Visitor as i32);
+    assert_eq!(m.attachments.len(), 1);
+    assert_eq!(
+        (
+            m.attachments[0].name.as_str(),
+            m.attachments[0].content_type.as_str()
+        ),
+        ("door.png", "image/png")
+    );
+    assert_eq!((m.attachments[0].width, m.attachments[0].height), (40, 30));
+    // The sender's server retries the same mail: still one message.
+    mail_to(inbound, &reply_to, "<m1@example.com>", body, None)
+        .await
+        .unwrap();
+    let again = history(&mut chat, &agent, &conv).await;
+    assert_eq!(
+        again.len(),
+        h.len(),
+        "a mail delivered twice is one message"
+    );
+
+    // Not a relay, and no guessing: other recipients and altered tokens are refused.
+    for to in [
+        "someone@example.org".to_owned(),
+        reply_to.replacen("reply+", "reply+x", 1),
+        reply_to.replace("@reply.shop.test", "@elsewhere.test"),
+    ] {
+        let e = mail_to(inbound, &to, "<m2@example.com>", "hi", None)
+            .await
+            .unwrap_err();
+        assert!(e.contains("550") || e.contains("unknown"), "{to}: {e}");
+    }
+    assert_eq!(history(&mut chat, &agent, &conv).await.len(), h.len());
+    s.stop().await;
+}

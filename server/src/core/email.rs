@@ -52,6 +52,23 @@ pub struct EmailConfig {
     pub timeout: Duration,
     /// The length of a delay "minute" of the site setting (tests shorten it).
     pub minute: Duration,
+    /// Where to accept replies by email (`--smtp-listen`); None: replies go nowhere.
+    pub smtp_listen: Option<std::net::SocketAddr>,
+    /// The domain of reply addresses (`reply+TOKEN@...`; its MX must reach the listener);
+    /// None: the sender address's domain.
+    pub reply_domain: Option<String>,
+}
+
+impl EmailConfig {
+    /// The domain of reply addresses.
+    pub fn reply_domain(&self) -> String {
+        self.reply_domain.clone().unwrap_or_else(|| {
+            self.from
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_owned())
+                .unwrap_or_default()
+        })
+    }
 }
 
 impl EmailConfig {
@@ -64,6 +81,8 @@ impl EmailConfig {
                 .to_vec(),
             timeout: Duration::from_secs(30),
             minute: Duration::from_secs(60),
+            smtp_listen: None,
+            reply_domain: None,
         }
     }
 }
@@ -121,6 +140,7 @@ struct Words {
     unseen: &'static str,
     continue_: &'static str,
     reply_in_chat: &'static str,
+    reply_here: &'static str,
     why: &'static str,
     unsubscribe: &'static str,
 }
@@ -133,6 +153,7 @@ fn words(locale: &str) -> Words {
             unseen: "Sie haben ungelesene Antworten von {site}:",
             continue_: "Unterhaltung fortsetzen",
             reply_in_chat: "Antworten Sie im Chat auf unserer Website.",
+            reply_here: "Sie können auch einfach auf diese E-Mail antworten.",
             why: "Sie erhalten diese E-Mail, weil Sie im Chat von {site} Ihre Adresse angegeben haben.",
             unsubscribe: "Keine E-Mails mehr erhalten",
         }
@@ -143,6 +164,7 @@ fn words(locale: &str) -> Words {
             unseen: "you have replies from {site} that you have not read yet:",
             continue_: "Continue the conversation",
             reply_in_chat: "Reply in the chat on our website.",
+            reply_here: "You can also simply reply to this email.",
             why: "You get this email because you left your address in the chat on {site}.",
             unsubscribe: "Unsubscribe",
         }
@@ -278,12 +300,24 @@ impl Core {
                 html.push_str(&format!("<p>{}</p>", esc(w.reply_in_chat)));
             }
         }
+        if self
+            .config
+            .email
+            .as_ref()
+            .is_some_and(|e| e.smtp_listen.is_some())
+        {
+            text.push_str(&format!("{}\n", w.reply_here));
+            html.push_str(&format!("<p>{}</p>", esc(w.reply_here)));
+        }
         text.push_str(&format!("\n--\n{}\n", fill(w.why)));
         html.push_str(&format!(
             "<hr style=\"border:0;border-top:1px solid #ddd\"><p style=\"font-size:12px;color:#777\">{}",
             esc(&fill(w.why))
         ));
         let mut headers = String::new();
+        if let Some(reply_to) = self.reply_address(&conversation.id) {
+            headers.push_str(&format!("Reply-To: {reply_to}\n"));
+        }
         if let Some(u) = &unsubscribe {
             text.push_str(&format!("{}: {u}\n", w.unsubscribe));
             html.push_str(&format!(

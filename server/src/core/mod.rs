@@ -22,6 +22,7 @@ pub mod email;
 mod events;
 pub mod files;
 pub mod hub;
+pub mod inbound;
 pub mod limits;
 pub mod presence;
 pub mod queries;
