@@ -63,6 +63,8 @@ const OPS: &[&str] = &[
     "Chat.DownloadAttachment (A's)",
     "Chat.ListAttachments (A's)",
     "Chat.ListConversationEmails (A's)",
+    "Chat.GetTranscript (A's)",
+    "Chat.EmailTranscript (A's)",
     "HTTP GET /files (link to a file of A's)",
     "HTTP GET /files (forged link)",
     "Admin.CreateSite",
@@ -753,6 +755,28 @@ impl World {
                     token,
                     v1::ListAttachmentsRequest {
                         conversation_id: conv,
+                    },
+                ))
+                .await
+                .map(drop)
+            }
+            "Chat.GetTranscript (A's)" => {
+                let id = self.conversation(false).await;
+                chat.get_transcript(req(
+                    token,
+                    v1::GetTranscriptRequest {
+                        conversation_id: id,
+                    },
+                ))
+                .await
+                .map(drop)
+            }
+            "Chat.EmailTranscript (A's)" => {
+                let id = self.conversation(false).await;
+                chat.email_transcript(req(
+                    token,
+                    v1::EmailTranscriptRequest {
+                        conversation_id: id,
                     },
                 ))
                 .await

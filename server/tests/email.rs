@@ -509,3 +509,112 @@ async fn a_reply_by_email_lands_in_the_conversation_once() {
     assert_eq!(history(&mut chat, &agent, &conv).await.len(), h.len());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn transcripts_download_as_text_and_are_emailed_on_request() {
+    let smtp = SmtpServer::start().await;
+    let s = TestServer::start_with(config(&smtp, &[200])).await;
+    let (_, vt) = visitor_with_email(&s, "en").await;
+    let mut chat = s.chat().await;
+    let (conv, _) = start_conversation(&mut chat, &vt, "Order", "Is it <b>here</b>?").await;
+    let (_, agent) = s.agent("Ann", &["Order"], 5).await;
+    reply(&mut chat, &agent, &conv, "It is.").await;
+    publish(
+        &mut chat,
+        &agent,
+        ev(Ce::SendMessage(v1::SendMessage {
+            conversation_id: conv.clone(),
+            client_msg_id: uuid(),
+            text: "internal: courier late".into(),
+            kind: v1::MessageKind::Note as i32,
+            ..Default::default()
+        })),
+    )
+    .await
+    .unwrap();
+    let get = |token: String| {
+        let conv = conv.clone();
+        let url = s.url.clone();
+        async move {
+            wsmschat::v1::chat_service_client::ChatServiceClient::connect(url)
+                .await
+                .unwrap()
+                .get_transcript(authed(
+                    &token,
+                    v1::GetTranscriptRequest {
+                        conversation_id: conv,
+                    },
+                ))
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let mine = get(vt.clone()).await.unwrap();
+    assert_eq!(mine.filename, format!("conversation-{conv}.txt"));
+    assert!(mine.text.contains("Is it <b>here</b>?"), "{}", mine.text);
+    assert!(mine.text.contains("Ann:\nIt is."), "{}", mine.text);
+    assert!(!mine.text.contains("courier"), "a visitor never sees notes");
+    let staff = get(agent.clone()).await.unwrap();
+    assert!(
+        staff
+            .text
+            .contains("Ann (private note):\ninternal: courier late")
+    );
+    let (_, other) = s.visitor("Eve").await;
+    assert_eq!(get(other).await.unwrap_err().code(), tonic::Code::NotFound);
+
+    let send_it = |token: String| {
+        let conv = conv.clone();
+        let url = s.url.clone();
+        async move {
+            wsmschat::v1::chat_service_client::ChatServiceClient::connect(url)
+                .await
+                .unwrap()
+                .email_transcript(authed(
+                    &token,
+                    v1::EmailTranscriptRequest {
+                        conversation_id: conv,
+                    },
+                ))
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let queued = send_it(vt.clone()).await.unwrap();
+    assert_eq!(queued.to, "vera@example.com");
+    // Once per 10 minutes; agents cannot mail it to the visitor.
+    assert_eq!(
+        send_it(vt.clone()).await.unwrap_err().code(),
+        tonic::Code::ResourceExhausted
+    );
+    assert_eq!(
+        send_it(agent.clone()).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+    // The continuity email for the reply may come too: find the transcript.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mail = loop {
+        if let Some(m) = smtp
+            .mails()
+            .into_iter()
+            .find(|m| m.parsed().subject() == Some("Your conversation with Demo Shop"))
+        {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no transcript email");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let p = mail.parsed();
+    let text = text_part(&p);
+    assert!(
+        text.contains("Is it <b>here</b>?") && text.contains("It is."),
+        "{text}"
+    );
+    assert!(!text.contains("courier"));
+    assert!(
+        p.body_html(0)
+            .unwrap()
+            .contains("Is it &lt;b&gt;here&lt;/b&gt;?")
+    );
+    s.stop().await;
+}

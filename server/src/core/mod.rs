@@ -32,6 +32,7 @@ mod sites;
 pub mod stream;
 #[cfg(test)]
 pub(crate) mod testkit;
+pub mod transcript;
 pub mod webhooks;
 pub mod workflow;
 

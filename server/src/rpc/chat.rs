@@ -403,6 +403,40 @@ impl ChatService for ChatApi {
             .await?;
         Ok(Response::new(v1::ListConversationEmailsResponse { emails }))
     }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "ChatService/GetTranscript", principal, principal_id)
+    )]
+    async fn get_transcript(
+        &self,
+        req: Request<v1::GetTranscriptRequest>,
+    ) -> Result<Response<v1::GetTranscriptResponse>, Status> {
+        let who = charged_caller(&self.core, &req).await?;
+        let (text, filename) = self
+            .core
+            .transcript(&who.principal, &req.get_ref().conversation_id)
+            .await?;
+        Ok(Response::new(v1::GetTranscriptResponse { text, filename }))
+    }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "ChatService/EmailTranscript", principal, principal_id)
+    )]
+    async fn email_transcript(
+        &self,
+        req: Request<v1::EmailTranscriptRequest>,
+    ) -> Result<Response<v1::EmailTranscriptResponse>, Status> {
+        let who = charged_caller(&self.core, &req).await?;
+        let (email_id, to) = self
+            .core
+            .email_transcript(&who.principal, &req.get_ref().conversation_id)
+            .await?;
+        Ok(Response::new(v1::EmailTranscriptResponse { email_id, to }))
+    }
 }
 
 #[cfg(test)]

@@ -185,6 +185,27 @@ pub async fn take_continuity(
     Ok(Some(email.id))
 }
 
+/// Queues an email (its own transaction).
+pub async fn queue(db: &mut dyn Db, e: &NewEmail, now: i64) -> StoreResult<()> {
+    insert(db, e, now).await
+}
+
+/// Whether an email of `kind` about the conversation was queued since `since`.
+pub async fn recent(
+    db: &mut dyn Db,
+    conversation_id: &str,
+    kind: &str,
+    since: i64,
+) -> StoreResult<bool> {
+    Ok(db
+        .query_opt(
+            "SELECT id FROM emails WHERE conversation_id = $1 AND kind = $2 AND created_at >= $3",
+            args![conversation_id, kind, since],
+        )
+        .await?
+        .is_some())
+}
+
 async fn insert(db: &mut dyn Db, e: &NewEmail, now: i64) -> StoreResult<()> {
     db.exec(
         "INSERT INTO emails (id, kind, conversation_id, to_addr, from_name, subject, text_body, \

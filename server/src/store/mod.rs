@@ -512,6 +512,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<v1::Email>>;
     /// The visitor unsubscribed: no more email to them.
     async fn email_opt_out(&self, visitor_id: String) -> StoreResult<()>;
+    /// Queues an email unless one of its kind about its conversation was queued since
+    /// `unless_since` (0: always); whether it was queued.
+    async fn queue_email(&self, email: email::NewEmail, unless_since: i64) -> StoreResult<bool>;
 
     // --- canned replies
     async fn put_canned_reply(&self, reply: v1::CannedReply) -> StoreResult<v1::CannedReply>;

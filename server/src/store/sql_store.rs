@@ -2188,6 +2188,22 @@ impl<E: Engine> Store for SqlStore<E> {
         .await
     }
 
+    async fn queue_email(&self, e: email::NewEmail, unless_since: i64) -> StoreResult<bool> {
+        self.write(move |ctx| {
+            let e = e.clone();
+            Box::pin(async move {
+                if unless_since > 0
+                    && email::recent(ctx.db, &e.conversation_id, &e.kind, unless_since).await?
+                {
+                    return Ok(false);
+                }
+                email::queue(ctx.db, &e, now_ms()).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
     async fn email_opt_out(&self, visitor_id: String) -> StoreResult<()> {
         self.write(move |ctx| {
             let visitor_id = visitor_id.clone();
