@@ -422,6 +422,22 @@ impl ChatClient {
         })
     }
 
+    /// The logged-in agent turns their alert emails off (`true`) or on; resolves with the agent.
+    #[wasm_bindgen(js_name = setEmailAlerts, unchecked_return_type = "Promise<Agent>")]
+    pub fn set_email_alerts(&self, off: bool) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .chat()
+                .set_email_alerts(sh.req(v1::SetEmailAlertsRequest { off }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            let agent = r.agent.as_ref().map(js::agent).unwrap_or_default();
+            *sh.agent.borrow_mut() = agent.clone();
+            Ok(agent)
+        })
+    }
+
     /// The emails about a conversation, newest first, and where each stands.
     #[wasm_bindgen(js_name = listConversationEmails, unchecked_return_type = "Promise<ConversationEmail[]>")]
     pub fn list_conversation_emails(&self, conversation_id: String) -> Promise {

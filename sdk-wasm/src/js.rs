@@ -333,6 +333,7 @@ pub fn agent(a: &v1::Agent) -> JsValue {
         .n("capacity", a.capacity as f64)
         .b("active", a.active)
         .strs("siteIds", &a.site_ids)
+        .b("emailAlertsOff", a.email_alerts_off)
         .done()
 }
 
@@ -352,6 +353,7 @@ pub fn site(s: &v1::Site) -> JsValue {
         .s("fileKinds", file_kinds(s.file_kinds))
         .n("fileRetentionDays", s.file_retention_days as f64)
         .n("emailDelayMinutes", s.email_delay_minutes as f64)
+        .s("notifyEmail", &s.notify_email)
         .done()
 }
 
@@ -441,6 +443,7 @@ pub fn site_from(o: &JsValue) -> v1::Site {
         file_kinds: file_kinds_from(&get_str(o, "fileKinds")) as i32,
         file_retention_days: get_num(o, "fileRetentionDays").max(0.0) as u32,
         email_delay_minutes: get_num(o, "emailDelayMinutes").max(0.0) as u32,
+        notify_email: get_str(o, "notifyEmail"),
     }
 }
 
@@ -454,6 +457,7 @@ pub fn agent_from(o: &JsValue) -> v1::Agent {
         capacity: get_num(o, "capacity") as u32,
         active: get(o, "active").as_bool().unwrap_or(true),
         site_ids: get_strs(o, "siteIds"),
+        email_alerts_off: get_bool(o, "emailAlertsOff"),
     }
 }
 

@@ -96,6 +96,8 @@ export interface Agent {
   capacity: number; active: boolean;
   /** The sites this agent works for; empty: every site (admins: always every site). */
   siteIds: string[];
+  /** No alert emails (waiting customers, the daily digest). */
+  emailAlertsOff: boolean;
 }
 
 export interface Site {
@@ -107,6 +109,8 @@ export interface Site {
   maxFileBytes: number; fileKinds: FileKinds; fileRetentionDays: number;
   /** Minutes an agent's reply may stay unseen before it is emailed to the visitor (0: 3). */
   emailDelayMinutes: number;
+  /** Another address for the site's alert emails and digest (a team inbox); "" for none. */
+  notifyEmail: string;
 }
 
 export interface ApiKey { id: string; name: string; scopes: ("chat" | "admin")[]; createdAt: number; active: boolean; siteIds: string[]; }

@@ -196,6 +196,10 @@ struct ServeArgs {
     /// The domain of reply addresses (reply+TOKEN@domain); default: --mail-from's domain.
     #[arg(long, env = "WSMSCHAT_REPLY_DOMAIN")]
     reply_domain: Option<String>,
+    /// The UTC hour after which the daily digest of waiting conversations is emailed to the
+    /// team (24: none).
+    #[arg(long, env = "WSMSCHAT_DIGEST_HOUR", default_value_t = 8)]
+    digest_hour: u8,
     /// For tests: the length of one "minute" of the sites' email delay, ms.
     #[arg(long, hide = true, default_value_t = 60_000)]
     email_minute_ms: u64,

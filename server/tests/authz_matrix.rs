@@ -86,6 +86,7 @@ const OPS: &[&str] = &[
     "Admin.ListWebhookDeliveries",
     "Admin.ResendWebhookDeliveries",
     "Admin.GetServerInfo",
+    "Session.SetEmailAlerts",
 ];
 
 /// Deletes the site's webhooks (a site has at most 20; each cell starts without any).
@@ -1011,6 +1012,13 @@ impl World {
                 .await
                 .map(drop)
             }
+            "Session.SetEmailAlerts" => self
+                .s
+                .sessions()
+                .await
+                .set_email_alerts(req(token, v1::SetEmailAlertsRequest { off: false }))
+                .await
+                .map(drop),
             "Admin.GetServerInfo" => adm
                 .get_server_info(req(token, v1::GetServerInfoRequest {}))
                 .await

@@ -618,3 +618,125 @@ async fn transcripts_download_as_text_and_are_emailed_on_request() {
     );
     s.stop().await;
 }
+
+/// Recipients of the emails with this subject.
+fn recipients(smtp: &SmtpServer, subject_starts: &str) -> Vec<String> {
+    let mut to: Vec<String> = smtp
+        .mails()
+        .iter()
+        .filter(|m| {
+            m.parsed()
+                .subject()
+                .is_some_and(|s| s.starts_with(subject_starts))
+        })
+        .flat_map(|m| m.to.clone())
+        .collect();
+    to.sort();
+    to
+}
+
+#[tokio::test]
+async fn the_team_hears_of_customers_waiting_while_nobody_is_online_and_gets_a_digest() {
+    let smtp = SmtpServer::start().await;
+    let mut c = config(&smtp, &[200]);
+    // The digest is made below, not by the clock.
+    c.email.as_mut().unwrap().digest_hour = None;
+    let s = TestServer::start_with(c).await;
+    let admin = s.admin_token().await;
+    let mut a = s.admin_client().await;
+    let mut site = a
+        .list_sites(authed(&admin, v1::ListSitesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .sites
+        .remove(0);
+    site.notify_email = "team@shop.test".into();
+    a.update_site(authed(
+        &admin,
+        v1::UpdateSiteRequest {
+            site: Some(site),
+            rotate_identity_secret: false,
+        },
+    ))
+    .await
+    .unwrap();
+    let (_, ann) = s.agent("Ann", &["Order"], 5).await;
+    s.agent("Bob", &["Delivery"], 5).await;
+    let (_, carl) = s.agent("Carl", &["Order"], 5).await;
+    // Carl turns alert emails off for himself.
+    let me = s
+        .sessions()
+        .await
+        .set_email_alerts(authed(&carl, v1::SetEmailAlertsRequest { off: true }))
+        .await
+        .unwrap()
+        .into_inner()
+        .agent
+        .unwrap();
+    assert!(me.email_alerts_off);
+    let (_, vt) = s.visitor("Val").await;
+    let mut chat = s.chat().await;
+    let (conv, _) = start_conversation(&mut chat, &vt, "Order", "Anyone there?").await;
+    publish(&mut chat, &vt, send(&conv, "", &uuid(), "Hello??"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while recipients(&smtp, "Val is waiting").len() < 3 {
+        assert!(Instant::now() < deadline, "{:?}", smtp.mails().len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        recipients(&smtp, "Val is waiting"),
+        [
+            "<admin@example.com>",
+            "<ann@example.com>",
+            "<team@shop.test>"
+        ],
+        "Order's agents (not Bob of Delivery, not Carl who opted out), the admin and the site's address, once each"
+    );
+    let alert = smtp
+        .mails()
+        .into_iter()
+        .find(|m| m.to == ["<ann@example.com>"])
+        .unwrap();
+    let text = text_part(&alert.parsed());
+    assert!(
+        text.contains("Anyone there?") && text.contains("Hello??"),
+        "{text}"
+    );
+
+    // With Ann online, nobody is alerted.
+    let _online = Sub::open(&mut chat, &ann, vec![], true).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = smtp.mails().len();
+    let (_, vt2) = s.visitor("Wes").await;
+    start_conversation(&mut chat, &vt2, "Order", "hi").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(smtp.mails().len(), before, "an agent is online: no alert");
+
+    // The daily digest: both wait (assigned to Ann when she came online, unread); to every agent of the site who
+    // wants alerts (Bob too: it is not about one topic) and the site's address; once a day.
+    let core = s.running.as_ref().unwrap().core.clone();
+    assert_eq!(core.send_digests("2026-12-02").await.unwrap(), 4);
+    assert_eq!(
+        core.send_digests("2026-12-02").await.unwrap(),
+        0,
+        "once a day"
+    );
+    let digests = smtp.wait(before + 4, Duration::from_secs(10)).await;
+    let d = digests
+        .iter()
+        .find(|m| {
+            m.to == ["<team@shop.test>"]
+                && m.parsed().subject() == Some("2 conversations waiting - Demo Shop")
+        })
+        .expect("a digest for the team address");
+    let text = text_part(&d.parsed());
+    assert!(
+        text.contains("Val (Order, unread)") && text.contains("Wes (Order, unread)"),
+        "{text}"
+    );
+    s.stop().await;
+}

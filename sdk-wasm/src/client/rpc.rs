@@ -56,6 +56,7 @@ rpcs! {
     list_webhooks: "/wsmschat.v1.AdminService/ListWebhooks", v1::ListWebhooksRequest => v1::ListWebhooksResponse;
     list_webhook_deliveries: "/wsmschat.v1.AdminService/ListWebhookDeliveries", v1::ListWebhookDeliveriesRequest => v1::ListWebhookDeliveriesResponse;
     resend_webhook_deliveries: "/wsmschat.v1.AdminService/ResendWebhookDeliveries", v1::ResendWebhookDeliveriesRequest => v1::ResendWebhookDeliveriesResponse;
+    set_email_alerts: "/wsmschat.v1.SessionService/SetEmailAlerts", v1::SetEmailAlertsRequest => v1::SetEmailAlertsResponse;
     get_server_info: "/wsmschat.v1.AdminService/GetServerInfo", v1::GetServerInfoRequest => v1::GetServerInfoResponse;
     list_conversation_emails: "/wsmschat.v1.ChatService/ListConversationEmails", v1::ListConversationEmailsRequest => v1::ListConversationEmailsResponse;
 }

@@ -210,6 +210,8 @@ impl Core {
     ) -> CoreResult<v1::Agent> {
         let current = self.store.agent_by_id(&agent.id).await?;
         agent.email = current.email;
+        // The agent's own choice (SetEmailAlerts): an admin's edit keeps it.
+        agent.email_alerts_off = current.email_alerts_off;
         let agent = normalize_agent(agent)?;
         self.check_sites(&agent.site_ids).await?;
         let hash = if password.is_empty() {

@@ -57,6 +57,9 @@ pub struct EmailConfig {
     /// The domain of reply addresses (`reply+TOKEN@...`; its MX must reach the listener);
     /// None: the sender address's domain.
     pub reply_domain: Option<String>,
+    /// The UTC hour after which the daily digest of waiting conversations goes out; None: no
+    /// digest.
+    pub digest_hour: Option<u8>,
 }
 
 impl EmailConfig {
@@ -83,6 +86,7 @@ impl EmailConfig {
             minute: Duration::from_secs(60),
             smtp_listen: None,
             reply_domain: None,
+            digest_hour: Some(8),
         }
     }
 }
@@ -355,9 +359,22 @@ impl Core {
         self.spawn_periodic(POLL, |core| async move { core.mail_pass().await });
     }
 
-    /// One pass: due continuity rows become emails; due emails are sent.
+    /// One pass: due continuity rows and alerts become emails, the day's digest is made once
+    /// its hour has come, and due emails are sent.
     async fn mail_pass(self: &Arc<Self>) {
         let now = now_ms();
+        self.alert_pass(now).await;
+        if let Some(hour) = self.config.email.as_ref().and_then(|e| e.digest_hour) {
+            let day = super::webhooks::rfc3339(now)[..10].to_owned();
+            let due = (now % 86_400_000) / 3_600_000 >= i64::from(hour);
+            let fresh = self.digest_day.lock().unwrap().as_deref() != Some(day.as_str());
+            if due && fresh {
+                match self.send_digests(&day).await {
+                    Ok(_) => *self.digest_day.lock().unwrap() = Some(day),
+                    Err(e) => tracing::warn!(error = %e, "Cannot send the daily digest"),
+                }
+            }
+        }
         match self.store.due_continuity(now, BATCH).await {
             Ok(ids) => {
                 for id in ids {

@@ -16,6 +16,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod alerts;
 mod charges;
 pub mod cluster;
 pub mod email;
@@ -225,6 +226,8 @@ pub struct Core {
     webhooks: webhooks::Webhooks,
     /// The SMTP side when email is on (see [`email`]).
     mailer: Option<email::Mailer>,
+    /// The day ("YYYY-MM-DD") this node last made the digests for.
+    digest_day: std::sync::Mutex<Option<String>>,
 }
 
 /// How long the site cache is trusted (other nodes may change sites).
@@ -288,6 +291,7 @@ impl Core {
             files,
             webhooks,
             mailer,
+            digest_day: Default::default(),
         });
         core.spawn_router();
         core

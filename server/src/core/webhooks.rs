@@ -590,7 +590,8 @@ impl Core {
             .await
         {
             Ok(Some(reason)) => {
-                tracing::warn!(endpoint = %d.endpoint_id, %reason, "Webhook endpoint disabled")
+                tracing::warn!(endpoint = %d.endpoint_id, %reason, "Webhook endpoint disabled");
+                self.notify_webhook_disabled(&d.endpoint_id, &reason).await;
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "Cannot record a webhook attempt"),

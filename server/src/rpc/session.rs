@@ -60,4 +60,23 @@ impl SessionService for SessionApi {
         self.core.logout(&bearer(&req)?).await?;
         Ok(Response::new(v1::LogoutResponse {}))
     }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "SessionService/SetEmailAlerts", principal, principal_id)
+    )]
+    async fn set_email_alerts(
+        &self,
+        req: Request<v1::SetEmailAlertsRequest>,
+    ) -> Result<Response<v1::SetEmailAlertsResponse>, Status> {
+        let who = super::charged_caller(&self.core, &req).await?;
+        let agent = self
+            .core
+            .set_email_alerts(&who.principal, req.get_ref().off)
+            .await?;
+        Ok(Response::new(v1::SetEmailAlertsResponse {
+            agent: Some(agent),
+        }))
+    }
 }

@@ -342,3 +342,110 @@ pub async fn opt_out(db: &mut dyn Db, visitor_id: &str) -> StoreResult<()> {
     .await?;
     Ok(())
 }
+
+// ---------------------------------------------------------------- agent alerts and digests
+
+/// Queues the conversation's alert to agents (a visitor wrote while nobody of the topic was
+/// online), due after `delay_ms`, unless one is queued.
+pub async fn queue_alert(
+    db: &mut dyn Db,
+    conversation_id: &str,
+    now: i64,
+    delay_ms: i64,
+) -> StoreResult<()> {
+    db.exec(
+        "INSERT INTO alert_pending (conversation_id, due_at, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (conversation_id) DO NOTHING",
+        args![conversation_id, now + delay_ms, now],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Conversations whose alert is due.
+pub async fn due_alerts(db: &mut dyn Db, now: i64, limit: u32) -> StoreResult<Vec<String>> {
+    Ok(db
+        .query(
+            "SELECT conversation_id FROM alert_pending WHERE due_at <= $1 ORDER BY due_at LIMIT $2",
+            args![now, limit],
+        )
+        .await?
+        .iter()
+        .map(|r| r.text(0))
+        .collect())
+}
+
+/// Takes a due alert: deletes it and queues `emails` with it; false when another node took
+/// it first (then nothing is queued).
+pub async fn take_alert(
+    db: &mut dyn Db,
+    conversation_id: &str,
+    emails: &[NewEmail],
+    now: i64,
+) -> StoreResult<bool> {
+    if db
+        .exec(
+            "DELETE FROM alert_pending WHERE conversation_id = $1",
+            args![conversation_id],
+        )
+        .await?
+        == 0
+    {
+        return Ok(false);
+    }
+    for e in emails {
+        insert(db, e, now).await?;
+    }
+    Ok(true)
+}
+
+/// Records a site's digest of `day` with its emails; false when it was sent already.
+pub async fn record_digest(
+    db: &mut dyn Db,
+    site_id: &str,
+    day: &str,
+    emails: &[NewEmail],
+    now: i64,
+) -> StoreResult<bool> {
+    if db
+        .exec(
+            "INSERT INTO digests (site_id, day, sent_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (site_id, day) DO NOTHING",
+            args![site_id, day, now],
+        )
+        .await?
+        == 0
+    {
+        return Ok(false);
+    }
+    for e in emails {
+        insert(db, e, now).await?;
+    }
+    Ok(true)
+}
+
+/// Whether a site's digest of `day` was sent.
+pub async fn digest_sent(db: &mut dyn Db, site_id: &str, day: &str) -> StoreResult<bool> {
+    Ok(db
+        .query_opt(
+            "SELECT sent_at FROM digests WHERE site_id = $1 AND day = $2",
+            args![site_id, day],
+        )
+        .await?
+        .is_some())
+}
+
+/// An agent turns alert emails on or off.
+pub async fn set_agent_alerts(db: &mut dyn Db, agent_id: &str, off: bool) -> StoreResult<()> {
+    if db
+        .exec(
+            "UPDATE agents SET email_alerts_off = $2 WHERE id = $1",
+            args![agent_id, off],
+        )
+        .await?
+        == 0
+    {
+        return Err(StoreError::NotFound("agent"));
+    }
+    Ok(())
+}

@@ -99,6 +99,11 @@ pub struct NewMessage {
     pub origin_stream: Option<u64>,
     /// Uploads of the same author (`author_key`) to attach, not attached to anything yet.
     pub attachment_ids: Vec<String>,
+    /// A visitor's message while no agent of these topics is online (email on): queue the
+    /// conversation's alert to agents (due after `alert_delay_ms`) if its topic is one of them.
+    pub alert_topics: Vec<String>,
+    /// See `alert_topics`.
+    pub alert_delay_ms: i64,
     /// A staff reply the visitor may get by email if unseen (the server sends email): queue
     /// the conversation's continuity email in this transaction, the site's delay counted in
     /// "minutes" of this many ms (60,000 but in tests).
@@ -512,6 +517,27 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<v1::Email>>;
     /// The visitor unsubscribed: no more email to them.
     async fn email_opt_out(&self, visitor_id: String) -> StoreResult<()>;
+    /// Conversations whose agent alert is due.
+    async fn due_alerts(&self, now: i64, limit: u32) -> StoreResult<Vec<String>>;
+    /// Takes a due alert with its emails (see [`email::take_alert`]).
+    async fn take_alert(
+        &self,
+        conversation_id: String,
+        emails: Vec<email::NewEmail>,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Whether a site's digest of a day ("YYYY-MM-DD") was sent.
+    async fn digest_sent(&self, site_id: String, day: String) -> StoreResult<bool>;
+    /// Records a site's digest with its emails; false when it was sent already.
+    async fn record_digest(
+        &self,
+        site_id: String,
+        day: String,
+        emails: Vec<email::NewEmail>,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// An agent's own alert preference.
+    async fn set_agent_alerts(&self, agent_id: String, off: bool) -> StoreResult<()>;
     /// Queues an email unless one of its kind about its conversation was queued since
     /// `unless_since` (0: always); whether it was queued.
     async fn queue_email(&self, email: email::NewEmail, unless_since: i64) -> StoreResult<bool>;

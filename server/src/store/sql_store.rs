@@ -331,6 +331,7 @@ pub(super) fn site_from_row(r: &Row) -> v1::Site {
         file_kinds: r.i32(11),
         file_retention_days: r.u32(12),
         email_delay_minutes: r.u32(13),
+        notify_email: r.text(14),
     }
 }
 
@@ -344,6 +345,7 @@ fn agent_from_row(r: &Row) -> v1::Agent {
         capacity: r.u32(5),
         active: r.bool(6),
         site_ids: split_list(&r.text(7)),
+        email_alerts_off: r.bool(8),
     }
 }
 
@@ -478,6 +480,26 @@ async fn insert_message(
         system: m.system.clone(),
         attachments,
     };
+    if !m.alert_topics.is_empty() {
+        let topic = match &m.new_conversation {
+            Some(n) => n.topic.clone(),
+            None => ctx
+                .db
+                .query_one(
+                    "SELECT topic FROM conversations WHERE id = $1",
+                    args![conversation_id],
+                    "conversation",
+                )
+                .await?
+                .text(0),
+        };
+        if m.alert_topics
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(&topic))
+        {
+            super::email::queue_alert(ctx.db, conversation_id, now, m.alert_delay_ms).await?;
+        }
+    }
     if let Some(minute_ms) = m.email_visitor {
         super::email::queue_continuity(ctx.db, conversation_id, now, minute_ms).await?;
     }
@@ -552,6 +574,8 @@ async fn insert_system(
         origin_stream: None,
         attachment_ids: Vec::new(),
         email_visitor: None,
+        alert_topics: Vec::new(),
+        alert_delay_ms: 0,
     };
     let seq = next_seq(ctx.db, &m, &conversation.id, "").await?;
     insert_message(
@@ -1233,8 +1257,8 @@ impl<E: Engine> Store for SqlStore<E> {
                     .exec(
                         "INSERT INTO sites (id, site_key, name, allowed_origins, topics, color, greeting, \
                          identity_secret, identity_required, created_at, restrict_agents_to_topics, \
-                         max_file_bytes, file_kinds, file_retention_days, email_delay_minutes) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                         max_file_bytes, file_kinds, file_retention_days, email_delay_minutes, notify_email) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                         args![
                             &site.id,
                             &site.site_key,
@@ -1250,7 +1274,8 @@ impl<E: Engine> Store for SqlStore<E> {
                             site.max_file_bytes,
                             site.file_kinds,
                             site.file_retention_days,
-                            site.email_delay_minutes
+                            site.email_delay_minutes,
+                            &site.notify_email
                         ],
                     )
                     .await?;
@@ -1270,7 +1295,7 @@ impl<E: Engine> Store for SqlStore<E> {
                         "UPDATE sites SET name = $2, allowed_origins = $3, topics = $4, color = $5, greeting = $6, \
                          identity_secret = $7, identity_required = $8, restrict_agents_to_topics = $9, \
                          max_file_bytes = $10, file_kinds = $11, file_retention_days = $12, \
-                         email_delay_minutes = $13 WHERE id = $1",
+                         email_delay_minutes = $13, notify_email = $14 WHERE id = $1",
                         args![
                             &site.id,
                             &site.name,
@@ -1284,7 +1309,8 @@ impl<E: Engine> Store for SqlStore<E> {
                             site.max_file_bytes,
                             site.file_kinds,
                             site.file_retention_days,
-                            site.email_delay_minutes
+                            site.email_delay_minutes,
+                            &site.notify_email
                         ],
                     )
                     .await?;
@@ -1373,8 +1399,8 @@ impl<E: Engine> Store for SqlStore<E> {
                 let n = ctx
                     .db
                     .exec(
-                        "UPDATE agents SET name = $2, role = $3, topics = $4, capacity = $5, active = $6, site_ids = $7 \
-                         WHERE id = $1",
+                        "UPDATE agents SET name = $2, role = $3, topics = $4, capacity = $5, active = $6, site_ids = $7, \
+                         email_alerts_off = $8 WHERE id = $1",
                         args![
                             &agent.id,
                             &agent.name,
@@ -1382,7 +1408,8 @@ impl<E: Engine> Store for SqlStore<E> {
                             join_list(&agent.topics),
                             agent.capacity,
                             agent.active,
-                            join_list(&agent.site_ids)
+                            join_list(&agent.site_ids),
+                            agent.email_alerts_off
                         ],
                     )
                     .await?;
@@ -2184,6 +2211,53 @@ impl<E: Engine> Store for SqlStore<E> {
     ) -> StoreResult<Vec<v1::Email>> {
         self.read(move |db| {
             Box::pin(async move { email::list(db, &conversation_id, &domain).await })
+        })
+        .await
+    }
+
+    async fn due_alerts(&self, now: i64, limit: u32) -> StoreResult<Vec<String>> {
+        self.read(move |db| Box::pin(async move { email::due_alerts(db, now, limit).await }))
+            .await
+    }
+
+    async fn take_alert(
+        &self,
+        conversation_id: String,
+        emails: Vec<email::NewEmail>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.write(move |ctx| {
+            let (conversation_id, emails) = (conversation_id.clone(), emails.clone());
+            Box::pin(async move { email::take_alert(ctx.db, &conversation_id, &emails, now).await })
+        })
+        .await
+    }
+
+    async fn digest_sent(&self, site_id: String, day: String) -> StoreResult<bool> {
+        self.read(move |db| Box::pin(async move { email::digest_sent(db, &site_id, &day).await }))
+            .await
+    }
+
+    async fn record_digest(
+        &self,
+        site_id: String,
+        day: String,
+        emails: Vec<email::NewEmail>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.write(move |ctx| {
+            let (site_id, day, emails) = (site_id.clone(), day.clone(), emails.clone());
+            Box::pin(
+                async move { email::record_digest(ctx.db, &site_id, &day, &emails, now).await },
+            )
+        })
+        .await
+    }
+
+    async fn set_agent_alerts(&self, agent_id: String, off: bool) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let agent_id = agent_id.clone();
+            Box::pin(async move { email::set_agent_alerts(ctx.db, &agent_id, off).await })
         })
         .await
     }

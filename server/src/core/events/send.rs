@@ -88,6 +88,8 @@ impl Core {
             require_visitor: None,
             origin_stream: origin,
             attachment_ids,
+            alert_topics: Vec::new(),
+            alert_delay_ms: 0,
             email_visitor: self
                 .config
                 .email
@@ -105,6 +107,22 @@ impl Core {
                 ..
             } => {
                 new.require_visitor = Some(visitor_id.clone());
+                // Email on: a message while nobody of its topic is online alerts the agents.
+                if self.email_enabled() && kind == v1::MessageKind::Text {
+                    let site = self.site(site_id).await?;
+                    new.alert_topics = site
+                        .topics
+                        .iter()
+                        .filter(|t| self.presence.online_for(t).is_empty())
+                        .cloned()
+                        .collect();
+                    new.alert_delay_ms = self
+                        .config
+                        .email
+                        .as_ref()
+                        .map(|e| e.minute.as_millis() as i64)
+                        .unwrap_or(60_000);
+                }
                 if m.conversation_id.is_empty() {
                     let site = self.site(site_id).await?;
                     let topic = site
