@@ -19,6 +19,7 @@ mod net;
 mod procfs;
 mod server;
 mod upload;
+mod webhook;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -92,6 +93,10 @@ struct ServerArgs {
     /// Exit with an error if anything was lost, duplicated or failed (never on timing).
     #[arg(long)]
     check: bool,
+    /// With --server-bin: give the started server a webhook endpoint for every message, at
+    /// a receiver in this process that never answers (`dead`) or answers at once (`live`).
+    #[arg(long, default_value = "none", value_parser = ["none", "dead", "live"])]
+    webhook: String,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -221,7 +226,11 @@ fn main() -> anyhow::Result<()> {
             Cmd::Upload(a) => cmd_upload(a).await,
             Cmd::Worker => unreachable!(),
         }
-    })
+    })?;
+    if let Some(r) = webhook::report() {
+        log(r);
+    }
+    Ok(())
 }
 
 fn log(msg: impl AsRef<str>) {
@@ -246,8 +255,16 @@ fn r3(x: f64) -> f64 {
 
 fn open_server(a: &ServerArgs) -> anyhow::Result<Server> {
     if let Some(bin) = &a.server_bin {
-        let s = Server::spawn(bin, &a.server_env, a.server_cpus.as_deref())?;
+        let mut env = a.server_env.clone();
+        if a.webhook != "none" {
+            env.push(("WSMSCHAT_WEBHOOKS_ALLOW_PRIVATE".into(), "true".into()));
+        }
+        let s = Server::spawn(bin, &env, a.server_cpus.as_deref())?;
         log(format!("started {} (pid {})", s.url, s.pid.unwrap_or(0)));
+        if a.webhook != "none" {
+            webhook::configure(bin, s.data_dir().expect("started"), &s.url, &a.webhook)?;
+            log(format!("webhook endpoint ({}) configured", a.webhook));
+        }
         Ok(s)
     } else {
         let url = a

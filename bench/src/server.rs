@@ -154,6 +154,11 @@ impl Server {
         Ok(server)
     }
 
+    /// The data directory of a server this tool started.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SIGTERM: graceful stop; SIGKILL if it lingers.
