@@ -28,7 +28,9 @@ function field(id, label, input, hint) {
 // ---- sites ----------------------------------------------------------------------------------
 
 async function sites(page, ctx) {
-  const list = await ctx.client.listSites();
+  // What the server does about email (admin call; an older server without it: unknown).
+  const [list, info] = await Promise.all([ctx.client.listSites(),
+    ctx.client.getServerInfo().catch((e) => ({ error: e }))]);
   const current = ctx.arg === 'new' ? null : (list.find((s) => s.id === ctx.arg) || list[0] || null);
   const picker = h('select', { id: 'site-pick', 'aria-label': 'Site', onchange: (e) => { location.hash = `#/admin/sites/${e.target.value}`; } },
     list.map((s) => h('option', { value: s.id, text: `${s.name} (${s.siteKey})` })),
@@ -36,11 +38,18 @@ async function sites(page, ctx) {
   picker.value = current ? current.id : 'new';
   replace(page,
     h('div', { class: 'section-head' }, h('h1', { text: current ? `Site: ${current.name}` : 'New site' }), h('div', { class: 'inline' }, picker)),
-    siteForm(ctx, current),
+    siteForm(ctx, current, info),
     current ? webhooksSection(ctx, current) : null);
 }
 
-function siteForm(ctx, site) {
+/** "Email: on (from …)" or why it is off, from the server's configuration. */
+function emailStatus(info) {
+  if (info.error) return h('p', { class: 'email-status msg-bad', id: 'site-email-status', text: `Email: unknown (could not ask the server: ${errText(info.error)})` });
+  if (info.emailEnabled) return h('p', { class: 'email-status', id: 'site-email-status', text: `Email: on (from ${info.mailFrom})` });
+  return h('p', { class: 'email-status', id: 'site-email-status', text: 'Email: off — start the server with --smtp-url, --mail-from and --public-url to email visitors their unseen replies' });
+}
+
+function siteForm(ctx, site, info) {
   const s = site || { name: '', allowedOrigins: [], topics: ['Product', 'Order', 'Delivery', 'Payment', 'Other'], color: '#2556c4', greeting: '', identityRequired: false };
   const name = h('input', { value: s.name, required: true });
   const origins = h('textarea', { rows: '3', value: s.allowedOrigins.join('\n') });
@@ -57,6 +66,7 @@ function siteForm(ctx, site) {
     [['none', 'No files'], ['images', 'Images only'], ['documents', 'Images and documents (PDF, text, office, archives)'], ['any', 'Any file']]
       .map(([v, label]) => h('option', { value: v, text: label, selected: (s.fileKinds || 'documents') === v })));
   const retention = h('input', { id: 'site-retention', type: 'number', min: '0', max: '36500', step: '1', value: String(s.fileRetentionDays || 0) });
+  const emailDelay = h('input', { id: 'site-email-delay', type: 'number', min: '0', max: '10080', step: '1', value: String(s.emailDelayMinutes || 0) });
   const msg = status();
   const save = h('button', { type: 'submit', class: 'btn primary', text: site ? 'Save site' : 'Create site' });
   const parts = [
@@ -72,6 +82,9 @@ function siteForm(ctx, site) {
     field('site-max-file', 'Largest file (MB)', maxMb, 'Visitors and agents can send files up to this size (up to 1024 MB).'),
     field('site-file-kinds', 'Files accepted', kinds, 'The server decides a file\'s kind from its bytes, not its name.'),
     field('site-retention', 'Keep files (days)', retention, 'Files of conversations resolved longer ago are deleted; 0 keeps them.'),
+    [h('span', { text: 'Email' }), h('div', {}, emailStatus(info || { emailEnabled: false }))],
+    field('site-email-delay', 'Email unseen replies after (minutes)', emailDelay,
+      'When a visitor who left an address has not seen an agent\'s replies for this long, they get them in one email with a link back to the chat. 0: the default, 3 minutes.'),
   ];
   if (site) {
     const secret = h('input', { id: 'site-secret', value: site.identitySecret, readOnly: true, class: 'snippet', 'aria-label': 'Identity secret' });
@@ -98,7 +111,8 @@ function siteForm(ctx, site) {
     const data = { name: name.value.trim(), allowedOrigins: lines(origins.value), topics: lines(topics.value), color: color.value.trim(),
       greeting: greeting.value, identityRequired: required.checked, restrictAgentsToTopics: ownTopics.checked,
       maxFileBytes: Math.max(1, Math.min(1024, Number(maxMb.value) || 10)) * 1048576, fileKinds: kinds.value,
-      fileRetentionDays: Math.max(0, Math.floor(Number(retention.value) || 0)) };
+      fileRetentionDays: Math.max(0, Math.floor(Number(retention.value) || 0)),
+      emailDelayMinutes: Math.max(0, Math.min(10080, Math.floor(Number(emailDelay.value) || 0))) };
     save.disabled = true;
     try {
       if (site) {

@@ -266,7 +266,10 @@ export function renderConvHeader() {
       h('span', { class: 'topic', text: c.topic }),
       h('span', { class: 'muted', text: c.assigneeName ? `Assigned to ${mine ? 'me' : c.assigneeName}` : (c.status === 'queued' ? `In queue (#${c.queuePosition || '?'})` : 'Unassigned') }),
       c.rating ? h('span', { class: 'rating', text: `Rated ${c.rating}/5` }) : null,
-      h('button', { type: 'button', class: 'btn ghost small visitor-toggle', 'aria-controls': 'visitor-pane', onclick: () => ui.layout.classList.toggle('show-visitor'), text: 'Visitor' })),
+      h('button', { type: 'button', class: 'btn ghost small visitor-toggle', 'aria-controls': 'visitor-pane', onclick: () => {
+        // Shown (narrow screens): its emails read again, they change while the panel is away.
+        if (ui.layout.classList.toggle('show-visitor') && cv.refreshEmails) cv.refreshEmails();
+      }, text: 'Visitor' })),
     h('div', { class: 'actions', role: 'group', 'aria-label': 'Actions' }, actions),
     cv.actionMsg = h('p', { class: 'action-msg', role: 'status' }));
   renderAssignOptions();

@@ -1,4 +1,5 @@
-// The visitor panel: who the customer is and their other conversations.
+// The visitor panel: who the customer is, the conversation's files and emails, and their other
+// conversations.
 import { h, replace } from './dom.js';
 import { fullTime, shortWhen, errText } from './format.js';
 import { STATUS_LABEL, S, ui } from './state.js';
@@ -12,9 +13,10 @@ export async function loadVisitor(cv) {
   if (!cv.conv?.visitorId) return;
   replace(pane, h('p', { class: 'muted', text: 'Loading visitor…' }));
   try {
-    const [p, files] = await Promise.all([
+    const [p, files, emails] = await Promise.all([
       S.client.getVisitor(cv.conv.visitorId),
-      S.client.attachments(cv.id).catch(() => [])
+      S.client.attachments(cv.id).catch(() => []),
+      S.client.listConversationEmails(cv.id).catch((e) => ({ error: e }))
     ]);
     if (S.cv !== cv) return;
     const v = p.visitor;
@@ -39,6 +41,7 @@ export async function loadVisitor(cv) {
             : h('a', { href: f.attachment.url, target: '_blank', rel: 'noopener noreferrer', download: isImage(f.attachment) ? undefined : f.attachment.name, text: f.attachment.name }),
           h('div', { class: 'muted small', text: `${fmtSize(f.attachment.size)} · ${f.note ? 'private note · ' : ''}${f.authorName || f.authorKind} · ${shortWhen(f.createdAt)}` }))))
         : h('p', { class: 'muted', text: 'No files yet.' }),
+      emailsSection(cv, emails),
       h('h3', { text: 'Satisfaction' }),
       rated.length
         ? h('ul', { class: 'plain' }, rated.map((c) => h('li', {}, h('span', { class: 'rating', text: `★ ${c.rating}/5` }), ' ', c.ratingComment ? h('q', { text: c.ratingComment }) : null)))
@@ -52,6 +55,51 @@ export async function loadVisitor(cv) {
   } catch (e) {
     if (S.cv === cv) replace(pane, h('p', { class: 'muted', text: `Visitor details unavailable: ${errText(e)}` }));
   }
+}
+
+// ---- emails ---------------------------------------------------------------------------------
+
+const EMAIL_STATE = { queued: 'Queued', sent: 'Sent', failed: 'Failed' };
+const attempts = (n) => `${n} attempt${n === 1 ? '' : 's'}`;
+
+/** The emails the server sent (or is sending) about the conversation, with a refresh button;
+ *  `first` is what the panel loaded (ConversationEmail[], or { error }). */
+function emailsSection(cv, first) {
+  const title = h('h3', { id: 'emails-title' });
+  const list = h('div', { id: 'emails' });
+  const load = async () => {
+    refresh.disabled = true;
+    try {
+      const r = await S.client.listConversationEmails(cv.id).catch((e) => ({ error: e }));
+      if (S.cv === cv) render(r);
+    } finally { refresh.disabled = false; }
+  };
+  const refresh = h('button', { type: 'button', class: 'btn ghost small', id: 'emails-refresh', text: 'Refresh', 'aria-label': 'Refresh the emails', onclick: load });
+  cv.refreshEmails = load;
+  function render(r) {
+    if (r.error) {
+      title.textContent = 'Emails';
+      replace(list, h('p', { class: 'msg-bad', role: 'alert', text: `Could not load the emails: ${errText(r.error)}` }));
+      return;
+    }
+    title.textContent = `Emails (${r.length})`;
+    if (!r.length) {
+      replace(list, h('p', { class: 'muted', text: 'No emails about this conversation yet.' }));
+      return;
+    }
+    replace(list, h('ul', { class: 'plain emails' }, r.map((e) => h('li', { dataset: { email: e.id, state: e.state } },
+      h('div', { class: 'email-subject', text: e.subject || '(no subject)' }),
+      h('div', { class: 'muted small', text: `To ${e.to}` }),
+      h('div', { class: 'small email-state' },
+        h('span', { class: `status ${e.state}`, text: EMAIL_STATE[e.state] || e.state }), ' ',
+        h('span', { class: 'muted', text: e.state === 'sent' ? `${fullTime(e.sentAt)} · ${attempts(e.attempts)}`
+          : e.state === 'failed' ? `gave up after ${attempts(e.attempts)}`
+            : `${attempts(e.attempts)} so far · since ${fullTime(e.createdAt)}` })),
+      e.state !== 'sent' && e.lastError ? h('div', { class: 'msg-bad small email-error', text: `Last error: ${e.lastError}` }) : null))));
+  }
+  render(first);
+  return h('section', { class: 'emails-section', 'aria-labelledby': 'emails-title' },
+    h('div', { class: 'section-head' }, title, refresh), list);
 }
 
 function describeUa(ua) {

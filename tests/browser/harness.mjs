@@ -132,7 +132,7 @@ export async function startAgent(server, email = 'admin@example.com', password =
     let ev;
     try { ev = JSON.parse(line); } catch { return; }
     events.push(ev);
-    for (const w of [...waiters]) if (w.pred(ev)) { waiters.delete(w); w.res(ev); }
+    for (const w of [...waiters]) if (w.pred(ev)) { waiters.delete(w); clearTimeout(w.timer); w.res(ev); }
   });
   const agent = {
     proc, events,
@@ -142,7 +142,8 @@ export async function startAgent(server, email = 'admin@example.com', password =
       return new Promise((res, rej) => {
         const w = { pred, res };
         waiters.add(w);
-        setTimeout(() => { if (waiters.delete(w)) rej(new Error(`timed out waiting for ${what}; stderr: ${stderr}; events: ${JSON.stringify(events.slice(-8))}`)); }, timeout);
+        // Cleared when the event comes: a pending timer would keep the test process alive.
+        w.timer = setTimeout(() => { if (waiters.delete(w)) rej(new Error(`timed out waiting for ${what}; stderr: ${stderr}; events: ${JSON.stringify(events.slice(-8))}`)); }, timeout);
       });
     },
     send(cmd) { proc.stdin.write(JSON.stringify(cmd) + '\n'); },

@@ -6,12 +6,17 @@ import { join } from 'node:path';
 import {
   stack, browser, newPage, openShop, sendText, waitForBubble, waitFor, W, ARTIFACTS
 } from './harness.mjs';
+import { startSmtp } from './smtp.mjs';
 
 const s = stack();
 let server, shop, agent;
 
 test('nobody online: leave a message; an agent answers later; unread badge, title, rating', async () => {
-  server = await s.startServer();
+  // A server that sends email: only such a server may offer the visitor a reply by email.
+  const smtp = await startSmtp();
+  s.own(() => smtp.close());
+  server = await s.startServer({ args: ['--smtp-url', `smtp://127.0.0.1:${smtp.port}`, '--mail-from', 'support@shop.test',
+    '--public-url', 'http://127.0.0.1:1'] });
   shop = await s.startStatic();
   const context = await (await browser()).newContext();
   const page = await newPage(context);
@@ -28,6 +33,9 @@ test('nobody online: leave a message; an agent answers later; unread badge, titl
   await page.locator(W.topic('Order')).click();
   await sendText(page, 'Can I return shoes after 30 days?');
   await waitForBubble(page, 'Can I return shoes after 30 days?');
+  // Stored: the widget draws the list again then, and the email form with it (typing before
+  // that is lost: see the todo test in email.test.mjs).
+  await page.locator('wsmschat-widget .msg.mine .status:has-text("Sent")').waitFor({ timeout: 10000 });
   const notice = page.locator('wsmschat-widget .notice');
   await notice.waitFor({ timeout: 10000 });
   assert.match(await notice.textContent(), /No agent is online/);
