@@ -19,7 +19,7 @@
 //!   public (unless `--webhooks-allow-private`); no redirects, no proxies; a time-out on the
 //!   whole exchange; at most 512 bytes of the answer are read.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,10 +54,12 @@ const MAX_URL_BYTES: usize = 2048;
 const MAX_DESCRIPTION_BYTES: usize = 200;
 /// Bytes of an endpoint's answer kept in the log.
 const RESPONSE_EXCERPT_BYTES: usize = 512;
-/// Deliveries read per dispatcher pass.
-const DUE_BATCH: u32 = 500;
+/// Deliveries read, leased and recorded together per endpoint.
+const DUE_BATCH: u32 = 64;
 /// Concurrent deliveries per endpoint (each to a different conversation: order holds).
-const PER_ENDPOINT_CONCURRENCY: usize = 4;
+const PER_ENDPOINT_CONCURRENCY: usize = 16;
+/// How long a woken dispatcher waits for more commits before its pass.
+const WAKE_COALESCE: Duration = Duration::from_millis(5);
 /// A lease outlives its attempt by this much (ms).
 const LEASE_MARGIN_MS: i64 = 5_000;
 /// How often the dispatcher looks without being woken (retries; other nodes' events).
@@ -478,68 +480,126 @@ impl Core {
                     Some(core) => core.webhooks.pause(now_ms()),
                     None => return,
                 };
-                tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(pause) => {}
+                let woken = tokio::select! {
+                    _ = wake.notified() => true,
+                    _ = tokio::time::sleep(pause) => false,
                     _ = stopping.wait_for(|s| *s) => return,
+                };
+                if woken {
+                    // Commits come in bursts: one pass for all of them.
+                    tokio::time::sleep(WAKE_COALESCE).await;
                 }
             }
         });
     }
 
-    /// One pass: what is due goes to its endpoint's task (started unless running).
+    /// One pass: every enabled endpoint without a running task gets one, which sends what is
+    /// due for it. A busy endpoint (a slow or dead receiver) costs no query at all.
     async fn dispatch_due(self: &Arc<Self>) {
-        let due = match self.store.due_webhook_deliveries(now_ms(), DUE_BATCH).await {
-            Ok(due) => due,
+        let endpoints = match self.store.enabled_webhooks().await {
+            Ok(e) => e,
             Err(e) => {
-                tracing::warn!(error = %e, "Cannot read due webhook deliveries");
+                tracing::warn!(error = %e, "Cannot read webhook endpoints");
                 return;
             }
         };
-        let mut by_endpoint: HashMap<String, Vec<DueDelivery>> = HashMap::new();
-        for d in due {
-            by_endpoint
-                .entry(d.endpoint_id.clone())
-                .or_default()
-                .push(d);
-        }
-        for (endpoint, deliveries) in by_endpoint {
+        for endpoint in endpoints {
             if !self.webhooks.busy.lock().unwrap().insert(endpoint.clone()) {
-                continue; // its task picks these up when it looks again
+                continue; // its task looks again when its batch is done
             }
             let core = self.clone();
             tokio::spawn(async move {
-                futures_util::stream::iter(deliveries)
-                    .for_each_concurrent(PER_ENDPOINT_CONCURRENCY, |d| core.deliver(d))
-                    .await;
+                let sent = core.endpoint_task(&endpoint).await;
                 core.webhooks.busy.lock().unwrap().remove(&endpoint);
-                // The next delivery of each conversation may be due now.
-                core.webhooks.wake();
+                if sent {
+                    // Commits that came in meanwhile may have woken nobody.
+                    core.webhooks.wake();
+                }
             });
         }
     }
 
-    /// One attempt of one delivery: lease, send, record.
-    async fn deliver(self: &Arc<Self>, d: DueDelivery) {
+    /// Sends an endpoint's due deliveries in batches: one read, one claim transaction, up to
+    /// [`PER_ENDPOINT_CONCURRENCY`] requests at once (each to another conversation: order
+    /// holds), one transaction recording the outcomes; until nothing is due. Whether it sent.
+    async fn endpoint_task(self: &Arc<Self>, endpoint: &str) -> bool {
         let cfg = &self.config.webhooks;
-        let now = now_ms();
-        // Held for the attempt's time-out and a margin: a node killed mid-send loses it soon after.
-        let lease = now + cfg.timeout.as_millis() as i64 + LEASE_MARGIN_MS;
-        match self
-            .store
-            .claim_webhook_delivery(d.endpoint_id.clone(), d.event_id.clone(), now, lease)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return, // another node has it, or it is done
-            Err(e) => {
-                tracing::warn!(error = %e, "Cannot lease a webhook delivery");
-                return;
+        let mut sent = false;
+        loop {
+            let now = now_ms();
+            let due = match self
+                .store
+                .due_webhook_deliveries(endpoint.to_owned(), now, DUE_BATCH)
+                .await
+            {
+                Ok(d) if !d.is_empty() => d,
+                Ok(_) => return sent,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot read due webhook deliveries");
+                    return sent;
+                }
+            };
+            // Held for the attempt's time-out and a margin: a node killed mid-send loses it
+            // soon after.
+            let lease = now + cfg.timeout.as_millis() as i64 + LEASE_MARGIN_MS;
+            let keys = due
+                .iter()
+                .map(|d| (d.endpoint_id.clone(), d.event_id.clone()))
+                .collect();
+            let taken = match self.store.claim_webhook_deliveries(keys, now, lease).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot lease webhook deliveries");
+                    return sent;
+                }
+            };
+            let mine: Vec<DueDelivery> = due
+                .into_iter()
+                .zip(taken)
+                .filter_map(|(d, t)| t.then_some(d))
+                .collect();
+            if mine.is_empty() {
+                return sent; // another node has them
+            }
+            sent = true;
+            let attempts: Vec<(String, String, Attempt)> = futures_util::stream::iter(mine)
+                .map(|d| async move {
+                    let attempt = self.attempt(&d).await;
+                    (d.endpoint_id, d.event_id, attempt)
+                })
+                .buffer_unordered(PER_ENDPOINT_CONCURRENCY)
+                .collect()
+                .await;
+            for (_, _, a) in &attempts {
+                if let Outcome::Retry(at) = a.outcome {
+                    self.webhooks.retry_at(at);
+                }
+            }
+            match self
+                .store
+                .record_webhook_attempts(attempts, cfg.disable_after.as_millis() as i64)
+                .await
+            {
+                Ok(Some(reason)) => {
+                    tracing::warn!(%endpoint, %reason, "Webhook endpoint disabled");
+                    self.notify_webhook_disabled(endpoint, &reason).await;
+                    return sent;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot record webhook attempts");
+                    return sent;
+                }
             }
         }
+    }
+
+    /// One attempt of one (leased) delivery.
+    async fn attempt(&self, d: &DueDelivery) -> Attempt {
+        let cfg = &self.config.webhooks;
         let started = Instant::now();
-        let result = match self.webhook_body(&d).await {
-            Ok(body) => self.post(&d, body).await,
+        let result = match self.webhook_body(d).await {
+            Ok(body) => self.post(d, body).await,
             Err(e) => Err(format!("cannot build the event: {e}")),
         };
         let latency_ms = started.elapsed().as_millis().min(u32::MAX as u128) as u32;
@@ -556,45 +616,27 @@ impl Core {
         } else {
             Outcome::Failed
         };
-        if let Outcome::Retry(at) = outcome {
-            self.webhooks.retry_at(at);
-        }
-        let result_label = match outcome {
-            Outcome::Delivered => "delivered",
-            Outcome::Retry(_) => "retry",
-            Outcome::Failed => "failed",
-        };
-        self.metrics.webhook_delivered(result_label, latency_ms);
+        self.metrics.webhook_delivered(
+            match outcome {
+                Outcome::Delivered => "delivered",
+                Outcome::Retry(_) => "retry",
+                Outcome::Failed => "failed",
+            },
+            latency_ms,
+        );
         if outcome != Outcome::Delivered {
             tracing::info!(
                 endpoint = %d.endpoint_id, event = %d.event_id, status, %error,
                 attempt = attempt_no, "Webhook delivery failed"
             );
         }
-        let attempt = Attempt {
+        Attempt {
             outcome,
             at,
             status,
             latency_ms,
             response,
             error,
-        };
-        match self
-            .store
-            .record_webhook_attempt(
-                d.endpoint_id.clone(),
-                d.event_id.clone(),
-                attempt,
-                cfg.disable_after.as_millis() as i64,
-            )
-            .await
-        {
-            Ok(Some(reason)) => {
-                tracing::warn!(endpoint = %d.endpoint_id, %reason, "Webhook endpoint disabled");
-                self.notify_webhook_disabled(&d.endpoint_id, &reason).await;
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "Cannot record a webhook attempt"),
         }
     }
 

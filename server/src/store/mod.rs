@@ -451,26 +451,27 @@ pub trait Store: Send + Sync + 'static {
     async fn webhook(&self, id: &str) -> StoreResult<v1::WebhookEndpoint>;
     async fn list_webhooks(&self, site_id: Option<String>)
     -> StoreResult<Vec<v1::WebhookEndpoint>>;
-    /// Deliveries to attempt now (per endpoint and conversation only the oldest pending).
+    /// Enabled webhook endpoints.
+    async fn enabled_webhooks(&self) -> StoreResult<Vec<String>>;
+    /// An endpoint's deliveries to attempt now (per conversation only the oldest pending).
     async fn due_webhook_deliveries(
         &self,
+        endpoint_id: String,
         now: i64,
         limit: u32,
     ) -> StoreResult<Vec<webhooks::DueDelivery>>;
-    /// Takes a delivery for one attempt; false when another node holds it.
-    async fn claim_webhook_delivery(
+    /// Takes deliveries for one attempt each (one transaction); which were taken (another
+    /// node may hold some).
+    async fn claim_webhook_deliveries(
         &self,
-        endpoint_id: String,
-        event_id: String,
+        keys: Vec<(String, String)>,
         now: i64,
         lease_until: i64,
-    ) -> StoreResult<bool>;
-    /// Records an attempt; returns the reason when the endpoint got disabled by it.
-    async fn record_webhook_attempt(
+    ) -> StoreResult<Vec<bool>>;
+    /// Records attempts (one transaction); the reason when the endpoint got disabled.
+    async fn record_webhook_attempts(
         &self,
-        endpoint_id: String,
-        event_id: String,
-        attempt: webhooks::Attempt,
+        attempts: Vec<(String, String, webhooks::Attempt)>,
         disable_after_ms: i64,
     ) -> StoreResult<Option<String>>;
     async fn list_webhook_deliveries(

@@ -2080,44 +2080,46 @@ impl<E: Engine> Store for SqlStore<E> {
         .await
     }
 
-    async fn due_webhook_deliveries(
-        &self,
-        now: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<webhooks::DueDelivery>> {
-        self.read(move |db| Box::pin(async move { webhooks::due(db, now, limit).await }))
+    async fn enabled_webhooks(&self) -> StoreResult<Vec<String>> {
+        self.read(move |db| Box::pin(async move { webhooks::enabled_endpoints(db).await }))
             .await
     }
 
-    async fn claim_webhook_delivery(
+    async fn due_webhook_deliveries(
         &self,
         endpoint_id: String,
-        event_id: String,
         now: i64,
-        lease_until: i64,
-    ) -> StoreResult<bool> {
-        self.write(move |ctx| {
-            let (endpoint_id, event_id) = (endpoint_id.clone(), event_id.clone());
-            Box::pin(async move {
-                webhooks::claim(ctx.db, &endpoint_id, &event_id, now, lease_until).await
-            })
+        limit: u32,
+    ) -> StoreResult<Vec<webhooks::DueDelivery>> {
+        self.read(move |db| {
+            Box::pin(async move { webhooks::due(db, &endpoint_id, now, limit).await })
         })
         .await
     }
 
-    async fn record_webhook_attempt(
+    async fn claim_webhook_deliveries(
         &self,
-        endpoint_id: String,
-        event_id: String,
-        attempt: webhooks::Attempt,
+        keys: Vec<(String, String)>,
+        now: i64,
+        lease_until: i64,
+    ) -> StoreResult<Vec<bool>> {
+        self.write(move |ctx| {
+            let keys = keys.clone();
+            Box::pin(async move { webhooks::claim_batch(ctx.db, &keys, now, lease_until).await })
+        })
+        .await
+    }
+
+    async fn record_webhook_attempts(
+        &self,
+        attempts: Vec<(String, String, webhooks::Attempt)>,
         disable_after_ms: i64,
     ) -> StoreResult<Option<String>> {
         self.write(move |ctx| {
-            let (endpoint_id, event_id, attempt) =
-                (endpoint_id.clone(), event_id.clone(), attempt.clone());
-            Box::pin(async move {
-                webhooks::record(ctx.db, &endpoint_id, &event_id, &attempt, disable_after_ms).await
-            })
+            let attempts = attempts.clone();
+            Box::pin(
+                async move { webhooks::record_batch(ctx.db, &attempts, disable_after_ms).await },
+            )
         })
         .await
     }

@@ -311,19 +311,35 @@ pub async fn enqueue_for_visitor(db: &mut dyn Db, visitor: &v1::Visitor) -> Stor
     .await
 }
 
-/// Deliveries due at `now`: per endpoint and chain only the oldest pending one (order), of
-/// enabled endpoints, not held by a node; the longest-waiting first.
-pub async fn due(db: &mut dyn Db, now: i64, limit: u32) -> StoreResult<Vec<DueDelivery>> {
+/// Enabled endpoints (the dispatcher asks each that is idle for its due deliveries).
+pub async fn enabled_endpoints(db: &mut dyn Db) -> StoreResult<Vec<String>> {
+    Ok(db
+        .query("SELECT id FROM webhook_endpoints WHERE enabled = 1", &[])
+        .await?
+        .iter()
+        .map(|r| r.text(0))
+        .collect())
+}
+
+/// An enabled endpoint's deliveries due at `now`: per chain only the oldest pending one
+/// (order), not held by a node; the longest-waiting first.
+pub async fn due(
+    db: &mut dyn Db,
+    endpoint_id: &str,
+    now: i64,
+    limit: u32,
+) -> StoreResult<Vec<DueDelivery>> {
     let rows = db
         .query(
             "SELECT d.endpoint_id, e.url, e.secret, d.event_id, d.event_type, d.site_id, \
              d.conversation_id, d.seq, d.visitor_id, d.payload, d.created_at, d.attempts \
              FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
-             WHERE d.state = 1 AND d.next_attempt_at <= $1 AND d.lease_until <= $1 AND e.enabled = 1 \
+             WHERE d.endpoint_id = $1 AND d.state = 1 AND d.next_attempt_at <= $2 \
+             AND d.lease_until <= $2 AND e.enabled = 1 \
              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id \
              AND p.chain = d.chain AND p.state = 1 AND p.ord < d.ord) \
-             ORDER BY d.next_attempt_at, d.ord LIMIT $2",
-            args![now, limit],
+             ORDER BY d.next_attempt_at, d.ord LIMIT $3",
+            args![endpoint_id, now, limit],
         )
         .await?;
     Ok(rows
@@ -363,6 +379,35 @@ pub async fn claim(
         )
         .await?
         == 1)
+}
+
+/// Claims a batch in one transaction; which were taken.
+pub async fn claim_batch(
+    db: &mut dyn Db,
+    keys: &[(String, String)],
+    now: i64,
+    lease_until: i64,
+) -> StoreResult<Vec<bool>> {
+    let mut out = Vec::with_capacity(keys.len());
+    for (endpoint_id, event_id) in keys {
+        out.push(claim(db, endpoint_id, event_id, now, lease_until).await?);
+    }
+    Ok(out)
+}
+
+/// Records a batch of attempts in one transaction; the reason when the endpoint got disabled.
+pub async fn record_batch(
+    db: &mut dyn Db,
+    attempts: &[(String, String, Attempt)],
+    disable_after_ms: i64,
+) -> StoreResult<Option<String>> {
+    let mut disabled = None;
+    for (endpoint_id, event_id, a) in attempts {
+        if let Some(r) = record(db, endpoint_id, event_id, a, disable_after_ms).await? {
+            disabled = Some(r);
+        }
+    }
+    Ok(disabled)
 }
 
 /// Records an attempt; disables the endpoint when it has failed without a success since

@@ -49,6 +49,6 @@ CREATE TABLE webhook_deliveries (
     last_error TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (endpoint_id, event_id)
 );
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint_id, state, next_attempt_at);
 CREATE INDEX webhook_deliveries_chain ON webhook_deliveries (endpoint_id, chain, state, ord);
 CREATE INDEX webhook_deliveries_log ON webhook_deliveries (endpoint_id, created_at);
