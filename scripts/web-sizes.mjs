@@ -12,7 +12,8 @@ const parts = [
   { name: 'UI (ui, strings, dom, files)', files: ['ui.js', 'strings.js', 'dom.js', 'files.js'], budget: 16 * KB },
   { name: 'CSS (widget.css)', files: ['widget.css'], budget: 6 * KB },
   { name: 'SDK JS glue', files: ['wsmschat_widget_sdk.js'], budget: 10 * KB },
-  { name: 'SDK wasm', files: ['wsmschat_widget_sdk_bg.wasm'], budget: 128 * KB },
+  // 128 -> 130 KB: email continuity and transcripts (+1.1 KB wasm, see README).
+  { name: 'SDK wasm', files: ['wsmschat_widget_sdk_bg.wasm'], budget: 130 * KB },
 ];
 // The full SDK (agent and admin calls) is for the console and integrators, not the widget;
 // upload.js (the composer's files and the image viewer) loads when a visitor first attaches a
@@ -23,7 +24,8 @@ const extra = [
   // 150 -> 160 KB: the webhook admin calls (+3.4 KB) and what the console needs next.
   { name: 'full SDK wasm', files: ['wsmschat_sdk_bg.wasm'], budget: 160 * KB },
 ];
-const TOTAL_BUDGET = 150 * KB;
+// 150 -> 152 KB: the email link, the transcript download and email (1.5 KB, see README).
+const TOTAL_BUDGET = 152 * KB;
 
 let total = 0, totalRaw = 0, over = [];
 const measure = (p) => {

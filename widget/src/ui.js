@@ -735,7 +735,9 @@ class Widget {
       items.push(h('div', { class: 'notice', role: 'status' }, h('p', { text: t('queuedOffline') })));
     }
     if (conv && conv.status === 'resolved') items.push(this.ratingCard());
+    const focused = this.root.activeElement;
     this.log.replaceChildren(...items);
+    if (focused && focused.isConnected) focused.focus();
     if (nearBottom || this.stickToBottom !== false) this.log.scrollTop = this.log.scrollHeight;
     this.renderTyping();
     this.renderHeader();
@@ -778,6 +780,8 @@ class Widget {
   emailForm() {
     const t = this.t;
     if (this.identity.email) return h('p', { class: 'small', text: t('saved', { email: this.identity.email }) });
+    // One form for every render: what the visitor is typing survives new events.
+    if (this.emailEl) return this.emailEl;
     const input = h('input', { class: 'field', type: 'email', autocomplete: 'email', placeholder: 'name@example.com', 'aria-label': t('email') });
     const form = h('form', {
       class: 'inline-form',
@@ -787,7 +791,7 @@ class Widget {
         if (email && input.checkValidity()) this.identify({ email }).then(() => this.renderMessages());
       }
     }, h('label', { class: 'small', text: t('leaveEmail') }), h('div', { class: 'row' }, input, h('button', { type: 'submit', class: 'btn small-btn', text: t('save') })));
-    return form;
+    return this.emailEl = form;
   }
 
   ratingCard() {
@@ -826,6 +830,17 @@ class Widget {
       });
       card.append(h('p', { class: 'card-title', text: t('rateQuestion') }), group, comment, submit);
     }
+    // The transcript: as a text file, or by email when the server sends email.
+    const note = h('span', { role: 'status' });
+    const act = (label, f) => h('button', { type: 'button', class: 'link', text: t(label), onclick: () => f().catch((e) => { note.textContent = e.message; }) });
+    card.append(h('p', { class: 'small' }, act('transcript', async () => {
+      const r = await this.client.transcript(conv.id);
+      const a = h('a', { href: URL.createObjectURL(new Blob([r.text], { type: 'text/plain' })), download: r.filename });
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(a.href), 9e3);
+    }), this.site && this.site.emailEnabled && [' · ', act('transcriptMail', async () => {
+      note.textContent = t('saved', { email: await this.client.emailTranscript(conv.id) });
+    })], ' ', note));
     card.append(h('button', { type: 'button', class: 'btn ghost', text: t('newConversation'), onclick: () => this.home() }));
     return card;
   }

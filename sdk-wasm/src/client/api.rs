@@ -372,6 +372,37 @@ impl ChatClient {
     /// A page of a conversation's messages before `beforeSeq` (0/omitted: the newest),
     /// ascending. Loading the newest page also moves the resume cursor; every page is merged
     /// into the conversation's `view` (which it opens).
+    #[wasm_bindgen(unchecked_return_type = "Promise<{ text: string; filename: string }>")]
+    /// The conversation as plain text (visitors: without notes; staff: with them).
+    pub fn transcript(&self, conversation_id: String) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .chat()
+                .get_transcript(sh.req(v1::GetTranscriptRequest { conversation_id }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(O::new()
+                .s("text", &r.text)
+                .s("filename", &r.filename)
+                .done())
+        })
+    }
+
+    /// The visitor has the transcript emailed to them; resolves with the address.
+    #[wasm_bindgen(js_name = emailTranscript, unchecked_return_type = "Promise<string>")]
+    pub fn email_transcript(&self, conversation_id: String) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .chat()
+                .email_transcript(sh.req(v1::EmailTranscriptRequest { conversation_id }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(JsValue::from_str(&r.to))
+        })
+    }
+
     #[wasm_bindgen(unchecked_return_type = "Promise<HistoryPage>")]
     pub fn history(
         &self,

@@ -27,6 +27,8 @@ rpcs! {
     get_history: "/wsmschat.v1.ChatService/GetHistory", v1::GetHistoryRequest => v1::GetHistoryResponse;
     start_visitor_session: "/wsmschat.v1.SessionService/StartVisitorSession", v1::StartVisitorSessionRequest => v1::StartVisitorSessionResponse;
     logout: "/wsmschat.v1.SessionService/Logout", v1::LogoutRequest => v1::LogoutResponse;
+    get_transcript: "/wsmschat.v1.ChatService/GetTranscript", v1::GetTranscriptRequest => v1::GetTranscriptResponse;
+    email_transcript: "/wsmschat.v1.ChatService/EmailTranscript", v1::EmailTranscriptRequest => v1::EmailTranscriptResponse;
 }
 
 #[cfg(feature = "agent")]

@@ -522,8 +522,12 @@ fn smtp_error(e: &lettre::transport::smtp::Error) -> String {
     let mut out = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        // lettre's message already carries the server's reply: say each part once.
+        let part = s.to_string();
+        if !out.contains(&part) {
+            out.push_str(": ");
+            out.push_str(&part);
+        }
         source = s.source();
     }
     out
