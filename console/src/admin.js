@@ -67,6 +67,7 @@ function siteForm(ctx, site, info) {
       .map(([v, label]) => h('option', { value: v, text: label, selected: (s.fileKinds || 'documents') === v })));
   const retention = h('input', { id: 'site-retention', type: 'number', min: '0', max: '36500', step: '1', value: String(s.fileRetentionDays || 0) });
   const emailDelay = h('input', { id: 'site-email-delay', type: 'number', min: '0', max: '10080', step: '1', value: String(s.emailDelayMinutes || 0) });
+  const notifyEmail = h('input', { id: 'site-notify-email', type: 'email', value: s.notifyEmail || '', autocomplete: 'off', placeholder: 'support-team@example.com' });
   const msg = status();
   const save = h('button', { type: 'submit', class: 'btn primary', text: site ? 'Save site' : 'Create site' });
   const parts = [
@@ -85,6 +86,8 @@ function siteForm(ctx, site, info) {
     [h('span', { text: 'Email' }), h('div', {}, emailStatus(info || { emailEnabled: false }))],
     field('site-email-delay', 'Email unseen replies after (minutes)', emailDelay,
       'When a visitor who left an address has not seen an agent\'s replies for this long, they get them in one email with a link back to the chat. 0: the default, 3 minutes.'),
+    field('site-notify-email', 'Team address for alerts and the daily digest', notifyEmail,
+      'Optional. Besides the topic\'s agents and the admins, this address is emailed when a customer writes while nobody of the topic is online, and gets the daily digest of waiting conversations.'),
   ];
   if (site) {
     const secret = h('input', { id: 'site-secret', value: site.identitySecret, readOnly: true, class: 'snippet', 'aria-label': 'Identity secret' });
@@ -104,15 +107,19 @@ function siteForm(ctx, site, info) {
         h('div', { class: 'inline' }, h('button', { type: 'button', class: 'btn small', id: 'copy-snippet', text: 'Copy script tag', onclick: async () => { copyMsg.textContent = (await copyText(snippet, snip)) ? 'Copied to the clipboard' : 'Select it and copy'; } }), copyMsg),
         h('p', { class: 'hint', text: `Paste it into every page of the site. Site key: ${site.siteKey}` }))]);
   }
-  const form = h('form', { class: 'grid-form', 'aria-label': 'Site settings' }, parts, h('div', { class: 'full inline' }, save, msg));
+  // novalidate: every field is checked below and its error said in the form's status line.
+  const form = h('form', { class: 'grid-form', 'aria-label': 'Site settings', novalidate: true }, parts, h('div', { class: 'full inline' }, save, msg));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     if (!name.value.trim()) { msg.textContent = 'A name is needed.'; name.focus(); return; }
+    notifyEmail.value = notifyEmail.value.trim();
+    if (!notifyEmail.checkValidity()) { msg.textContent = 'The team address is not an email address: correct it or leave it empty.'; notifyEmail.focus(); return; }
     const data = { name: name.value.trim(), allowedOrigins: lines(origins.value), topics: lines(topics.value), color: color.value.trim(),
       greeting: greeting.value, identityRequired: required.checked, restrictAgentsToTopics: ownTopics.checked,
       maxFileBytes: Math.max(1, Math.min(1024, Number(maxMb.value) || 10)) * 1048576, fileKinds: kinds.value,
       fileRetentionDays: Math.max(0, Math.floor(Number(retention.value) || 0)),
-      emailDelayMinutes: Math.max(0, Math.min(10080, Math.floor(Number(emailDelay.value) || 0))) };
+      emailDelayMinutes: Math.max(0, Math.min(10080, Math.floor(Number(emailDelay.value) || 0))),
+      notifyEmail: notifyEmail.value };
     save.disabled = true;
     try {
       if (site) {

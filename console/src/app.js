@@ -181,9 +181,53 @@ function renderShell() {
       h('label', { class: 'presence' }, shell.dot, h('span', { class: 'sr-only', text: 'My status' }), shell.presence),
       shell.notify,
       h('label', { class: 'check small' }, sound, ' Sound'),
-      h('span', { class: 'me', title: S.me.email }, S.me.name, S.me.role === 'admin' ? h('span', { class: 'tag', text: 'admin' }) : null),
+      myMenu(),
       h('button', { class: 'btn ghost small', type: 'button', onclick: logout, text: 'Log out' })),
     shell.main));
+}
+
+/** The logged-in agent's own menu (their name in the top bar): who they are and whether the
+ *  server emails them alerts (customers waiting while nobody of their topics is online, and the
+ *  daily digest). */
+function myMenu() {
+  const msg = h('p', { class: 'action-msg', role: 'status', id: 'my-alerts-msg' });
+  const alerts = h('input', { type: 'checkbox', id: 'my-email-alerts', checked: !S.me.emailAlertsOff });
+  alerts.addEventListener('change', () => setEmailAlerts(alerts, msg));
+  const menu = h('details', { class: 'me-menu' },
+    h('summary', { class: 'me', title: S.me.email }, S.me.name, S.me.role === 'admin' ? h('span', { class: 'tag', text: 'admin' }) : null),
+    h('div', { class: 'me-panel card', role: 'group', 'aria-label': 'My settings' },
+      h('p', { class: 'muted small', text: S.me.email }),
+      h('label', { class: 'check', for: 'my-email-alerts' }, alerts, 'Email me alerts (customers waiting while nobody is online, daily digest)'),
+      msg));
+  // A menu: closed by Escape or a click elsewhere.
+  menu.addEventListener('keydown', (e) => { if (e.key === 'Escape' && menu.open) { menu.open = false; menu.querySelector('summary').focus(); } });
+  shell.menu = menu;
+  return menu;
+}
+document.addEventListener('click', (e) => {
+  const menu = shell.menu;
+  if (menu && menu.open && !menu.contains(e.target)) menu.open = false;
+});
+
+async function setEmailAlerts(box, msg) {
+  const off = !box.checked;
+  box.disabled = true;
+  msg.textContent = 'Saving…';
+  try {
+    const agent = await S.client.setEmailAlerts(off);
+    if (!S.client) return;
+    S.me = { ...S.me, emailAlertsOff: agent && agent.id === S.me.id ? !!agent.emailAlertsOff : off };
+    // The session kept for a reload has the agent as it was at login: keep it current (the
+    // server has no call for an agent to read themselves again).
+    const saved = readJson(SESSION_KEY, null);
+    if (saved && saved.token === S.client.token) writeJson(SESSION_KEY, { ...saved, agent: S.me });
+    msg.textContent = S.me.emailAlertsOff ? 'Alert emails are off.' : 'Alert emails are on.';
+  } catch (e) {
+    msg.textContent = `Could not save: ${errText(e)}`;
+  } finally {
+    box.disabled = false;
+    if (S.me) box.checked = !S.me.emailAlertsOff;
+  }
 }
 
 function updateNotifyButton() {

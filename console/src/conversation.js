@@ -259,6 +259,7 @@ export function renderConvHeader() {
     } })));
   if (c.status === 'resolved') actions.push(h('button', { type: 'button', class: 'btn', onclick: () => act('reopen', 'Reopened'), text: 'Reopen' }));
   else actions.push(h('button', { type: 'button', class: 'btn', onclick: () => act('resolve', 'Resolved'), text: 'Resolve' }));
+  actions.push(h('button', { type: 'button', class: 'btn ghost', id: 'download-transcript', onclick: downloadTranscript, text: 'Download transcript' }));
   replace(cv.header,
     h('div', { class: 'conv-title' },
       h('h2', { text: c.visitorName || 'Visitor' }),
@@ -303,6 +304,27 @@ async function act(what, done, arg) {
     refreshAgentsSoon();
   } catch (e) {
     if (S.cv === cv) cv.actionMsg.textContent = `Could not do that: ${errText(e)}`;
+  }
+}
+
+/** The conversation as a text file (the server's transcript: with the private notes, marked). */
+async function downloadTranscript() {
+  const cv = S.cv;
+  if (!cv) return;
+  cv.actionMsg.textContent = 'Preparing the transcript…';
+  try {
+    const r = await S.client.transcript(cv.id);
+    const filename = r.filename || `conversation-${cv.id}.txt`;
+    const url = URL.createObjectURL(new Blob([r.text], { type: 'text/plain;charset=utf-8' }));
+    const a = h('a', { href: url, download: filename, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    // Revoked once the browser has started the download (at once can cancel it in some).
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    if (S.cv === cv) cv.actionMsg.textContent = `Downloaded ${filename}`;
+  } catch (e) {
+    if (S.cv === cv) cv.actionMsg.textContent = `Could not download the transcript: ${errText(e)}`;
   }
 }
 
