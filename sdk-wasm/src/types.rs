@@ -117,7 +117,7 @@ export interface ApiKey { id: string; name: string; scopes: ("chat" | "admin")[]
 export interface CannedReply { id: string; siteId: string; shortcut: string; text: string; }
 /** An email the server sends about a conversation (its durable outbox). */
 export interface ConversationEmail {
-  id: string; kind: "continuity"; to: string; subject: string; state: "queued" | "sent" | "failed";
+  id: string; kind: "continuity" | "transcript" | "alert" | "digest" | "webhook-disabled"; to: string; subject: string; state: "queued" | "sent" | "failed";
   attempts: number; createdAt: number;
   /** 0 until the SMTP server accepted it. */
   sentAt: number;

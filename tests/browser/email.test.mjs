@@ -63,8 +63,7 @@ async function customerLeavesEmail(server, topic, text, email) {
   await visitor.locator(W.topic(topic)).click();
   await sendText(visitor, text);
   await waitForBubble(visitor, text);
-  // Stored: the list is drawn again then, and a field drawn before loses what was typed (see
-  // the widget test marked todo below).
+  // Stored: the list is drawn again then (the form survives it: see the test below).
   await visitor.locator('wsmschat-widget .msg.mine .status:has-text("Sent")').waitFor({ timeout: 10000 });
   const emailInput = visitor.locator('wsmschat-widget .notice form.inline-form input[type=email]');
   await emailInput.waitFor({ timeout: 10000 });
@@ -315,9 +314,9 @@ test('an email the SMTP server refuses: listed as failed, with its reply, in the
 
 // The widget draws its message list again on every event (a message, a conversation update)
 // and builds the "Get the reply by email too" form anew each time (ui.js emailForm() from
-// renderMessages()): an address half typed is gone, and the field loses the focus. Marked todo
-// until the widget keeps the form across renders (its size budget has 1 byte left).
-test('the widget keeps an address being typed in the email form when the list is drawn again', { todo: 'widget bug: emailForm() is rebuilt on every renderMessages()' }, async () => {
+// renderMessages()): an address half typed was gone, and the field lost the focus. The widget
+// now keeps one form across renders and gives the focus back.
+test('the widget keeps an address being typed in the email form when the list is drawn again', async () => {
   const smtp = await startSmtp();
   s.own(() => smtp.close());
   const server = await startEmailServer(smtp);

@@ -275,9 +275,9 @@ test('console settings: my alert emails off survives a reload; the team address 
 // The console shows the agent as the server's Login answer has them: after a new login (another
 // browser, or after logging out) the checkbox must show the state saved on the server. The
 // server's store reads the agent of a login with `agent_by_email` (server/src/store/sql_store.rs),
-// whose SELECT has password_hash where agent_from_row reads email_alerts_off (column 8): the
-// Login answer always says emailAlertsOff = false. Marked todo until the store is fixed.
-test('a new login shows my alert emails as saved on the server', { todo: 'server bug: agent_by_email reads password_hash as email_alerts_off' }, async () => {
+// whose SELECT once had password_hash where agent_from_row reads email_alerts_off (column 8):
+// the Login answer always said emailAlertsOff = false.
+test('a new login shows my alert emails as saved on the server', async () => {
   const smtp = await startSmtp();
   s.own(() => smtp.close());
   const server = await startEmailServer(smtp);
@@ -297,9 +297,9 @@ test('a new login shows my alert emails as saved on the server', { todo: 'server
 // emits `message` before it merges the message into the view (sdk-wasm/src/client/stream.rs,
 // on_event), and the widget's onMessage -> notify -> markRead (widget/src/ui.js) takes the
 // highest seq of currentView(), which does not have the new message yet: the read mark stays
-// one message behind, and the reply is emailed though the customer saw it. Marked todo until
-// markRead counts the message it is called for (or runs on the view event).
-test('the widget marks a reply read when it shows it (open panel, visible page)', { todo: 'widget bug: markRead on a message event reads the view before the message is in it' }, async () => {
+// one message behind, and the reply was emailed though the customer saw it. markRead now counts
+// the message it is called for.
+test('the widget marks a reply read when it shows it (open panel, visible page)', async () => {
   const smtp = await startSmtp();
   s.own(() => smtp.close());
   const server = await startEmailServer(smtp);

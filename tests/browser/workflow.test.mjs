@@ -33,8 +33,7 @@ test('nobody online: leave a message; an agent answers later; unread badge, titl
   await page.locator(W.topic('Order')).click();
   await sendText(page, 'Can I return shoes after 30 days?');
   await waitForBubble(page, 'Can I return shoes after 30 days?');
-  // Stored: the widget draws the list again then, and the email form with it (typing before
-  // that is lost: see the todo test in email.test.mjs).
+  // Stored: the widget draws the list again then (the email form survives it).
   await page.locator('wsmschat-widget .msg.mine .status:has-text("Sent")').waitFor({ timeout: 10000 });
   const notice = page.locator('wsmschat-widget .notice');
   await notice.waitFor({ timeout: 10000 });

@@ -411,7 +411,8 @@ class Widget {
   notify(m, otherConversation) {
     const visible = this.isOpen && !document.hidden && !otherConversation;
     if (visible) {
-      this.markRead();
+      // The SDK announces a message before its view holds it: count it in.
+      this.markRead(m.seq);
       return;
     }
     this.setUnread(this.unread + 1);
@@ -470,9 +471,8 @@ class Widget {
     } catch { /* no sound then */ }
   }
 
-  markRead() {
+  markRead(last = 0) {
     if (!this.client || !this.conv || !this.isOpen || document.hidden) return;
-    let last = 0;
     for (const m of this.currentView().messages) last = Math.max(last, m.seq);
     this.setUnread(0);
     this.restoreTitle();

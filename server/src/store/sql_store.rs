@@ -1448,14 +1448,15 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn agent_by_email(&self, email: &str) -> StoreResult<AgentRecord> {
         self.read_one(
-            "SELECT id, email, name, role, topics, capacity, active, site_ids, password_hash FROM agents \
-             WHERE LOWER(email) = LOWER($1)"
+            "SELECT id, email, name, role, topics, capacity, active, site_ids, email_alerts_off, \
+             password_hash FROM agents WHERE LOWER(email) = LOWER($1)"
                 .into(),
             vec![email.into()],
             "agent",
+            // Columns 0..=8 are agent_from_row's (AGENT_SELECT's order).
             |row| AgentRecord {
                 agent: agent_from_row(row),
-                password_hash: row.text(8),
+                password_hash: row.text(9),
             },
         )
         .await
@@ -1499,13 +1500,15 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn agent_by_session(&self, token_hash: &str, now: i64) -> StoreResult<(v1::Agent, i64)> {
         self.read_one(
-            "SELECT a.id, a.email, a.name, a.role, a.topics, a.capacity, a.active, a.site_ids, s.expires_at \
+            "SELECT a.id, a.email, a.name, a.role, a.topics, a.capacity, a.active, a.site_ids, \
+             a.email_alerts_off, s.expires_at \
              FROM agent_sessions s JOIN agents a ON a.id = s.agent_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.active = 1"
                 .into(),
             vec![token_hash.into(), now.into()],
             "session",
-            |row| (agent_from_row(row), row.int(8)),
+            // Columns 0..=8 are agent_from_row's (AGENT_SELECT's order).
+            |row| (agent_from_row(row), row.int(9)),
         )
         .await
     }
