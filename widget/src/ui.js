@@ -831,15 +831,17 @@ class Widget {
       card.append(h('p', { class: 'card-title', text: t('rateQuestion') }), group, comment, submit);
     }
     // The transcript: as a text file, or by email when the server sends email.
-    const note = h('span', { role: 'status' });
-    const act = (label, f) => h('button', { type: 'button', class: 'link', text: t(label), onclick: () => f().catch((e) => { note.textContent = e.message; }) });
+    // What it said survives the card being drawn again (events redraw the list).
+    const note = h('span', { role: 'status', text: this.note && this.note[0] === conv.id ? this.note[1] : '' });
+    const say = (text) => { this.note = [conv.id, text]; note.textContent = text; };
+    const act = (label, f) => h('button', { type: 'button', class: 'link', text: t(label), onclick: () => f().catch((e) => say(e.message)) });
     card.append(h('p', { class: 'small' }, act('transcript', async () => {
       const r = await this.client.transcript(conv.id);
       const a = h('a', { href: URL.createObjectURL(new Blob([r.text], { type: 'text/plain' })), download: r.filename });
       a.click();
       setTimeout(() => URL.revokeObjectURL(a.href), 9e3);
     }), this.site && this.site.emailEnabled && [' · ', act('transcriptMail', async () => {
-      note.textContent = t('saved', { email: await this.client.emailTranscript(conv.id) });
+      say(t('saved', { email: await this.client.emailTranscript(conv.id) }));
     })], ' ', note));
     card.append(h('button', { type: 'button', class: 'btn ghost', text: t('newConversation'), onclick: () => this.home() }));
     return card;
