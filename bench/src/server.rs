@@ -25,6 +25,34 @@ pub const BENCH_ENV: &[(&str, &str)] = &[
     ("RUST_LOG", "warn"),
 ];
 
+/// Creates an API key with the server's CLI on its data directory; the secret.
+pub fn create_api_key(bin: &Path, dir: &Path, name: &str, scope: &str) -> anyhow::Result<String> {
+    let out = Command::new(bin)
+        .args([
+            "api-key",
+            "create",
+            "--name",
+            name,
+            "--scope",
+            scope,
+            "--data-dir",
+        ])
+        .arg(dir)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "api-key create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("secret (shown once):"))
+        .map(|s| s.trim().to_owned())
+        .ok_or_else(|| anyhow!("no secret in api-key create output: {stdout}"))
+}
+
 pub struct Server {
     pub url: String,
     pub pid: Option<u32>,
@@ -124,32 +152,7 @@ impl Server {
             .and_then(|p| p.parse::<u16>().ok())
             .ok_or_else(|| anyhow!("unexpected listening line {base:?}"))?;
         server.url = format!("http://127.0.0.1:{port}");
-        let out = Command::new(bin)
-            .args([
-                "api-key",
-                "create",
-                "--name",
-                "bench",
-                "--scope",
-                "chat",
-                "--data-dir",
-            ])
-            .arg(&dir)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "api-key create failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        server.api_key = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("secret (shown once):"))
-            .map(|s| s.trim().to_owned());
-        if server.api_key.is_none() {
-            bail!("no secret in api-key create output: {stdout}");
-        }
+        server.api_key = Some(create_api_key(bin, &dir, "bench", "chat")?);
         // When started under taskset, the pid to watch is the server itself (exec replaces taskset).
         Ok(server)
     }

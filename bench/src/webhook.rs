@@ -7,10 +7,9 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use wsmschat::v1;
 use wsmschat::v1::admin_service_client::AdminServiceClient;
 
@@ -114,30 +113,7 @@ fn authed<T>(key: &str, msg: T) -> tonic::Request<T> {
 /// Creates an admin key with the server's CLI and the endpoint through AdminService.
 pub fn configure(bin: &Path, data_dir: &Path, server_url: &str, mode: &str) -> anyhow::Result<()> {
     let hook_url = start_receiver(mode)?;
-    let out = Command::new(bin)
-        .args([
-            "api-key",
-            "create",
-            "--name",
-            "bench-admin",
-            "--scope",
-            "admin",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "api-key create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let key = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("secret (shown once):"))
-        .map(|s| s.trim().to_owned())
-        .ok_or_else(|| anyhow!("no secret in: {stdout}"))?;
+    let key = crate::server::create_api_key(bin, data_dir, "bench-admin", "admin")?;
     let server_url = server_url.to_owned();
     std::thread::spawn(move || -> anyhow::Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()

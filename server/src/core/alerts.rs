@@ -12,20 +12,7 @@ use crate::auth::Principal;
 use crate::error::CoreResult;
 use crate::store::ConversationFilter;
 use crate::store::email::NewEmail;
-use crate::util::{new_id, now_ms};
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// "14:05 UTC" / "2026-12-02 14:05 UTC".
-fn hm(ms: i64) -> String {
-    let t = super::webhooks::rfc3339(ms);
-    format!("{} {} UTC", &t[..10], &t[11..16])
-}
+use crate::util::{html_escape as esc, new_id, now_ms, utc_minute as hm};
 
 impl Core {
     /// Who gets a site's team emails (name, address), without duplicates.

@@ -26,7 +26,7 @@ use wsmschat::v1;
 use super::Core;
 use crate::error::{CoreError, CoreResult};
 use crate::store::email::{ContinuityInput, FAILED, NewEmail, QUEUED, SENT};
-use crate::util::{new_id, now_ms};
+use crate::util::{html_escape as esc, new_id, now_ms};
 
 /// How long a continuation link works.
 pub const CONTINUATION_TTL_MS: i64 = 7 * 86_400_000;
@@ -119,22 +119,6 @@ impl Mailer {
     pub fn message_id(&self, id: &str) -> String {
         format!("<{id}@{}>", self.domain)
     }
-}
-
-/// Escapes text for HTML (user text is never markup).
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The few strings of the email, per language.
@@ -270,7 +254,7 @@ impl Core {
         let mut text = format!("{}\n\n{}\n\n", fill(w.hello), fill(w.unseen));
         let mut items = String::new();
         for m in replies {
-            let time = &super::webhooks::rfc3339(m.created_at_ms)[11..16];
+            let time = &crate::util::rfc3339(m.created_at_ms)[11..16];
             text.push_str(&format!("{} ({time} UTC):\n{}\n\n", m.author_name, m.text));
             items.push_str(&format!(
                 "<p style=\"margin:0 0 4px;color:#555;font-size:13px\">{} &middot; {time} UTC</p>\
@@ -365,7 +349,7 @@ impl Core {
         let now = now_ms();
         self.alert_pass(now).await;
         if let Some(hour) = self.config.email.as_ref().and_then(|e| e.digest_hour) {
-            let day = super::webhooks::rfc3339(now)[..10].to_owned();
+            let day = crate::util::rfc3339(now)[..10].to_owned();
             let due = (now % 86_400_000) / 3_600_000 >= i64::from(hour);
             let fresh = self.digest_day.lock().unwrap().as_deref() != Some(day.as_str());
             if due && fresh {
@@ -518,19 +502,9 @@ impl Core {
     }
 }
 
+/// lettre's message already carries the server's reply: each part once.
 fn smtp_error(e: &lettre::transport::smtp::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        // lettre's message already carries the server's reply: say each part once.
-        let part = s.to_string();
-        if !out.contains(&part) {
-            out.push_str(": ");
-            out.push_str(&part);
-        }
-        source = s.source();
-    }
-    out
+    crate::util::error_chain(e.to_string(), e)
 }
 
 fn build_message(mailer: &Mailer, e: &NewEmail) -> Result<lettre::Message, String> {
@@ -589,13 +563,5 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(continuation_page(&open, "https://evil.example/"), None);
-    }
-
-    #[test]
-    fn html_is_escaped() {
-        assert_eq!(
-            esc("<img src=x onerror=alert(1)> & \"q\""),
-            "&lt;img src=x onerror=alert(1)&gt; &amp; &quot;q&quot;"
-        );
     }
 }

@@ -7,18 +7,12 @@ use super::Core;
 use crate::auth::Principal;
 use crate::error::{CoreError, CoreResult};
 use crate::store::email::NewEmail;
-use crate::util::{new_id, now_ms};
+use crate::util::{new_id, now_ms, utc_minute as when};
 
 /// The most messages a transcript carries (the newest are dropped past it, and said so).
 const MAX_MESSAGES: usize = 10_000;
 /// How often a visitor may have a conversation's transcript emailed.
 const EMAIL_EVERY_MS: i64 = 10 * 60_000;
-
-/// "2026-12-02 14:05 UTC".
-fn when(ms: i64) -> String {
-    let t = super::webhooks::rfc3339(ms);
-    format!("{} {} UTC", &t[..10], &t[11..16])
-}
 
 fn system_line(s: &v1::SystemEvent) -> String {
     match v1::SystemEventKind::try_from(s.kind).unwrap_or_default() {

@@ -288,45 +288,17 @@ pub fn signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String 
     )
 }
 
-/// RFC 3339 UTC with milliseconds for a time in ms since epoch.
-pub fn rfc3339(ms: i64) -> String {
-    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
-}
-
 /// The error chain of a failed request, in one line.
 fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
         return format!("no answer within {} s", timeout.as_secs_f32());
     }
-    let mut out = if e.is_connect() {
-        "cannot connect".to_owned()
+    let head = if e.is_connect() {
+        "cannot connect"
     } else {
-        "request failed".to_owned()
+        "request failed"
     };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+    crate::util::error_chain(head.to_owned(), e)
 }
 
 fn invalid(msg: impl Into<String>) -> CoreError {
@@ -708,7 +680,7 @@ impl Core {
         }
         let payload = v1::WebhookPayload {
             r#type: event_name(t).into(),
-            timestamp: rfc3339(d.created_at),
+            timestamp: crate::util::rfc3339(d.created_at),
             data: Some(data),
         };
         Ok(serde_json::to_vec(&payload).map_err(crate::store::StoreError::internal)?)
@@ -783,13 +755,6 @@ mod tests {
             br#"{"test": 2432232314}"#,
         );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-    }
-
-    #[test]
-    fn times() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_614_265_330_123), "2021-02-25T15:02:10.123Z");
-        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 
     #[test]
