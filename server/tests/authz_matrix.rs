@@ -67,6 +67,8 @@ const OPS: &[&str] = &[
     "Chat.EmailTranscript (A's)",
     "HTTP GET /files (link to a file of A's)",
     "HTTP GET /files (forged link)",
+    "HTTP POST /email/unsubscribe (link from A's email)",
+    "HTTP POST /email/unsubscribe (forged link)",
     "Admin.CreateSite",
     "Admin.UpdateSite",
     "Admin.ListSites",
@@ -347,10 +349,21 @@ async fn http_upload(
 
 /// `GET {url}{path}` (a file link) with an optional bearer token; the outcome as a status.
 async fn http_get(url: &str, path: &str, token: &Option<String>) -> Result<(), tonic::Status> {
+    http_call("GET", url, path, token).await
+}
+
+async fn http_call(
+    method: &str,
+    url: &str,
+    path: &str,
+    token: &Option<String>,
+) -> Result<(), tonic::Status> {
     use http_body_util::{BodyExt, Full};
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<bytes::Bytes>>();
-    let mut req = http::Request::get(format!("{url}{path}"));
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(format!("{url}{path}"));
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
@@ -363,6 +376,7 @@ async fn http_get(url: &str, path: &str, token: &Option<String>) -> Result<(), t
     let message = String::from_utf8_lossy(&body).into_owned();
     match status {
         200 => Ok(()),
+        400 => Err(tonic::Status::invalid_argument(message)),
         401 => Err(tonic::Status::unauthenticated(message)),
         403 => Err(tonic::Status::permission_denied(message)),
         404 => Err(tonic::Status::not_found(message)),
@@ -806,6 +820,28 @@ impl World {
                 let forged = format!("{path}&s=AAAAAAAAAAAAAAAAAAAAAAAA");
                 http_get(&self.s.url, &forged, token).await
             }
+            // The unsubscribe link (in A's emails) is the capability, like a file link.
+            "HTTP POST /email/unsubscribe (link from A's email)" => {
+                let t = self
+                    .s
+                    .running
+                    .as_ref()
+                    .unwrap()
+                    .core
+                    .signer()
+                    .token("unsubscribe", &[&self.visitor_a_id], 0)
+                    .unwrap();
+                http_call(
+                    "POST",
+                    &self.s.url,
+                    &format!("/email/unsubscribe?t={t}"),
+                    token,
+                )
+                .await
+            }
+            "HTTP POST /email/unsubscribe (forged link)" => {
+                http_call("POST", &self.s.url, "/email/unsubscribe?t=AAAA.BBBB", token).await
+            }
             "Admin.CreateSite" => adm
                 .create_site(req(
                     token,
@@ -1044,7 +1080,9 @@ fn render(rows: &[Vec<&'static str>]) -> String {
          (`agents_and_keys_see_only_their_sites_and_restricted_topics`).\n\n\
          File links (`GET /files/...`) are signed, expiring capabilities handed out with the \
          message: the caller's token is not looked at, so every column is the same; who gets \
-         a link is what the message rows above (and `Chat.GetAttachment`) decide.\n\n",
+         a link is what the message rows above (and `Chat.GetAttachment`) decide. The same \
+         holds for the unsubscribe link of an email (a MAC of the visitor id, only in that \
+         visitor's emails); a forged one is refused (400).\n\n",
     );
     out.push_str("| operation | ");
     out.push_str(&CALLERS.join(" | "));
@@ -1071,7 +1109,10 @@ async fn every_rpc_against_every_caller() {
     // Invariants, whatever the table says.
     let col = |name: &str| CALLERS.iter().position(|c| *c == name).unwrap();
     for (op, row) in OPS.iter().zip(&rows) {
-        let public = op.starts_with("Session.") || op.starts_with("HTTP GET /files");
+        // Signed links are capabilities: they need no token.
+        let public = op.starts_with("Session.")
+            || op.starts_with("HTTP GET /files")
+            || op.starts_with("HTTP POST /email/unsubscribe");
         for dead in [
             "none",
             "malformed",
@@ -1110,7 +1151,14 @@ async fn every_rpc_against_every_caller() {
             );
         }
         if op.contains("forged") {
-            assert!(row.iter().all(|c| *c == "denied"), "{op}: {row:?}");
+            // A forged file link is forbidden (403); a forged unsubscribe link is a bad one
+            // (400, a page saying so); nobody gets through either way.
+            let want = if op.contains("unsubscribe") {
+                "invalid"
+            } else {
+                "denied"
+            };
+            assert!(row.iter().all(|c| *c == want), "{op}: {row:?}");
         }
     }
     let table = render(&rows);
