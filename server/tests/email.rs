@@ -740,3 +740,46 @@ async fn the_team_hears_of_customers_waiting_while_nobody_is_online_and_gets_a_d
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn replies_by_email_charge_the_visitors_event_budget() {
+    let smtp = SmtpServer::start().await;
+    let mut c = config(&smtp, &[200]);
+    c.events_per_second = 1;
+    c.events_burst = 3;
+    if let Some(e) = c.email.as_mut() {
+        e.smtp_listen = Some("127.0.0.1:0".parse().unwrap());
+    }
+    let s = TestServer::start_with(c).await;
+    let inbound = s.running.as_ref().unwrap().smtp_addr.unwrap();
+    let (_, vt) = visitor_with_email(&s, "en").await;
+    let mut chat = s.chat().await;
+    let (conv, _) = start_conversation(&mut chat, &vt, "Order", "hi").await;
+    let token = wsmschat_server::core::inbound::reply_token_for(
+        s.running.as_ref().unwrap().core.signer(),
+        &conv,
+        wsmschat_server::util::now_ms(),
+    )
+    .unwrap();
+    let to = format!("reply+{token}@shop.test");
+    let mut refused = 0;
+    for i in 0..6 {
+        if let Err(e) = mail_to(
+            inbound,
+            &to,
+            &format!("<flood{i}@example.com>"),
+            "again",
+            None,
+        )
+        .await
+        {
+            assert!(e.contains("451") || e.contains("too many"), "{e}");
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 2,
+        "a flood of mails is refused with 451 ({refused} of 6)"
+    );
+    s.stop().await;
+}

@@ -8,8 +8,9 @@
 //! attached to the mail become the message's attachments (the site's size and kind rules
 //! apply; refused ones are named in the text). A mail delivered twice (the sender's server
 //! retrying) is one message: its `client_msg_id` is derived from the `Message-ID`.
-//! Limits: 10 MB per mail (`SIZE`), 10 recipients, 64 connections at once, a 60 s time-out per
-//! command; plain SMTP (put a TLS-terminating MX in front on the internet).
+//! Limits: the visitor's event budget (`publish` charges it as for the widget's calls, with no
+//! address: one mail provider carries many customers; 451 when spent), 10 MB per mail
+//! (`SIZE`), 10 recipients, 64 connections at once, a 60 s time-out per command; plain SMTP (put a TLS-terminating MX in front on the internet).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
