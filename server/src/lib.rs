@@ -193,6 +193,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
     core.reload_sites().await?;
+    core.reconcile_queue().await?;
+    core.spawn_queue_announcer();
     core.spawn_site_refresher();
     core.spawn_visitor_cleanup();
     core.spawn_file_sweeper();

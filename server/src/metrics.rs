@@ -30,6 +30,8 @@ pub struct Metrics {
     pub publish_errors: Counter,
     /// Streams told to resync because they fell behind.
     pub resyncs: Counter,
+    /// Conversation snapshots sent to visitors because their queue position moved.
+    pub queue_position_events: Counter,
     /// Time from publish received to ack, seconds.
     pub publish_latency: Histogram,
     /// Jobs per group-commit batch.
@@ -83,6 +85,7 @@ impl Metrics {
             messages_out: Counter::default(),
             publish_errors: Counter::default(),
             resyncs: Counter::default(),
+            queue_position_events: Counter::default(),
             publish_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             batch_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
@@ -113,6 +116,11 @@ impl Metrics {
             "messages_out",
             "Message events delivered to streams",
             m.messages_out.clone(),
+        );
+        registry.register(
+            "queue_position_events",
+            "Snapshots sent to visitors whose queue position moved",
+            m.queue_position_events.clone(),
         );
         registry.register(
             "publish_errors",

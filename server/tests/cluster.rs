@@ -757,3 +757,91 @@ async fn webhooks_go_out_once_in_order_from_a_cluster() {
     }
     c.finish().await;
 }
+
+/// Queue positions are one truth cluster-wide: every node reads the same positions for a queue
+/// whose conversations arrived on different nodes, and when an assignment on one node moves the
+/// queue, visitors on every node are told their new position (each node tells its own).
+#[tokio::test]
+async fn queue_positions_agree_on_every_node_and_moves_reach_visitors_on_each() {
+    let c = cluster(2).await;
+    let ana = c.agent("Ana", &["Payment"], 1).await;
+    let ana_token = c.login(1, &ana.email, "agent-password").await;
+    let mut chat = [c.chat(0).await, c.chat(1).await];
+    let _ana = Sub::open(&mut chat[1], &ana_token, vec![], true)
+        .await
+        .unwrap();
+    let admin = c.login(0, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    // Node 0 must know Ana is online before the first visitor arrives there.
+    {
+        let chat0 = chat[0].clone();
+        eventually(|| {
+            let (mut chat, admin) = (chat0.clone(), admin.clone());
+            async move {
+                chat.list_agent_presence(authed(&admin, v1::ListAgentPresenceRequest {}))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .agents
+                    .iter()
+                    .any(|x| x.status == v1::PresenceStatus::Online as i32)
+            }
+        })
+        .await;
+    }
+    // Four visitors, alternating nodes: the first gets Ana, the others wait at 1, 2, 3.
+    let mut visitors = Vec::new();
+    for i in 0..4 {
+        let node = i % 2;
+        let token = c.visitor(node).await;
+        let (conv, _) = start_conversation(&mut chat[node], &token, "Payment", "hi").await;
+        let sub = Sub::open(&mut chat[node], &token, vec![], false)
+            .await
+            .unwrap();
+        visitors.push((conv, node, sub));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let positions = |chat: &mut [ChatServiceClient<Channel>; 2], ids: Vec<String>| {
+        let (mut c0, mut c1, admin) = (chat[0].clone(), chat[1].clone(), admin.clone());
+        async move {
+            let mut out = Vec::new();
+            for id in ids {
+                let a = conversation(&mut c0, &admin, &id).await.queue_position;
+                let b = conversation(&mut c1, &admin, &id).await.queue_position;
+                out.push((a, b));
+            }
+            out
+        }
+    };
+    let ids: Vec<String> = visitors.iter().map(|v| v.0.clone()).collect();
+    let first = conversation(&mut chat[0], &admin, &ids[0]).await;
+    assert_eq!(first.assignee_id, ana.id);
+    // Each node learns of the other's arrivals from the bus: equal within a moment.
+    {
+        let ids = ids[1..].to_vec();
+        let chat = chat.clone();
+        eventually(|| {
+            let (mut chat, ids) = (chat.clone(), ids.clone());
+            async move { positions(&mut chat, ids).await == [(1, 1), (2, 2), (3, 3)] }
+        })
+        .await;
+    }
+    // Ana (node 1) resolves: node 1 assigns the head; the two behind move up on both nodes.
+    publish(
+        &mut chat[1],
+        &ana_token,
+        ev(Ce::Resolve(v1::ResolveConversation {
+            conversation_id: ids[0].clone(),
+        })),
+    )
+    .await
+    .unwrap();
+    for (i, (conv, _, sub)) in visitors.iter_mut().enumerate().skip(2) {
+        let c = wait_conversation(sub, conv, |c| c.queue_position == i as u32 - 1).await;
+        assert_eq!(c.status, v1::ConversationStatus::Queued as i32);
+    }
+    assert_eq!(
+        positions(&mut chat, ids[2..].to_vec()).await,
+        [(1, 1), (2, 2)]
+    );
+    c.finish().await;
+}

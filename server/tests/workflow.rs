@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::time::Duration;
+use tokio_stream::StreamExt;
 
 use common::*;
 use wsmschat::v1;
@@ -519,5 +520,80 @@ async fn inbox_filters_search_and_paging() {
             .collect::<Vec<_>>(),
         [mine]
     );
+    server.stop().await;
+}
+
+/// When the queue moves, every waiting visitor's stream gets its new position within a second
+/// (one snapshot per visitor, however many assignments happened); the inbox gets the
+/// conversations' own changes only, not a re-announcement of everyone behind them.
+#[tokio::test]
+async fn waiting_visitors_are_told_their_new_position_and_the_inbox_is_not() {
+    let server = TestServer::start().await;
+    let (_, a_token) = server.agent("Alice", &["Order"], 1).await;
+    let mut chat = server.chat().await;
+    let mut inbox = Sub::open(&mut chat, &a_token, vec![], true).await.unwrap();
+    let mut visitors = Vec::new();
+    for i in 0..5 {
+        let (_, token) = server.visitor(&format!("Q{i}")).await;
+        let (conv, _) = start_conversation(&mut chat, &token, "Order", "hello").await;
+        let sub = Sub::open(&mut chat, &token, vec![], false).await.unwrap();
+        visitors.push((conv, token, sub));
+    }
+    let admin = server.admin_token().await;
+    // The first is Alice's; the others wait at 1..4.
+    let first = conversation(&mut chat, &admin, &visitors[0].0).await;
+    assert_eq!(first.status, OPEN);
+    for (i, (conv, _, _)) in visitors.iter().enumerate().skip(1) {
+        assert_eq!(
+            conversation(&mut chat, &admin, conv).await.queue_position,
+            i as u32
+        );
+    }
+    // Drain what the inbox got so far.
+    while tokio::time::timeout(Duration::from_millis(300), inbox.stream.next())
+        .await
+        .is_ok()
+    {}
+    publish(
+        &mut chat,
+        &a_token,
+        ev(Ce::Resolve(v1::ResolveConversation {
+            conversation_id: first.id.clone(),
+        })),
+    )
+    .await
+    .unwrap();
+    // The head is assigned; the three behind it move up, told on their own streams.
+    let started = std::time::Instant::now();
+    for (i, (conv, _, sub)) in visitors.iter_mut().enumerate().skip(2) {
+        let c = wait_conversation(sub, conv, |c| c.queue_position == i as u32 - 1).await;
+        assert_eq!(c.status, QUEUED);
+        assert_eq!(c.agents_online, 1);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "positions within about a second: {:?}",
+        started.elapsed()
+    );
+    // The inbox heard of the resolved and the assigned conversation, nothing of the others.
+    let mut seen = Vec::new();
+    while let Ok(Some(Ok(r))) =
+        tokio::time::timeout(Duration::from_millis(800), inbox.stream.next()).await
+    {
+        if let Some(Se::Conversation(c)) = r.event.unwrap().event {
+            seen.push(c.id);
+        }
+    }
+    seen.dedup();
+    assert!(
+        seen.contains(&first.id) && seen.contains(&visitors[1].0),
+        "{seen:?}"
+    );
+    for (conv, _, _) in &visitors[2..] {
+        assert!(
+            !seen.contains(conv),
+            "no position broadcast to the inbox: {seen:?}"
+        );
+    }
     server.stop().await;
 }

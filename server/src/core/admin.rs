@@ -222,6 +222,14 @@ impl Core {
         };
         let agent = self.store.update_agent(agent, hash).await?;
         self.presence.refresh(&agent);
+        // More capacity or other topics may serve waiting conversations (blocked queues wait
+        // for such a change, see workflow).
+        let topics = if agent.topics.is_empty() {
+            self.all_topics().await
+        } else {
+            agent.topics.clone()
+        };
+        self.drain(topics);
         // Role, active or password may have changed: cached sessions are read again and open
         // streams re-check their tokens, on every node.
         self.revoke(Revoked::Staff);

@@ -172,6 +172,9 @@ impl Inbound for Receiver {
             tracing::warn!("Redis bus reconnected; asking local streams to resync");
             if let Some(core) = self.core.upgrade() {
                 core.hub.resync_all();
+                if let Err(error) = core.reconcile_queue().await {
+                    tracing::warn!(%error, "Cannot reload the queue index");
+                }
             }
         }
     }
@@ -254,6 +257,10 @@ async fn handle(core: &Arc<Core>, me: &str, seq: &mut Sequencer, env: Envelope) 
                 Ok(Control::Resync) => {
                     tracing::warn!(node = %env.node, "A node lost bus publishes; resyncing streams");
                     core.hub.resync_all();
+                    // Queue changes may have been lost too.
+                    if let Err(error) = core.reconcile_queue().await {
+                        tracing::warn!(%error, "Cannot reload the queue index");
+                    }
                 }
                 Ok(Control::Sites) => {
                     if let Err(error) = core.reload_sites().await {
@@ -283,6 +290,12 @@ async fn handle(core: &Arc<Core>, me: &str, seq: &mut Sequencer, env: Envelope) 
     };
     let Some(Se::Message(m)) = &event.event else {
         if !own {
+            if let Some(Se::Conversation(c)) = &event.event {
+                // Another node's change: this node's queue index follows it, and notes what
+                // position this node's visitors are now told.
+                core.queue.observe(c);
+                core.queue.told(&c.id, c.queue_position);
+            }
             core.hub
                 .deliver_local(route_of(env.staff_only), Arc::new(event));
         }

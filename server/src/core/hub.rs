@@ -282,6 +282,24 @@ impl Hub {
         self.drop_lagged(failed);
     }
 
+    /// Sends an event to this node's streams of a visitor only (queue positions: each node
+    /// tells its own visitors, see [`super::queue`]).
+    pub fn deliver_visitor_local(&self, visitor_id: &str, event: Arc<v1::ServerEvent>) {
+        let mut failed = Vec::new();
+        {
+            let index = self.index.read().unwrap();
+            for id in index.by_visitor.get(visitor_id).into_iter().flatten() {
+                if let Some(entry) = index.entries.get(id) {
+                    if entry.tx.try_send(Outbound::Event(event.clone())).is_err() {
+                        entry.flags.lagged.store(true, Ordering::Relaxed);
+                        failed.push(*id);
+                    }
+                }
+            }
+        }
+        self.drop_lagged(failed);
+    }
+
     /// Sends an event to every inbox stream, here and on the other nodes.
     pub fn deliver_inbox(&self, event: Arc<v1::ServerEvent>) {
         if let Some(remote) = self.remote.get() {

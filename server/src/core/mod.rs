@@ -27,6 +27,7 @@ pub mod inbound;
 pub mod limits;
 pub mod presence;
 pub mod queries;
+pub mod queue;
 pub mod report;
 pub mod session;
 mod sites;
@@ -202,6 +203,8 @@ pub struct Core {
     sites: RwLock<(HashMap<String, v1::Site>, Instant)>,
     /// Topics the router task is asked to serve (see [`workflow`]).
     router: Arc<workflow::RouterInbox>,
+    /// Every queue's order, for positions (see [`queue`]).
+    queue: Arc<queue::QueueIndex>,
     /// This node's cluster membership, when clustered.
     cluster: OnceLock<Arc<cluster::Cluster>>,
     /// Flipped at shutdown: background tasks (bus) stop.
@@ -278,6 +281,7 @@ impl Core {
             presence: Presence::default(),
             sites: RwLock::new((HashMap::new(), Instant::now() - SITE_CACHE_TTL * 2)),
             router: Arc::default(),
+            queue: Arc::default(),
             cluster: OnceLock::new(),
             stopping: tokio::sync::watch::Sender::new(false),
             revocations: tokio::sync::broadcast::Sender::new(1024),
@@ -337,14 +341,18 @@ impl Core {
     }
 
     /// Fills what the store does not know (agents online for the topic).
+    /// Every snapshot passes here, so the queue index sees every change this node makes or
+    /// reads (and fills in the position).
     fn decorate(&self, mut c: v1::Conversation) -> v1::Conversation {
         c.agents_online = self.presence.online_for(&c.topic).len() as u32;
+        c.queue_position = self.queue.observe(&c);
         c
     }
 
     /// Pushes a conversation snapshot to everyone following it.
     fn announce(&self, c: v1::Conversation) {
         let c = self.decorate(c);
+        self.queue.told(&c.id, c.queue_position);
         let (conversation_id, visitor_id) = (c.id.clone(), c.visitor_id.clone());
         self.hub.deliver(
             Route {

@@ -91,6 +91,8 @@ impl TestCore {
             }
         };
         let core = Core::new(config, store, hub, metrics);
+        // (No announcer task: its timers would let a paused clock run ahead.)
+        core.reconcile_queue().await.unwrap();
         let site = core
             .create_site(
                 AdminGrant::operator(),

@@ -7,8 +7,13 @@
 //! never push an agent over capacity. Draining runs when a conversation is queued, an agent
 //! comes online, or an agent's load drops (resolve, transfer): those events nudge the router,
 //! a task of its own, so no ack waits for an assignment and nudges during a pass coalesce.
+//!
+//! A site's queue in a topic whose oldest conversation found nobody with room is *blocked*: an
+//! arrival there cannot be served before it, so arrivals do not nudge the router until
+//! capacity changes (a campaign burst with every agent busy costs no pass per arrival).
+//! Positions are the queue index's business ([`super::queue`]), not the router's.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -24,6 +29,8 @@ use crate::store::{AssignTarget, Changed};
 pub(super) struct RouterInbox {
     pending: Mutex<BTreeSet<String>>,
     wake: Notify,
+    /// (topic, site) queues whose head found no agent with room at the last pass.
+    blocked: Mutex<HashSet<(String, String)>>,
 }
 
 /// How many queued conversations one drain pass looks at per topic.
@@ -56,12 +63,11 @@ impl Core {
         Ok(())
     }
 
-    /// Announces a changed conversation; if an agent was freed, their queue is drained; if the
-    /// conversation left the queue, the positions behind it moved.
+    /// Announces a changed conversation; if an agent was freed, their queue is drained. (If it
+    /// left the queue, the queue index marks the positions behind it to be re-announced.)
     pub async fn after_change(self: &Arc<Self>, changed: Changed) {
         let c = changed.conversation;
         let topic = c.topic.clone();
-        let left_queue = c.status != v1::ConversationStatus::Queued as i32;
         self.announce(c.clone());
         let freed = changed.previous_assignee.filter(|prev| {
             !(c.assignee_id == *prev && c.status == v1::ConversationStatus::Open as i32)
@@ -76,8 +82,19 @@ impl Core {
                 self.drain(topics);
             }
         }
-        if left_queue {
-            self.announce_queue(&topic).await;
+    }
+
+    /// A conversation entered the queue of `topic` at `site_id`: serve it, unless that queue is
+    /// blocked (its head waits for capacity, and this one waits behind it).
+    pub fn drain_arrival(&self, topic: &str, site_id: &str) {
+        let blocked = self
+            .router
+            .blocked
+            .lock()
+            .unwrap()
+            .contains(&(topic.to_owned(), site_id.to_owned()));
+        if !blocked {
+            self.drain(vec![topic.to_owned()]);
         }
     }
 
@@ -114,15 +131,20 @@ impl Core {
     /// Serves the queues of these topics, oldest conversation first.
     async fn serve_queues(self: &Arc<Self>, topics: BTreeSet<String>) {
         for topic in topics {
+            // This pass decides anew which of the topic's queues are blocked.
+            self.router
+                .blocked
+                .lock()
+                .unwrap()
+                .retain(|(t, _)| *t != topic);
             // Nobody online for the topic: nothing can move, so the queue is not even read
             // (an arrival while every agent is away costs no queue scan).
             if self.presence.online_for(&topic).is_empty() {
                 continue;
             }
-            let mut assigned_any = false;
             // Sites whose oldest queued conversation found no agent (none serving the site
             // has room): their later conversations wait too, other sites' go on.
-            let mut blocked: std::collections::HashSet<String> = Default::default();
+            let mut blocked: HashSet<String> = Default::default();
             'topic: loop {
                 let mut progress = false;
                 let queued = match self.store.queued(vec![topic.clone()], DRAIN_PAGE).await {
@@ -149,7 +171,6 @@ impl Core {
                         .await
                     {
                         Ok(Some(changed)) => {
-                            assigned_any = true;
                             progress = true;
                             self.announce(changed.conversation);
                         }
@@ -166,25 +187,11 @@ impl Core {
                     break;
                 }
             }
-            if assigned_any {
-                self.announce_queue(&topic).await;
-            }
-        }
-    }
-
-    /// Tells every queued conversation of a topic its (new) position.
-    async fn announce_queue(&self, topic: &str) {
-        match self
-            .store
-            .queued(vec![topic.to_owned()], DRAIN_PAGE * 2)
-            .await
-        {
-            Ok(queued) => {
-                for c in queued {
-                    self.announce(c);
-                }
-            }
-            Err(error) => tracing::error!(%error, topic, "Cannot read the queue"),
+            self.router
+                .blocked
+                .lock()
+                .unwrap()
+                .extend(blocked.into_iter().map(|site| (topic.clone(), site)));
         }
     }
 }
@@ -192,11 +199,13 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use crate::core::testkit::TestCore;
+    use wsmschat::v1;
 
-    /// The head of a topic's queue read in one pass numbers each site's conversations as a
-    /// count per conversation would (sites interleaved in the topic's order), on both engines.
+    /// Positions from the queue index equal a count over the store's queue order, per site
+    /// (sites interleaved in one topic), on both engines; when the head leaves, the index
+    /// moves everyone behind it, and an index loaded from the store agrees.
     #[tokio::test]
-    async fn a_queue_page_numbers_each_sites_conversations_like_a_count() {
+    async fn queue_positions_equal_a_count_over_the_stores_order_per_site() {
         let t = TestCore::any().await;
         let other = t.other_site().await;
         let mut ids = Vec::new();
@@ -211,52 +220,51 @@ mod tests {
                     .await
                     .conversation_id,
             );
-            // Distinct queue times, so the queue's order is the order of creation.
-            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
         }
-        let page = t
-            .core
-            .store
-            .queued(vec!["Order".into()], 100)
-            .await
-            .unwrap();
-        assert_eq!(page.len(), 7);
-        let got: Vec<(String, u32)> = page
-            .iter()
-            .map(|c| (c.id.clone(), c.queue_position))
-            .collect();
-        let mut counted = Vec::new();
-        for c in &page {
-            let one = t.core.store.conversation(&c.id).await.unwrap();
-            counted.push((one.id, one.queue_position));
-        }
-        assert_eq!(
-            got, counted,
-            "positions from the page equal the per-row counts"
-        );
-        // Sites are numbered apart: the first site has 5 queued, the other 2.
-        let mut mine: Vec<u32> = page
-            .iter()
-            .filter(|c| c.site_id == t.site.id)
-            .map(|c| c.queue_position)
+        let counted = |rows: &[v1::Conversation]| -> Vec<(String, u32)> {
+            let mut seen = std::collections::HashMap::<String, u32>::new();
+            rows.iter()
+                .map(|c| {
+                    let n = seen.entry(c.site_id.clone()).or_insert(0);
+                    *n += 1;
+                    (c.id.clone(), *n)
+                })
+                .collect()
+        };
+        let rows = t.core.store.queued(Vec::new(), 100).await.unwrap();
+        assert_eq!(rows.len(), 7);
+        let from_index = |core: &crate::core::Core, rows: &[v1::Conversation]| {
+            rows.iter()
+                .map(|c| (c.id.clone(), core.queue.position(&c.id)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(from_index(&t.core, &rows), counted(&rows));
+        let mut mine: Vec<u32> = counted(&rows)
+            .into_iter()
+            .filter(|(id, _)| rows.iter().any(|c| c.id == *id && c.site_id == t.site.id))
+            .map(|(_, n)| n)
             .collect();
         mine.sort();
-        assert_eq!(mine, [1, 2, 3, 4, 5]);
+        assert_eq!(mine, [1, 2, 3, 4, 5], "the first site has 5 queued");
+        // The first site's head leaves (its visitor's conversation is resolved).
+        let head = rows
+            .iter()
+            .find(|c| c.site_id == t.site.id)
+            .unwrap()
+            .id
+            .clone();
+        let changed = t.core.store.resolve(head.clone()).await.unwrap();
+        t.core.after_change(changed).await;
+        assert_eq!(t.core.queue.position(&head), 0);
+        let rows = t.core.store.queued(Vec::new(), 100).await.unwrap();
+        assert_eq!(from_index(&t.core, &rows), counted(&rows));
+        // A node starting now loads the same positions from the store.
+        let fresh = crate::core::queue::QueueIndex::default();
+        let g = fresh.begin_reconcile();
+        fresh.reconcile(g, &rows);
         assert!(
-            page.iter()
-                .filter(|c| c.site_id == other.id)
-                .map(|c| c.queue_position)
-                .eq([1, 2])
-        );
-        // A short page is still the head: positions 1..n per site.
-        let head = t.core.store.queued(vec!["Order".into()], 3).await.unwrap();
-        assert_eq!(
-            head.iter().map(|c| c.queue_position).collect::<Vec<_>>(),
-            [1, 1, 2]
-        );
-        assert_eq!(
-            ids[..3],
-            head.iter().map(|c| c.id.clone()).collect::<Vec<_>>()[..]
+            rows.iter()
+                .all(|c| fresh.position(&c.id) == t.core.queue.position(&c.id))
         );
         t.finish().await;
     }

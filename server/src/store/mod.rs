@@ -404,7 +404,8 @@ pub trait Store: Send + Sync + 'static {
         by_visitor: bool,
         seq: u64,
     ) -> StoreResult<v1::Conversation>;
-    /// Queued conversations of these topics (any site), oldest first.
+    /// Queued conversations of these topics (any site; no topics: every topic), oldest first
+    /// (by `queued_at`, then id), at most `limit`. Positions are not filled in (see core::queue).
     async fn queued(&self, topics: Vec<String>, limit: u32) -> StoreResult<Vec<v1::Conversation>>;
     /// Open conversations per agent.
     async fn agent_loads(&self) -> StoreResult<Vec<(String, u32)>>;

@@ -12,33 +12,13 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_alerts.sql"),
 ];
 
-/// Columns of a conversation row, decoded by `conversation_from_row`, with `$position` as the
-/// queue position's expression.
-macro_rules! conversation_select {
-    ($position:literal) => {
-        concat!(
-            "SELECT c.id, c.site_id, c.visitor_id, v.name, c.topic, c.status, \
-             COALESCE(c.assignee_id, ''), COALESCE(a.name, ''), ",
-            $position,
-            ", c.last_seq, c.last_preview, c.visitor_read_seq, c.agent_read_seq, c.created_at, \
-             c.updated_at, c.rating, c.rating_comment \
-             FROM conversations c JOIN visitors v ON v.id = c.visitor_id \
-             LEFT JOIN agents a ON a.id = c.assignee_id"
-        )
-    };
-}
-
-/// Columns of a conversation row. Queue position is derived: queued conversations of the same
-/// site and topic that entered the queue before this one (an index range count).
-pub const CONVERSATION_SELECT: &str = conversation_select!(
-    "CASE WHEN c.status = 1 THEN (SELECT COUNT(*) FROM conversations q WHERE q.status = 1 \
-       AND q.site_id = c.site_id AND q.topic = c.topic \
-       AND (q.queued_at < c.queued_at OR (q.queued_at = c.queued_at AND q.id <= c.id))) ELSE 0 END"
-);
-
-/// The same columns with position 0: for reading the head of a queue in order, which numbers
-/// its rows itself (one count per row would make reading a page of a long queue O(page x queue)).
-pub const CONVERSATION_SELECT_UNNUMBERED: &str = conversation_select!("0");
+/// Columns of a conversation row, decoded by `conversation_from_row`. The queue position is not
+/// a column: the core's queue index ([`crate::core::queue`]) knows it without a count per row.
+pub const CONVERSATION_SELECT: &str = "SELECT c.id, c.site_id, c.visitor_id, v.name, c.topic, c.status, \
+     COALESCE(c.assignee_id, ''), COALESCE(a.name, ''), c.queued_at, c.last_seq, c.last_preview, \
+     c.visitor_read_seq, c.agent_read_seq, c.created_at, c.updated_at, c.rating, c.rating_comment \
+     FROM conversations c JOIN visitors v ON v.id = c.visitor_id \
+     LEFT JOIN agents a ON a.id = c.assignee_id";
 
 /// Columns of a message row, decoded by `message_from_row`.
 pub const MESSAGE_SELECT: &str = "SELECT conversation_id, seq, COALESCE(client_msg_id, ''), kind, author_kind, \

@@ -6,7 +6,6 @@
 //! last_seq`), so seqs are dense and idempotency checks see every committed retry; an assignment
 //! locks the conversation and the candidate agents (in id order) before counting loads.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -228,7 +227,8 @@ fn conversation_from_row(r: &Row) -> v1::Conversation {
         status: r.i32(5),
         assignee_id: r.text(6),
         assignee_name: r.text(7),
-        queue_position: r.u32(8),
+        queue_position: 0,
+        queued_at_ms: r.int(8),
         last_seq: r.u64(9),
         last_message_preview: r.text(10),
         visitor_read_seq: r.u64(11),
@@ -1785,26 +1785,40 @@ impl<E: Engine> Store for SqlStore<E> {
     async fn queued(&self, topics: Vec<String>, limit: u32) -> StoreResult<Vec<v1::Conversation>> {
         self.read(move |db| {
             Box::pin(async move {
+                // No topics: the whole queue (the core's queue index loads it so).
+                let topics: Vec<Option<String>> = if topics.is_empty() {
+                    vec![None]
+                } else {
+                    topics.into_iter().map(Some).collect()
+                };
                 let mut out = Vec::new();
                 for topic in topics {
-                    let mut page = query_rows(
-                        db,
-                        &format!(
-                            "{CONVERSATION_SELECT_UNNUMBERED} WHERE c.status = 1 AND c.topic = $1 \
-                             ORDER BY c.queued_at, c.id LIMIT $2"
-                        ),
-                        args![topic, limit],
-                        conversation_from_row,
-                    )
-                    .await?;
-                    // The page is the head of the topic's queue in queue order, so each site's
-                    // rows in it are the head of that site's queue: their positions are 1, 2, ...
-                    let mut seen: HashMap<String, u32> = HashMap::new();
-                    for c in &mut page {
-                        let n = seen.entry(c.site_id.clone()).or_insert(0);
-                        *n += 1;
-                        c.queue_position = *n;
-                    }
+                    let page = match topic {
+                        Some(topic) => {
+                            query_rows(
+                                db,
+                                &format!(
+                                    "{CONVERSATION_SELECT} WHERE c.status = 1 AND c.topic = $1 \
+                                     ORDER BY c.queued_at, c.id LIMIT $2"
+                                ),
+                                args![topic, limit],
+                                conversation_from_row,
+                            )
+                            .await?
+                        }
+                        None => {
+                            query_rows(
+                                db,
+                                &format!(
+                                    "{CONVERSATION_SELECT} WHERE c.status = 1 \
+                                     ORDER BY c.queued_at, c.id LIMIT $1"
+                                ),
+                                args![limit],
+                                conversation_from_row,
+                            )
+                            .await?
+                        }
+                    };
                     out.extend(page);
                 }
                 Ok(out)

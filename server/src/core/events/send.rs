@@ -190,9 +190,9 @@ impl Core {
         // A new or reopened conversation enters the queue: announce it and serve the queue.
         // Other messages need no snapshot: the message event carries the news.
         if let Some(c) = appended.conversation.clone() {
-            let topic = c.topic.clone();
+            let (topic, site_id) = (c.topic.clone(), c.site_id.clone());
             self.announce(c);
-            self.drain(vec![topic]);
+            self.drain_arrival(&topic, &site_id);
         }
         ack.conversation_id = appended.message.conversation_id;
         ack.seq = appended.message.seq;

@@ -34,9 +34,12 @@ impl Core {
             .staff_conversation(principal, &r.conversation_id)
             .await?;
         let changed = self.store.reopen(c.id.clone()).await?;
-        let topic = changed.conversation.topic.clone();
+        let (topic, site_id) = (
+            changed.conversation.topic.clone(),
+            changed.conversation.site_id.clone(),
+        );
         self.after_change(changed).await;
-        self.drain(vec![topic]);
+        self.drain_arrival(&topic, &site_id);
         ack.conversation_id = c.id;
         Ok(())
     }
