@@ -7,11 +7,16 @@
 //! - `idle`: N visitor streams held open; server RSS per stream.
 //! - `upload`: N concurrent uploads of M MiB over HTTP `POST /uploads`, bodies streamed;
 //!   throughput, upload time, server CPU and the server's peak RSS above idle.
+//! - `burst`: a marketing-campaign burst, V visitors opening conversations on one topic within
+//!   T seconds, served by A agents; arrival and drain cost, events, and whether every visitor's
+//!   queue position is right (see burst.rs).
 //!
-//! The load runs in child processes (`--workers`), each on a one-thread runtime by default.
+//! The load runs in child processes (`--workers`), each on a one-thread runtime by default
+//! (`burst` runs in this process, on a multi-thread runtime).
 //! Server CPU and memory come from /proc given its pid (`--server-pid`, or `--server-bin` to
 //! start a fresh server). Human table by default, one JSON object with `--json`.
 
+mod burst;
 mod conv;
 mod hist;
 mod idle;
@@ -58,6 +63,8 @@ enum Cmd {
     Idle(IdleArgs),
     /// Concurrent file uploads over HTTP POST /uploads; throughput and server memory.
     Upload(UploadArgs),
+    /// A campaign burst on one topic's queue: arrival and drain cost, queue-position correctness.
+    Burst(BurstArgs),
     /// Internal: one load process (spawned by the others).
     #[command(hide = true)]
     Worker,
@@ -215,15 +222,23 @@ fn main() -> anyhow::Result<()> {
     if let Cmd::Worker = cli.command {
         return worker_main();
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = match &cli.command {
+        // Thousands of streams read in this one process: every core.
+        Cmd::Burst(a) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(a.threads.max(1))
+            .enable_all()
+            .build()?,
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+    };
     rt.block_on(async move {
         match cli.command {
             Cmd::Conversations(a) => cmd_conversations(a).await,
             Cmd::Ramp(a) => cmd_ramp(a).await,
             Cmd::Idle(a) => cmd_idle(a).await,
             Cmd::Upload(a) => cmd_upload(a).await,
+            Cmd::Burst(a) => cmd_burst(a).await,
             Cmd::Worker => unreachable!(),
         }
     })?;
@@ -1169,6 +1184,120 @@ async fn cmd_upload(a: UploadArgs) -> anyhow::Result<()> {
 
 fn server_pid_mb(peak_kb: u64, samples: u64) -> Option<f64> {
     (samples > 0).then(|| r1(peak_kb as f64 / 1024.0))
+}
+
+// ---------------------------------------------------------------- burst
+
+#[derive(Args, Clone)]
+struct BurstArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Visitors, each opening one conversation.
+    #[arg(long, default_value_t = 5000)]
+    visitors: usize,
+    /// The arrival window: arrivals evenly spread over it (open loop).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// The demo site's topic every conversation is opened on.
+    #[arg(long, default_value = "Order")]
+    topic: String,
+    /// Agents of the topic, online from the start (created for the run).
+    #[arg(long, default_value_t = 20)]
+    agents: usize,
+    /// Open conversations per agent at most.
+    #[arg(long, default_value_t = 5)]
+    capacity: u32,
+    /// An agent resolves a conversation this long after it saw it assigned to itself.
+    #[arg(long, default_value_t = 500)]
+    hold_ms: u64,
+    /// No agent online at all: arrivals only, the queue grows (positions still checked).
+    #[arg(long, conflicts_with = "hold_until_arrivals_done")]
+    no_agents: bool,
+    /// Agents online from the start, but resolving only after every arrival is acked.
+    #[arg(long)]
+    hold_until_arrivals_done: bool,
+    /// Visitor streams (and their publishes) sharing one HTTP/2 connection.
+    #[arg(long, default_value_t = 100)]
+    visitors_per_conn: usize,
+    /// Queue positions are judged at this interval.
+    #[arg(long, default_value_t = 100)]
+    sample_ms: u64,
+    /// After the last change, how long to wait for every view to be exact.
+    #[arg(long, default_value_t = 10.0)]
+    settle_secs: f64,
+    /// After the arrivals, how long to wait for the queue to be empty.
+    #[arg(long, default_value_t = 180.0)]
+    drain_timeout_secs: f64,
+    /// Visitor sessions and streams set up at once (before the window).
+    #[arg(long, default_value_t = 64)]
+    setup_concurrency: usize,
+    /// Runtime threads of this process.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Admin login that creates the agents (started servers: the demo admin).
+    #[arg(long, default_value = "admin@example.com")]
+    admin_email: String,
+    #[arg(long, default_value = "bench-password-1")]
+    admin_password: String,
+}
+
+async fn cmd_burst(a: BurstArgs) -> anyhow::Result<()> {
+    let server = open_server(&a.server)?;
+    let params = burst::BurstParams {
+        url: server.url.clone(),
+        pid: server.pid,
+        label: a.server.label.clone(),
+        visitors: a.visitors,
+        seconds: a.seconds,
+        topic: a.topic.clone(),
+        agents: a.agents,
+        capacity: a.capacity,
+        hold_ms: a.hold_ms,
+        no_agents: a.no_agents,
+        hold_until_arrivals_done: a.hold_until_arrivals_done,
+        visitors_per_conn: a.visitors_per_conn,
+        sample_ms: a.sample_ms,
+        settle_secs: a.settle_secs,
+        drain_timeout_secs: a.drain_timeout_secs,
+        setup_concurrency: a.setup_concurrency,
+        threads: a.threads,
+        admin_email: a.admin_email.clone(),
+        admin_password: a.admin_password.clone(),
+    };
+    log(format!(
+        "burst: {} visitors in {} s on {:?}, {}",
+        a.visitors,
+        a.seconds,
+        a.topic,
+        if a.no_agents {
+            "no agents".to_owned()
+        } else {
+            format!(
+                "{} agents x {}, hold {} ms",
+                a.agents, a.capacity, a.hold_ms
+            )
+        }
+    ));
+    let v = burst::run(&params).await?;
+    drop(server);
+    if a.server.json {
+        print_json(&v);
+    } else {
+        burst::print_table(&v);
+    }
+    if a.server.check {
+        let n = |x: &Value| x.as_u64().unwrap_or(0);
+        if n(&v["errorsTotal"]) > 0
+            || n(&v["arrivals"]["acked"]) != a.visitors as u64
+            || (!a.no_agents && v["drain"]["drained"] != true)
+            || (v["consistency"]["judged"] == true && v["consistency"]["never"] == true)
+        {
+            bail!(
+                "check failed: errors, arrivals not acked, the queue not drained or views never consistent"
+            );
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------- the load process
