@@ -141,6 +141,20 @@ def main():
                   f"{v.get('errorsTotal', 0)} errors) [{goal}] | {fmt(kb, 1)} KB | {fmt(bkb, 1)} KB | {ratio(kb, bkb)} | "
                   f"{('yes' if met else 'NO') if v['params']['transport'] == 'web' else '-'} |")
     print()
+    bursts = [(n, load_json(os.path.join(d, n))) for n in sorted(os.listdir(d)) if n.startswith("ours-burst-")]
+    bursts = [(n, v) for n, v in bursts if v and "arrivals" in v]
+    if bursts:
+        print("### Campaign burst (ours only; targets from #14)")
+        print()
+        print("| store | arrivals/s (failed) | ack p99 | assignments/s | queue empty after | server CPU | positions wrong | consistent after last change | errors |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for n, v in bursts:
+            a, dr, s, p, c = v["arrivals"], v["drain"], v["server"], v["positions"], v["consistency"]
+            cons = "never" if c.get("never") else f"{fmt(c.get('consistentAfterLastChangeMs'), 1)} ms"
+            print(f"| {n[len('ours-burst-'):-len('.json')]} | {fmt(a['perSec'])} ({a['failed']}) | {fmt(a['ackMs']['p99'])} ms | "
+                  f"{fmt(dr.get('assignmentsPerSec'))} | {fmt(dr.get('queueEmptyAfterS'))} s | {fmt(s.get('totalCpuS'), 2)} s | "
+                  f"{fmt(p.get('violationsPct'), 3)}% of {p.get('pairsChecked')} | {cons} | {v.get('errorsTotal', 0)} |")
+        print()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@
 #   PARTS="chat" bench/run-compare.sh    # only the saturation ramps
 #
 # Env:
-#   PARTS         "chat idle" - what to run
+#   PARTS         "chat idle" - what to run; "burst" adds the campaign shape (ours only: the baseline
+#                 has no queue), on SQLite and, with BURST_PG_URL (a server URL such as
+#                 postgres://postgres@127.0.0.1:5432; a fresh database is created per run), PostgreSQL
 #   STEPS         "200:10 500:10 1000:10 1000:15 1000:20 1000:30 1000:40" (conversations:msg/s per
 #                 visitor), the baseline's saturation steps; both sides run these
 #   OUR_STEPS     "200:10 500:10 700:10 850:10 1000:10 1000:12 1000:15 1000:20 1000:30 1000:40" - our
@@ -96,6 +98,18 @@ for part in $PARTS; do
       --label "idle-native-1" > "$OUT/ours-idle-native-1.json" || true
     "$BENCH" idle --server-bin "$SERVER" --streams "$CONNECTIONS" --transport native --streams-per-conn 500 \
       --workers 2 --json --label "idle-native-500" > "$OUT/ours-idle-native-500.json" || true
+    ;;
+  burst)
+    log "ours: campaign burst (5,000 visitors in 10 s, 20 agents x 5), SQLite"
+    "$BENCH" burst --server-bin "$SERVER" --json --label "burst-sqlite" > "$OUT/ours-burst-sqlite.json" || true
+    if [ -n "${BURST_PG_URL:-}" ]; then
+      db="wsmschat_burst_$$"
+      psql "$BURST_PG_URL/postgres" -qc "CREATE DATABASE $db" >&2
+      log "ours: campaign burst, PostgreSQL ($db)"
+      "$BENCH" burst --server-bin "$SERVER" --server-env "WSMSCHAT_DATABASE_URL=$BURST_PG_URL/$db" \
+        --json --label "burst-postgres" > "$OUT/ours-burst-postgres.json" || true
+      psql "$BURST_PG_URL/postgres" -qc "DROP DATABASE $db" >&2 || true
+    fi
     ;;
   *) log "unknown part $part"; exit 2 ;;
   esac
