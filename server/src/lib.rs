@@ -230,12 +230,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         },
         _ => None,
     };
-    if let (Some(dir), Some(demo_listener)) = (dirs.demo.clone(), demo_listener) {
+    if let (Some(src), Some(demo_listener)) = (dirs.demo.clone(), demo_listener) {
         let bound = demo_listener.local_addr()?;
         dirs.demo_port = bound.port();
         demo_addr = Some(bound);
         let mut stopping = core.stopping.subscribe();
-        let app = http::demo_app(dir, addr.port());
+        let app = http::demo_app(src, addr.port());
         tokio::spawn(async move {
             let stop = async move {
                 let _ = stopping.wait_for(|s| *s).await;

@@ -9,7 +9,8 @@ use wsmschat::v1;
 use wsmschat_server::core::access::AdminGrant;
 use wsmschat_server::core::{CoreConfig, FileStore};
 use wsmschat_server::demo::DemoOptions;
-use wsmschat_server::http::StaticDirs;
+use wsmschat_server::http::assets::embedded;
+use wsmschat_server::http::{Source, StaticDirs};
 use wsmschat_server::{Config, Database, build_core};
 
 #[derive(Parser)]
@@ -112,18 +113,22 @@ struct ServeArgs {
     /// Extra origins allowed by CORS (e.g. where the console is hosted), comma-separated.
     #[arg(long, env = "WSMSCHAT_ALLOW_ORIGINS", value_delimiter = ',')]
     allow_origin: Vec<String>,
-    /// Directory of the built widget (served at /widget.js and /widget/).
-    #[arg(long, env = "WSMSCHAT_WIDGET_DIR", default_value = "widget/dist")]
-    widget_dir: PathBuf,
-    /// Directory of the built full browser SDK (served at /sdk/; the console imports it).
-    #[arg(long, env = "WSMSCHAT_SDK_DIR", default_value = "sdk-wasm/dist")]
-    sdk_dir: PathBuf,
-    /// Directory of the agent console (served at /console/).
-    #[arg(long, env = "WSMSCHAT_CONSOLE_DIR", default_value = "console/dist")]
-    console_dir: PathBuf,
-    /// Directory of the demo page (served on the demo listener).
-    #[arg(long, env = "WSMSCHAT_DEMO_DIR", default_value = "examples/embed")]
-    demo_dir: PathBuf,
+    /// Directory of the built widget (served at /widget.js and /widget/) instead of the copy
+    /// built into this binary. Default: `widget/dist` when it exists (a repository checkout).
+    #[arg(long, env = "WSMSCHAT_WIDGET_DIR")]
+    widget_dir: Option<PathBuf>,
+    /// Directory of the built full browser SDK (served at /sdk/; the console imports it) instead
+    /// of the embedded copy. Default: `sdk-wasm/dist` when it exists.
+    #[arg(long, env = "WSMSCHAT_SDK_DIR")]
+    sdk_dir: Option<PathBuf>,
+    /// Directory of the agent console (served at /console/) instead of the embedded copy.
+    /// Default: `console/dist` when it exists.
+    #[arg(long, env = "WSMSCHAT_CONSOLE_DIR")]
+    console_dir: Option<PathBuf>,
+    /// Directory of the demo page (served on the demo listener) instead of the embedded copy.
+    /// Default: `examples/embed` when it exists.
+    #[arg(long, env = "WSMSCHAT_DEMO_DIR")]
+    demo_dir: Option<PathBuf>,
     /// Where the demo page listens: its own origin, never the console's (default: the next port
     /// on the same address; port 0 with --listen port 0). `off`: no demo page.
     #[arg(long, env = "WSMSCHAT_DEMO_LISTEN")]
@@ -320,7 +325,10 @@ enum ApiKeyCommand {
 fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a terminal: a log file or journal gets plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     if json {
         builder.json().init();
     } else {
@@ -328,8 +336,28 @@ fn init_logs(json: bool) {
     }
 }
 
-fn existing(dir: PathBuf) -> Option<PathBuf> {
-    dir.is_dir().then_some(dir)
+/// Where one static tree is served from: the folder named by its flag (which must exist), else
+/// the repository's build output when the server runs from a checkout (so `scripts/build-web`
+/// takes effect without a rebuild), else the copy built into the binary; None (with a warning)
+/// when there is none of those.
+fn static_source(
+    tree: &str,
+    flag: Option<PathBuf>,
+    checkout: &str,
+) -> anyhow::Result<Option<Source>> {
+    if let Some(dir) = flag.filter(|d| !d.as_os_str().is_empty()) {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "the {tree} folder {} does not exist (unset the flag to use the copy built into this binary)",
+            dir.display()
+        );
+        return Ok(Some(Source::Dir(dir)));
+    }
+    let checkout = PathBuf::from(checkout);
+    if checkout.is_dir() && (tree == "demo" || checkout.read_dir()?.next().is_some()) {
+        return Ok(Some(Source::Dir(checkout)));
+    }
+    Ok(embedded(tree).then_some(Source::Embedded))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -406,10 +434,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             hsts: args.hsts,
         },
         static_dirs: StaticDirs {
-            widget: existing(args.widget_dir),
-            console: existing(args.console_dir),
-            sdk: existing(args.sdk_dir),
-            demo: existing(args.demo_dir),
+            widget: static_source("widget", args.widget_dir, "widget/dist")?,
+            console: static_source("console", args.console_dir, "console/dist")?,
+            sdk: static_source("sdk", args.sdk_dir, "sdk-wasm/dist")?,
+            demo: static_source("demo", args.demo_dir, "examples/embed")?,
             demo_listen: match args.demo_listen.as_deref() {
                 Some("off") => None,
                 Some(at) => Some(at.parse().map_err(|e| {
@@ -432,6 +460,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         redis_url: args.redis_url,
         redis_namespace: args.redis_namespace,
     };
+    let statics = config.static_dirs.clone();
+    for (tree, src, what) in [
+        ("widget", &statics.widget, "/widget.js"),
+        ("console", &statics.console, "/console/"),
+        ("sdk", &statics.sdk, "/sdk/"),
+        ("demo", &statics.demo, "the demo page"),
+    ] {
+        match src {
+            Some(Source::Dir(dir)) => {
+                tracing::info!(tree, dir = %dir.display(), "Static files from a folder")
+            }
+            Some(Source::Embedded) => {
+                let (files, bytes) = wsmschat_server::http::assets::embedded_size(tree);
+                tracing::info!(tree, files, bytes, "Static files built into the binary")
+            }
+            None => tracing::warn!(
+                tree,
+                "Not served: {what} (this binary was built without it and no folder was given; \
+                 run scripts/build-web before building, or pass --{tree}-dir)"
+            ),
+        }
+    }
     let mut running = wsmschat_server::start(config).await?;
     let base = format!("http://localhost:{}", running.addr.port());
     let demo_page = match running.demo_addr {
@@ -439,12 +489,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => "(not served)".into(),
     };
     if let Some(demo) = &running.demo {
+        let missing = |src: &Option<Source>| {
+            if src.is_none() {
+                "  (NOT SERVED: see the warning above)"
+            } else {
+                ""
+            }
+        };
         println!(
             "\nFirst start: created the demo site {:?} and an admin.\n  \
-             Console:   {base}/console/  (login {} / {})\n  \
-             Demo page: {demo_page}\n  \
-             Embed:     <script src=\"{base}/widget.js\" data-site=\"{}\" async></script>\n",
-            demo.site.name, demo.admin_email, demo.admin_password, demo.site.site_key
+             Console:   {base}/console/  (login {} / {}){}\n  \
+             Demo page: {demo_page}{}\n  \
+             Embed:     <script src=\"{base}/widget.js\" data-site=\"{}\" async></script>{}\n",
+            demo.site.name,
+            demo.admin_email,
+            demo.admin_password,
+            missing(&statics.console),
+            missing(&statics.demo),
+            demo.site.site_key,
+            missing(&statics.widget),
         );
     }
     if let Some(at) = running.demo_addr {

@@ -780,7 +780,9 @@ async fn pages_carry_security_headers_and_metrics_can_need_a_token() {
             ..Default::default()
         },
         wsmschat_server::http::StaticDirs {
-            console: Some(console.path().to_owned()),
+            console: Some(wsmschat_server::http::Source::Dir(
+                console.path().to_owned(),
+            )),
             ..Default::default()
         },
     )

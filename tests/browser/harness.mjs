@@ -36,15 +36,17 @@ export async function waitFor(fn, { timeout = 10000, interval = 50, what = 'cond
   throw new Error(`timed out waiting for ${what} (last: ${last && last.message ? last.message : JSON.stringify(last)})`);
 }
 
-/** Starts `wsmschat serve` on 127.0.0.1 (port 0 unless given) with its own data dir. */
-export async function startServer({ dataDir, port = 0, args = [] } = {}) {
+/** Starts `wsmschat serve` on 127.0.0.1 (port 0 unless given) with its own data dir.
+ *  `bin` + `cwd` + `bare`: another copy of the binary, run from another directory, with no
+ *  static folder named (it serves what is built into it). */
+export async function startServer({ dataDir, port = 0, args = [], bin = BIN, cwd = undefined, bare = false } = {}) {
   dataDir ||= mkdtempSync(join(tmpdir(), 'wsmschat-browser-'));
-  const proc = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir,
-    '--demo-password', PASSWORD, '--widget-dir', join(ROOT, 'widget/dist'),
-    '--sdk-dir', join(ROOT, 'sdk-wasm/dist'),
-    '--demo-dir', join(ROOT, 'examples/embed'), ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' }
-  });
+  const dirs = bare ? [] : ['--widget-dir', join(ROOT, 'widget/dist'), '--sdk-dir', join(ROOT, 'sdk-wasm/dist'),
+    '--demo-dir', join(ROOT, 'examples/embed')];
+  const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' };
+  if (bare) for (const k of ['WIDGET', 'SDK', 'CONSOLE', 'DEMO']) delete env[`WSMSCHAT_${k}_DIR`];
+  const proc = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir,
+    '--demo-password', PASSWORD, ...dirs, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env, cwd });
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; if (process.env.SERVER_LOG) process.stderr.write(d); });
   let demoPort = null;
