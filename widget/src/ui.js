@@ -3,7 +3,7 @@
 import init, { ChatClient } from './wsmschat_widget_sdk.js?v=__VERSION__';
 
 import { h, icon, linkify } from './dom.js?v=__VERSION__';
-import { STRINGS, pickLocale } from './strings.js?v=__VERSION__';
+import { EN, RTL, pickLocale, loadStrings } from './strings.js?v=__VERSION__';
 import { attachmentsView } from './files.js?v=__VERSION__';
 
 // The composer's files and the image viewer load on first use (most visitors never send one).
@@ -30,11 +30,11 @@ function storageHas(key) {
 // ---- the widget ------------------------------------------------------------------------
 
 class Widget {
-  constructor({ root, host, frame, launcher, badge, cfg }) {
+  constructor({ root, host, frame, launcher, badge, cfg, locale, strings }) {
     Object.assign(this, { root, host, frame, launcher, badge, cfg });
-    this.locale = pickLocale(cfg.locale);
+    this.locale = locale;
     this.t = (key, vars) => {
-      let s = (STRINGS[this.locale] || STRINGS.en)[key] || STRINGS.en[key] || key;
+      let s = strings[key] || EN[key] || key;
       for (const [k, v] of Object.entries(vars || {})) s = s.replace('{' + k + '}', v);
       return s;
     };
@@ -106,6 +106,7 @@ class Widget {
     const hasFiles = (e) => e.dataTransfer && [...e.dataTransfer.types].includes('Files') && !this.composer.hidden && !this.attachBtn.hidden;
     this.panel = h('div', {
       class: 'panel', role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': 'wsms-title', hidden: true,
+      lang: this.locale, dir: RTL.has(this.locale) ? 'rtl' : 'ltr',
       onkeydown: (e) => { if (e.key === 'Escape') { e.stopPropagation(); this.close(); } },
       ondragover: (e) => { if (hasFiles(e)) { e.preventDefault(); this.dropEl.hidden = false; } },
       ondragleave: (e) => { if (e.target === this.dropEl) this.dropEl.hidden = true; },
@@ -860,8 +861,10 @@ let sdkReady = null;
 
 export async function mount({ root, host, frame, launcher, badge, cfg, queue }) {
   sdkReady ||= init({ module_or_path: cfg.assets + 'wsmschat_widget_sdk_bg.wasm?v=' + cfg.version });
-  await sdkReady;
-  const widget = new Widget({ root, host, frame, launcher, badge, cfg });
+  // The language's strings load beside the SDK (no extra round trip before the first paint).
+  const locale = pickLocale(cfg.locale);
+  const [strings] = await Promise.all([loadStrings(locale), sdkReady]);
+  const widget = new Widget({ root, host, frame, launcher, badge, cfg, locale, strings });
   const api = { command: (args) => widget.command(args) };
   // A returning visitor with a conversation going on: resume it now (unread badge, title).
   // Everyone else opens nothing until they open the chat.
