@@ -30,7 +30,7 @@ env WSMSCHAT_EVENTS_PER_SECOND=1000000 WSMSCHAT_EVENTS_BURST=1000000 \
     WSMSCHAT_NEW_VISITORS_PER_MINUTE=100000000 WSMSCHAT_NEW_CONVERSATIONS_PER_MINUTE=100000000 \
     WSMSCHAT_OPEN_CONVERSATIONS_PER_VISITOR=0 RUST_LOG=warn \
     "$BIN" serve --listen 127.0.0.1:0 --data-dir "$DATA" --demo-password soak-password-1 \
-    --widget-dir "$DATA/none" --console-dir "$DATA/none" >"$DATA/out.log" 2>"$DATA/err.log" &
+    >"$DATA/out.log" 2>"$DATA/err.log" &
 PID=$!
 for _ in $(seq 100); do
     URL=$(sed -n 's/^wsmschat listening on //p' "$DATA/out.log" | head -1)

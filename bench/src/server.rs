@@ -104,12 +104,9 @@ impl Server {
             .arg(&dir)
             .arg("--demo-password")
             .arg("bench-password-1")
-            .arg("--widget-dir")
-            .arg(dir.join("none"))
-            .arg("--console-dir")
-            .arg(dir.join("none"))
-            .arg("--demo-dir")
-            .arg(dir.join("none"))
+            // No demo listener (one port less; the static apps are never asked for here).
+            .arg("--demo-listen")
+            .arg("off")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
