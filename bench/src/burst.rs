@@ -240,6 +240,25 @@ fn code_name(code: i32) -> String {
 
 /// Opens a visitor's Subscribe stream (an empty subscription: a visitor's stream follows all
 /// of its conversations) and waits for its Ready event.
+/// Opens a broken stream again every 200 ms until it opens (each failure counted as
+/// `<what> reconnect: ...`); None once the run is over.
+async fn reopen<T, F, Fut>(sh: &Shared, what: &str, open: F) -> Option<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if !sh.running() {
+            return None;
+        }
+        match open().await {
+            Ok(s) => return Some(s),
+            Err(e) => sh.error(format!("{what} reconnect: {}", short(e))),
+        }
+    }
+}
+
 async fn open_visitor_stream(
     ch: &Channel,
     auth: &Auth,
@@ -318,19 +337,10 @@ async fn read_visitor(
         if !resync {
             sh.error(ended);
         }
-        loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if !sh.running() {
-                return;
-            }
-            match open_visitor_stream(&ch, &auth).await {
-                Ok(s) => {
-                    stream = s;
-                    break;
-                }
-                Err(e) => sh.error(format!("visitor reconnect: {}", short(e))),
-            }
-        }
+        let Some(s) = reopen(&sh, "visitor", || open_visitor_stream(&ch, &auth)).await else {
+            return;
+        };
+        stream = s;
         sh.visitor_reconnects.fetch_add(1, Ordering::Relaxed);
         let id = sh.visitors[idx].lock().unwrap().conversation_id.clone();
         if let Some(id) = id {
@@ -523,19 +533,10 @@ async fn agent_loop(
         if !resync {
             sh.error(ended);
         }
-        loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if !sh.running() {
-                return;
-            }
-            match open_agent_stream(&ag).await {
-                Ok(s) => {
-                    stream = s;
-                    break;
-                }
-                Err(e) => sh.error(format!("agent reconnect: {}", short(e))),
-            }
-        }
+        let Some(s) = reopen(&sh, "agent", || open_agent_stream(&ag)).await else {
+            return;
+        };
+        stream = s;
         sh.agent_reconnects.fetch_add(1, Ordering::Relaxed);
         catch_up(&sh, &ag, &rules).await;
     }

@@ -354,7 +354,7 @@ fn static_source(
         return Ok(Some(Source::Dir(dir)));
     }
     let checkout = PathBuf::from(checkout);
-    if checkout.is_dir() && (tree == "demo" || checkout.read_dir()?.next().is_some()) {
+    if checkout.is_dir() && checkout.read_dir()?.next().is_some() {
         return Ok(Some(Source::Dir(checkout)));
     }
     Ok(embedded(tree).then_some(Source::Embedded))

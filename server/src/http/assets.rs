@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower_http::services::ServeDir;
 
@@ -64,11 +64,6 @@ fn find(tree: &str, path: &str) -> Option<&'static Asset> {
         .copied()
 }
 
-/// The contents of an embedded file (the demo's generated pages read it).
-pub fn embedded_file(tree: &str, path: &str) -> Option<&'static [u8]> {
-    find(tree, path).map(|a| a.body)
-}
-
 /// A service answering GET/HEAD for `tree` from `source`, the request path relative to the
 /// tree (nested routers strip their prefix). `index`: a path ending in `/` serves its
 /// `index.html`.
@@ -81,20 +76,15 @@ pub fn service(tree: &'static str, source: Source, index: bool) -> axum::routing
                 .precompressed_gzip();
             axum::routing::get_service(dir)
         }
+        // `get` answers HEAD too, without the body.
         Source::Embedded => axum::routing::get(move |req: Request| async move {
-            serve_embedded(tree, index, req.method(), req.uri().path(), req.headers())
+            serve_embedded(tree, index, req.uri().path(), req.headers())
         }),
     }
 }
 
 /// One embedded file for one request.
-fn serve_embedded(
-    tree: &str,
-    index: bool,
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-) -> Response {
+fn serve_embedded(tree: &str, index: bool, path: &str, headers: &HeaderMap) -> Response {
     let mut rel = path.trim_start_matches('/').to_string();
     if index && (rel.is_empty() || rel.ends_with('/')) {
         rel.push_str("index.html");
@@ -131,22 +121,20 @@ fn serve_embedded(
             .body(Body::empty())
             .expect("valid response");
     }
-    let (body, encoding) = match accepted(headers) {
-        Accept { br: true, .. } if asset.br.is_some() => (asset.br.unwrap_or_default(), Some("br")),
-        Accept { gzip: true, .. } if asset.gzip.is_some() => {
-            (asset.gzip.unwrap_or_default(), Some("gzip"))
-        }
-        _ => (asset.body, None),
+    let accept = accepted(headers);
+    let (body, encoding) = match (
+        asset.br.filter(|_| accept.br),
+        asset.gzip.filter(|_| accept.gzip),
+    ) {
+        (Some(br), _) => (br, Some("br")),
+        (None, Some(gz)) => (gz, Some("gzip")),
+        (None, None) => (asset.body, None),
     };
     if let Some(e) = encoding {
         res = res.header(header::CONTENT_ENCODING, e);
     }
     res = res.header(header::CONTENT_LENGTH, body.len());
-    let body = if method == Method::HEAD {
-        Body::empty()
-    } else {
-        Body::from(body)
-    };
+    let body = Body::from(body);
     res.body(body).expect("valid response")
 }
 

@@ -39,20 +39,6 @@ pub struct StaticDirs {
     pub demo_port: u16,
 }
 
-impl StaticDirs {
-    /// Every tree from the copy built into this binary (where one was built in).
-    pub fn embedded() -> Self {
-        let pick = |tree| assets::embedded(tree).then_some(Source::Embedded);
-        Self {
-            widget: pick("widget"),
-            console: pick("console"),
-            sdk: pick("sdk"),
-            demo: pick("demo"),
-            ..Default::default()
-        }
-    }
-}
-
 /// The whole application.
 pub fn app(core: Arc<Core>, dirs: StaticDirs, net: &crate::server::NetConfig) -> Router {
     let (health_reporter, health) = tonic_health::server::health_reporter();
