@@ -114,3 +114,240 @@ pub mod ids {
             && id.bytes().all(|b| b.is_ascii_graphic())
     }
 }
+
+pub mod errors {
+    //! Machine-readable reasons on refusals, as every gRPC rich-error library reads them:
+    //! `grpc-status-details-bin` holds a `google.rpc.Status` whose `details` carry one
+    //! `google.rpc.ErrorInfo { reason, domain: "wsmschat.dev", metadata }`. The messages are
+    //! declared here by hand (three small messages) so neither the server nor the wasm SDK
+    //! pulls in the googleapis protos.
+
+    use prost::Message;
+
+    /// `ErrorInfo.domain` of every wsmschat reason.
+    pub const DOMAIN: &str = "wsmschat.dev";
+    /// PERMISSION_DENIED: the chat is not available to this visitor (a block). Neutral on
+    /// purpose: the widget says "chat unavailable"; do not retry.
+    pub const CHAT_UNAVAILABLE: &str = "CHAT_UNAVAILABLE";
+    /// RESOURCE_EXHAUSTED: too many new conversations from this address in the last hour;
+    /// metadata `retry_after_s`.
+    pub const NEW_CONVERSATION_QUOTA: &str = "NEW_CONVERSATION_QUOTA";
+    /// RESOURCE_EXHAUSTED: the visitor already has the most unresolved conversations allowed.
+    pub const OPEN_CONVERSATION_LIMIT: &str = "OPEN_CONVERSATION_LIMIT";
+
+    const ERROR_INFO_TYPE: &str = "type.googleapis.com/google.rpc.ErrorInfo";
+
+    /// `google.rpc.Status`.
+    #[derive(Clone, PartialEq, Message)]
+    pub struct RpcStatus {
+        #[prost(int32, tag = "1")]
+        pub code: i32,
+        #[prost(string, tag = "2")]
+        pub message: String,
+        #[prost(message, repeated, tag = "3")]
+        pub details: Vec<Any>,
+    }
+
+    /// `google.protobuf.Any`.
+    #[derive(Clone, PartialEq, Message)]
+    pub struct Any {
+        #[prost(string, tag = "1")]
+        pub type_url: String,
+        #[prost(bytes = "vec", tag = "2")]
+        pub value: Vec<u8>,
+    }
+
+    /// `google.rpc.ErrorInfo`. Its `map<string, string> metadata` is read as the repeated
+    /// entries it is on the wire (no hash map in the wasm SDK).
+    #[derive(Clone, PartialEq, Message)]
+    pub struct ErrorInfo {
+        #[prost(string, tag = "1")]
+        pub reason: String,
+        #[prost(string, tag = "2")]
+        pub domain: String,
+        #[prost(message, repeated, tag = "3")]
+        pub metadata: Vec<MetadataEntry>,
+    }
+
+    /// One entry of `ErrorInfo.metadata`.
+    #[derive(Clone, PartialEq, Message)]
+    pub struct MetadataEntry {
+        #[prost(string, tag = "1")]
+        pub key: String,
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+
+    impl ErrorInfo {
+        /// The metadata value of `key`.
+        pub fn get(&self, key: &str) -> Option<&str> {
+            self.metadata
+                .iter()
+                .find(|e| e.key == key)
+                .map(|e| e.value.as_str())
+        }
+    }
+
+    /// The bytes of `grpc-status-details-bin` for a refusal with `reason`.
+    pub fn details(code: i32, message: &str, reason: &str, metadata: &[(&str, String)]) -> Vec<u8> {
+        let info = ErrorInfo {
+            reason: reason.to_owned(),
+            domain: DOMAIN.to_owned(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| MetadataEntry {
+                    key: (*k).to_owned(),
+                    value: v.clone(),
+                })
+                .collect(),
+        };
+        RpcStatus {
+            code,
+            message: message.to_owned(),
+            details: vec![Any {
+                type_url: ERROR_INFO_TYPE.to_owned(),
+                value: info.encode_to_vec(),
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    /// The wsmschat `ErrorInfo` in a status's details, if any. Read by a small walker over
+    /// the protobuf wire format rather than prost's decoders: in the widget's wasm SDK that is
+    /// about 2 KB (gzipped) less.
+    pub fn error_info(details: &[u8]) -> Option<ErrorInfo> {
+        len_fields(details)
+            .filter(|(tag, _)| *tag == 3)
+            .filter_map(|(_, any)| {
+                let mut type_url = None;
+                let mut value = None;
+                for (tag, bytes) in len_fields(any) {
+                    match tag {
+                        1 => type_url = Some(bytes),
+                        2 => value = Some(bytes),
+                        _ => {}
+                    }
+                }
+                (type_url? == ERROR_INFO_TYPE.as_bytes()).then_some(value?)
+            })
+            .map(|info| {
+                let mut out = ErrorInfo::default();
+                for (tag, bytes) in len_fields(info) {
+                    let text = || std::str::from_utf8(bytes).unwrap_or_default().to_owned();
+                    match tag {
+                        1 => out.reason = text(),
+                        2 => out.domain = text(),
+                        3 => {
+                            let mut entry = MetadataEntry::default();
+                            for (tag, bytes) in len_fields(bytes) {
+                                let text =
+                                    std::str::from_utf8(bytes).unwrap_or_default().to_owned();
+                                match tag {
+                                    1 => entry.key = text,
+                                    2 => entry.value = text,
+                                    _ => {}
+                                }
+                            }
+                            out.metadata.push(entry);
+                        }
+                        _ => {}
+                    }
+                }
+                out
+            })
+            .find(|i| i.domain == DOMAIN)
+    }
+
+    /// The length-delimited fields of a protobuf message, (field number, bytes); other wire
+    /// types are skipped; malformed input ends the walk.
+    fn len_fields(mut buf: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+        fn varint(buf: &mut &[u8]) -> Option<u64> {
+            let mut v = 0u64;
+            for shift in (0..64).step_by(7) {
+                let (&b, rest) = buf.split_first()?;
+                *buf = rest;
+                v |= u64::from(b & 0x7f) << shift;
+                if b & 0x80 == 0 {
+                    return Some(v);
+                }
+            }
+            None
+        }
+        std::iter::from_fn(move || {
+            loop {
+                let key = varint(&mut buf)?;
+                let skip = match key & 7 {
+                    0 => {
+                        varint(&mut buf)?;
+                        0
+                    }
+                    1 => 8,
+                    5 => 4,
+                    2 => {
+                        let len = usize::try_from(varint(&mut buf)?).ok()?;
+                        if len > buf.len() {
+                            return None;
+                        }
+                        let (field, rest) = buf.split_at(len);
+                        buf = rest;
+                        return Some((key >> 3, field));
+                    }
+                    _ => return None,
+                };
+                if skip > buf.len() {
+                    return None;
+                }
+                buf = &buf[skip..];
+            }
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_reason_survives_the_round_trip() {
+            let bytes = details(
+                8,
+                "slow down",
+                NEW_CONVERSATION_QUOTA,
+                &[("retry_after_s", "60".into())],
+            );
+            let info = error_info(&bytes).unwrap();
+            assert_eq!(info.reason, NEW_CONVERSATION_QUOTA);
+            assert_eq!(info.get("retry_after_s"), Some("60"));
+            assert!(error_info(b"").is_none());
+            assert!(error_info(b"\xff\xff").is_none());
+            // The walker reads what prost writes, other fields and truncation included.
+            let mut status = RpcStatus::decode(bytes.as_slice()).unwrap();
+            status.details.insert(
+                0,
+                Any {
+                    type_url: "x".into(),
+                    value: vec![1, 2],
+                },
+            );
+            let longer = status.encode_to_vec();
+            assert_eq!(error_info(&longer).unwrap(), info);
+            for cut in 0..longer.len() {
+                let _ = error_info(&longer[..cut]); // never panics
+            }
+            // Another domain's ErrorInfo is not ours.
+            let foreign = RpcStatus {
+                code: 8,
+                message: String::new(),
+                details: vec![Any {
+                    type_url: ERROR_INFO_TYPE.into(),
+                    value: ErrorInfo {
+                        reason: "X".into(),
+                        domain: "other".into(),
+                        metadata: vec![],
+                    }
+                    .encode_to_vec(),
+                }],
+            };
+            assert!(error_info(&foreign.encode_to_vec()).is_none());
+        }
+    }
+}

@@ -63,6 +63,7 @@ fn core_config() -> CoreConfig {
         new_visitors_per_minute: 1_000_000_000,
         new_conversations_per_minute: 1_000_000_000,
         open_conversations_per_visitor: 0,
+        new_conversations_per_ip_hour: 0,
         hash_concurrency: 1,
         // No background sweeps racing the fuzzer's own calls.
         idle_visitor_retention: None,

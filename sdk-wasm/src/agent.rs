@@ -542,6 +542,98 @@ impl ChatClient {
         })
     }
 
+    /// Blocks a visitor (`kind` "visitor", `value` the visitor id), an email ("email") or an
+    /// IP address / CIDR range ("ip") on a site, with a reason; resolves with
+    /// `{ block, visitorsBlocked }`.
+    #[wasm_bindgen(js_name = createBlock, unchecked_return_type = "Promise<{ block: Block; visitorsBlocked: number }>")]
+    pub fn create_block(
+        &self,
+        site_id: String,
+        #[wasm_bindgen(unchecked_param_type = "BlockKind")] kind: String,
+        value: String,
+        reason: String,
+    ) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let kind = match kind.as_str() {
+                "visitor" => v1::BlockKind::Visitor,
+                "email" => v1::BlockKind::Email,
+                "ip" => v1::BlockKind::Ip,
+                _ => v1::BlockKind::Unspecified,
+            } as i32;
+            let r = sh
+                .chat()
+                .create_block(sh.req(v1::CreateBlockRequest {
+                    site_id,
+                    kind,
+                    value,
+                    reason,
+                }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(O::new()
+                .v("block", r.block.as_ref().map(block).unwrap_or_default())
+                .n("visitorsBlocked", r.visitors_blocked as f64)
+                .done())
+        })
+    }
+
+    /// Lifts a block.
+    #[wasm_bindgen(js_name = deleteBlock, unchecked_return_type = "Promise<void>")]
+    pub fn delete_block(&self, block_id: String) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            sh.chat()
+                .delete_block(sh.req(v1::DeleteBlockRequest { block_id }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// A site's blocks, newest first.
+    #[wasm_bindgen(js_name = listBlocks, unchecked_return_type = "Promise<Block[]>")]
+    pub fn list_blocks(&self, site_id: String) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .chat()
+                .list_blocks(sh.req(v1::ListBlocksRequest { site_id }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(js::array(&r.blocks, block))
+        })
+    }
+
+    /// A site's audit log (admins), newest first; `beforeMs` pages on.
+    #[wasm_bindgen(js_name = listAuditLog, unchecked_return_type = "Promise<AuditEntry[]>")]
+    pub fn list_audit_log(&self, site_id: String, before_ms: Option<f64>) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .admin()
+                .list_audit_log(sh.req(v1::ListAuditLogRequest {
+                    site_id,
+                    before_ms: before_ms.unwrap_or(0.0) as i64,
+                    limit: 100,
+                }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(js::array(&r.entries, |e| {
+                O::new()
+                    .s("id", &e.id)
+                    .s("siteId", &e.site_id)
+                    .s("actor", &e.actor)
+                    .s("actorName", &e.actor_name)
+                    .s("action", &e.action)
+                    .s("target", &e.target)
+                    .s("detail", &e.detail)
+                    .n("createdAt", e.created_at_ms as f64)
+                    .done()
+            }))
+        })
+    }
+
     /// Endpoints of a site (all sites without one), oldest first.
     #[wasm_bindgen(js_name = listWebhooks, unchecked_return_type = "Promise<Webhook[]>")]
     pub fn list_webhooks(&self, site_id: Option<String>) -> Promise {
@@ -648,6 +740,25 @@ fn event_name(t: i32) -> &'static str {
         .find(|(e, _)| *e as i32 == t)
         .map(|(_, n)| *n)
         .unwrap_or("")
+}
+
+fn block(b: &v1::Block) -> JsValue {
+    let kind = match v1::BlockKind::try_from(b.kind).unwrap_or_default() {
+        v1::BlockKind::Visitor => "visitor",
+        v1::BlockKind::Email => "email",
+        v1::BlockKind::Ip => "ip",
+        v1::BlockKind::Unspecified => "",
+    };
+    O::new()
+        .s("id", &b.id)
+        .s("siteId", &b.site_id)
+        .s("kind", kind)
+        .s("value", &b.value)
+        .s("reason", &b.reason)
+        .s("createdBy", &b.created_by)
+        .s("createdByName", &b.created_by_name)
+        .n("createdAt", b.created_at_ms as f64)
+        .done()
 }
 
 fn webhook(w: &v1::WebhookEndpoint) -> JsValue {

@@ -354,6 +354,10 @@ pub fn site(s: &v1::Site) -> JsValue {
         .n("fileRetentionDays", s.file_retention_days as f64)
         .n("emailDelayMinutes", s.email_delay_minutes as f64)
         .s("notifyEmail", &s.notify_email)
+        .n(
+            "newConversationsPerIpHour",
+            s.new_conversations_per_ip_hour as f64,
+        )
         .done()
 }
 
@@ -391,6 +395,8 @@ pub fn visitor(v: &v1::Visitor) -> JsValue {
         .s("locale", &v.locale)
         .n("firstSeen", v.first_seen_ms as f64)
         .n("lastSeen", v.last_seen_ms as f64)
+        .s("lastIp", &v.last_ip)
+        .b("blocked", v.blocked)
         .done()
 }
 
@@ -444,6 +450,7 @@ pub fn site_from(o: &JsValue) -> v1::Site {
         file_retention_days: get_num(o, "fileRetentionDays").max(0.0) as u32,
         email_delay_minutes: get_num(o, "emailDelayMinutes").max(0.0) as u32,
         notify_email: get_str(o, "notifyEmail"),
+        new_conversations_per_ip_hour: get_num(o, "newConversationsPerIpHour").max(0.0) as u32,
     }
 }
 

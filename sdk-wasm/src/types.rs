@@ -111,6 +111,8 @@ export interface Site {
   emailDelayMinutes: number;
   /** Another address for the site's alert emails and digest (a team inbox); "" for none. */
   notifyEmail: string;
+  /** New conversations one address may start per hour (0: the server's default, 30). */
+  newConversationsPerIpHour: number;
 }
 
 export interface ApiKey { id: string; name: string; scopes: ("chat" | "admin")[]; createdAt: number; active: boolean; siteIds: string[]; }
@@ -152,6 +154,10 @@ export interface WebhookDelivery {
 export interface Visitor {
   id: string; siteId: string; name: string; email: string; userId: string; verified: boolean;
   pageUrl: string; userAgent: string; locale: string; firstSeen: number; lastSeen: number;
+  /** Address of the last session start (staff only). */
+  lastIp: string;
+  /** A block holds this visitor off the chat. */
+  blocked: boolean;
 }
 export interface AgentPresence { agentId: string; name: string; status: Presence; topics: string[]; load: number; capacity: number; }
 export interface SiteReport {
@@ -166,7 +172,17 @@ export interface PresenceEvent { agentId: string; agentName: string; status: Pre
 /** `retryInMs` is set while offline; `error` says why the last attempt failed. */
 export interface StateEvent { state: ConnectionState; attempt: number; retryInMs?: number; error?: string; }
 /** Errors thrown/rejected by the SDK carry the gRPC status. */
-export interface ChatError extends Error { code: number; codeName: string; }
+export interface ChatError extends Error {
+  code: number; codeName: string;
+  /** The server's machine-readable reason: "CHAT_UNAVAILABLE" (a block), "NEW_CONVERSATION_QUOTA"
+   *  (too many new conversations from this address this hour; see `retryAfterS`),
+   *  "OPEN_CONVERSATION_LIMIT". Sends refused with a reason are not retried. */
+  reason?: string; retryAfterS?: number;
+}
+export type BlockKind = "visitor" | "email" | "ip";
+/** A block on a site: `value` is the visitor id, the email or the network (CIDR). */
+export interface Block { id: string; siteId: string; kind: BlockKind; value: string; reason: string; createdBy: string; createdByName: string; createdAt: number; }
+export interface AuditEntry { id: string; siteId: string; actor: string; actorName: string; action: string; target: string; detail: string; createdAt: number; }
 
 /** `view(conversationId, topic)` changed: render it again. */
 export interface ViewEvent { conversationId: string; topic: string; }

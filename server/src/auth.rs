@@ -264,6 +264,10 @@ impl Authenticator {
                 .visitor_by_token(&hash)
                 .await
                 .map_err(unauthenticated)?;
+            if v.blocked {
+                // Not cached: lifting the block needs no cache flush to take effect.
+                return Err(CoreError::chat_unavailable());
+            }
             (
                 Principal::Visitor {
                     visitor_id: v.id,

@@ -159,6 +159,14 @@ struct ServeArgs {
         default_value_t = 5
     )]
     open_conversations_per_visitor: u32,
+    /// New conversations one client address may start per hour on a site that sets no
+    /// limit of its own (`Site.new_conversations_per_ip_hour`; 0: no cap).
+    #[arg(
+        long,
+        env = "WSMSCHAT_NEW_CONVERSATIONS_PER_IP_HOUR",
+        default_value_t = 30
+    )]
+    new_conversations_per_ip_hour: u32,
     /// Days after which anonymous visitors who never chatted are deleted (0: keep them).
     #[arg(long, env = "WSMSCHAT_IDLE_VISITOR_DAYS", default_value_t = 30)]
     idle_visitor_days: u64,
@@ -379,6 +387,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             new_visitors_per_minute: args.new_visitors_per_minute,
             new_conversations_per_minute: args.new_conversations_per_minute,
             open_conversations_per_visitor: args.open_conversations_per_visitor,
+            new_conversations_per_ip_hour: args.new_conversations_per_ip_hour,
             idle_visitor_retention: (args.idle_visitor_days > 0)
                 .then(|| Duration::from_secs(args.idle_visitor_days * 86_400)),
             uploads_per_hour: args.uploads_per_hour,

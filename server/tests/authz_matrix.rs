@@ -89,7 +89,53 @@ const OPS: &[&str] = &[
     "Admin.ResendWebhookDeliveries",
     "Admin.GetServerInfo",
     "Session.SetEmailAlerts",
+    "Chat.CreateBlock (IP on site 1)",
+    "Chat.DeleteBlock (site 1's)",
+    "Chat.ListBlocks (site 1)",
+    "Admin.ListAuditLog (site 1)",
 ];
+
+/// Lifts every block of the site (each cell starts without any).
+async fn clear_blocks(s: &TestServer, admin: &str, site_id: &str) {
+    let mut chat = s.chat().await;
+    let blocks = chat
+        .list_blocks(authed(
+            admin,
+            v1::ListBlocksRequest {
+                site_id: site_id.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .blocks;
+    for b in blocks {
+        chat.delete_block(authed(admin, v1::DeleteBlockRequest { block_id: b.id }))
+            .await
+            .unwrap();
+    }
+}
+
+/// A block of a documentation network on the site (no test client comes from it).
+async fn ip_block(s: &TestServer, admin: &str, site_id: &str) -> v1::Block {
+    clear_blocks(s, admin, site_id).await;
+    s.chat()
+        .await
+        .create_block(authed(
+            admin,
+            v1::CreateBlockRequest {
+                site_id: site_id.into(),
+                kind: v1::BlockKind::Ip as i32,
+                value: "198.51.100.0/24".into(),
+                reason: "matrix".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .block
+        .unwrap()
+}
 
 /// Deletes the site's webhooks (a site has at most 20; each cell starts without any).
 async fn clear_webhooks(s: &TestServer, admin: &str, site_id: &str) {
@@ -1057,6 +1103,45 @@ impl World {
                 .map(drop),
             "Admin.GetServerInfo" => adm
                 .get_server_info(req(token, v1::GetServerInfoRequest {}))
+                .await
+                .map(drop),
+            "Chat.CreateBlock (IP on site 1)" => {
+                clear_blocks(&self.s, &self.admin, &self.site_id).await;
+                chat.create_block(req(
+                    token,
+                    v1::CreateBlockRequest {
+                        site_id: self.site_id.clone(),
+                        kind: v1::BlockKind::Ip as i32,
+                        value: "203.0.113.0/24".into(),
+                        reason: "matrix".into(),
+                    },
+                ))
+                .await
+                .map(drop)
+            }
+            "Chat.DeleteBlock (site 1's)" => {
+                let b = ip_block(&self.s, &self.admin, &self.site_id).await;
+                chat.delete_block(req(token, v1::DeleteBlockRequest { block_id: b.id }))
+                    .await
+                    .map(drop)
+            }
+            "Chat.ListBlocks (site 1)" => chat
+                .list_blocks(req(
+                    token,
+                    v1::ListBlocksRequest {
+                        site_id: self.site_id.clone(),
+                    },
+                ))
+                .await
+                .map(drop),
+            "Admin.ListAuditLog (site 1)" => adm
+                .list_audit_log(req(
+                    token,
+                    v1::ListAuditLogRequest {
+                        site_id: self.site_id.clone(),
+                        ..Default::default()
+                    },
+                ))
                 .await
                 .map(drop),
             other => panic!("no such operation {other}"),

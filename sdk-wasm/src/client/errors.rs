@@ -23,6 +23,28 @@ pub(crate) fn error(code: Code, message: &str) -> JsValue {
     e.into()
 }
 
+/// [`error`], with the server's machine-readable `reason` (e.g. "CHAT_UNAVAILABLE") when the
+/// status carries one, and `retryAfterS` for quotas.
+pub(crate) fn status_error(code: Code, message: &str, s: &Status) -> JsValue {
+    let e = error(code, message);
+    if let Some(info) = wsmschat::errors::error_info(s.details()) {
+        let _ = Reflect::set(&e, &"reason".into(), &JsValue::from_str(&info.reason));
+        if let Some(secs) = info
+            .get("retry_after_s")
+            .and_then(|v| v.parse::<u32>().ok())
+        {
+            let _ = Reflect::set(&e, &"retryAfterS".into(), &JsValue::from_f64(secs as f64));
+        }
+    }
+    e
+}
+
+/// The server's reason, when the status carries one. A refusal with a reason is final for
+/// automatic retries: quotas last minutes to an hour, a block until it is lifted.
+pub(super) fn reason(s: &Status) -> Option<String> {
+    wsmschat::errors::error_info(s.details()).map(|i| i.reason)
+}
+
 /// Transport failures surface as `Unknown` with a fetch message: call them `Unavailable`.
 pub(super) fn classify(server: &str, s: &Status) -> (Code, String) {
     let msg = s.message();

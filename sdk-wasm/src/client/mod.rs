@@ -33,7 +33,7 @@ use wsmschat::v1::client_event::Event as Ce;
 
 #[cfg(feature = "agent")]
 pub(crate) use errors::normalize_server;
-use errors::{classify, error};
+use errors::{classify, status_error};
 pub(crate) use rpc::Rpc;
 
 use crate::js::{self, O, get_opt_str, get_str};
@@ -138,7 +138,7 @@ impl Shared {
 
     pub(crate) fn err(&self, s: &Status) -> JsValue {
         let (code, msg) = classify(&self.server, s);
-        error(code, &format!("wsmschat: {msg}"))
+        status_error(code, &format!("wsmschat: {msg}"), s)
     }
 
     pub(crate) fn chat(&self) -> Rpc<'_> {

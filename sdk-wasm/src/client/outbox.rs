@@ -15,7 +15,7 @@ use wsmschat::v1;
 use wsmschat::v1::client_event::Event as Ce;
 
 use super::Shared;
-use super::errors::{classify, error};
+use super::errors::{classify, reason, status_error};
 use crate::js::{self, O, get_str};
 use crate::rt::{backoff_ms, sleep};
 use crate::state::{self, Pending, SendState};
@@ -146,7 +146,7 @@ async fn pump(sh: Rc<Shared>, mut wake: UnboundedReceiver<()>) {
             }
             Err(status) => {
                 let (code, msg) = classify(&sh.server, &status);
-                if faults.retry(&cmid, code as i32) {
+                if reason(&status).is_none() && faults.retry(&cmid, code as i32) {
                     attempt += 1;
                     sh.outbox.borrow_mut().mark(&cmid, SendState::Waiting, &msg);
                     sh.send_moved(&head, None);
@@ -159,8 +159,10 @@ async fn pump(sh: Rc<Shared>, mut wake: UnboundedReceiver<()>) {
                         sh.save_outbox();
                         sh.send_moved(&e, None);
                         if let Some((_, reject)) = settle.take() {
-                            let _ = reject
-                                .call1(&JsValue::NULL, &error(code, &format!("wsmschat: {msg}")));
+                            let _ = reject.call1(
+                                &JsValue::NULL,
+                                &status_error(code, &format!("wsmschat: {msg}"), &status),
+                            );
                         }
                     }
                 }

@@ -61,4 +61,8 @@ rpcs! {
     set_email_alerts: "/wsmschat.v1.SessionService/SetEmailAlerts", v1::SetEmailAlertsRequest => v1::SetEmailAlertsResponse;
     get_server_info: "/wsmschat.v1.AdminService/GetServerInfo", v1::GetServerInfoRequest => v1::GetServerInfoResponse;
     list_conversation_emails: "/wsmschat.v1.ChatService/ListConversationEmails", v1::ListConversationEmailsRequest => v1::ListConversationEmailsResponse;
+    create_block: "/wsmschat.v1.ChatService/CreateBlock", v1::CreateBlockRequest => v1::CreateBlockResponse;
+    delete_block: "/wsmschat.v1.ChatService/DeleteBlock", v1::DeleteBlockRequest => v1::DeleteBlockResponse;
+    list_blocks: "/wsmschat.v1.ChatService/ListBlocks", v1::ListBlocksRequest => v1::ListBlocksResponse;
+    list_audit_log: "/wsmschat.v1.AdminService/ListAuditLog", v1::ListAuditLogRequest => v1::ListAuditLogResponse;
 }

@@ -11,7 +11,7 @@ use wsmschat::v1;
 use wsmschat::v1::server_event::Event as Se;
 
 use super::Shared;
-use super::errors::{classify, error};
+use super::errors::{classify, status_error};
 use crate::js::{self, O};
 use crate::raw;
 use crate::rt::{backoff_ms, sleep};
@@ -171,9 +171,10 @@ pub(super) async fn run_stream(sh: Rc<Shared>, mut wake: UnboundedReceiver<()>) 
             if !state::retryable(code as i32) {
                 sh.closed.set(true);
                 sh.set_state("closed", attempt, None, Some(&msg));
-                sh.fail(error(
+                sh.fail(status_error(
                     code,
                     &format!("wsmschat: the chat stream was refused: {msg}"),
+                    status,
                 ));
                 break;
             }

@@ -17,6 +17,7 @@
 pub mod access;
 pub mod admin;
 pub mod alerts;
+pub mod blocks;
 mod charges;
 pub mod cluster;
 pub mod email;
@@ -90,6 +91,9 @@ pub struct CoreConfig {
     pub new_conversations_per_minute: u32,
     /// Unresolved conversations one visitor may have at once (0: no cap).
     pub open_conversations_per_visitor: u32,
+    /// New conversations per client address per hour on a site, for sites that set none
+    /// (`Site.new_conversations_per_ip_hour`); 0: no cap. Counted in the store.
+    pub new_conversations_per_ip_hour: u32,
     /// Anonymous visitors without conversations are deleted (with their tokens) after this
     /// long unseen; None: kept.
     pub idle_visitor_retention: Option<Duration>,
@@ -143,6 +147,7 @@ impl Default for CoreConfig {
             new_visitors_per_minute: 120,
             new_conversations_per_minute: 60,
             open_conversations_per_visitor: 5,
+            new_conversations_per_ip_hour: 30,
             idle_visitor_retention: Some(Duration::from_secs(30 * 86_400)),
             uploads_per_hour: 100,
             files_dir: None,

@@ -124,7 +124,10 @@ impl Core {
                 ));
             }
         }
-        let visitor = self.store.visitor_by_id(&visitor_id).await?;
+        let mut visitor = self.store.visitor_by_id(&visitor_id).await?;
+        if matches!(principal, Principal::Visitor { .. }) {
+            visitor.last_ip.clear(); // staff only
+        }
         if !self.may_see_site(principal, &visitor.site_id) {
             return Err(CoreError::NotFound("visitor not found".into()));
         }

@@ -98,6 +98,8 @@ impl Core {
                 )));
             }
         }
+        // A blocked address or email gets no session (and no visitor row).
+        self.refuse_blocked(&site.id, &r.email, ip).await?;
         let verified = if r.user_id.is_empty() {
             None
         } else if auth::verify_identity(&site.identity_secret, &r.user_id, &r.user_hash) {
@@ -132,6 +134,10 @@ impl Core {
         } else {
             None
         };
+        if old.as_ref().is_some_and(|v| v.blocked) {
+            return Err(CoreError::chat_unavailable());
+        }
+        let r_email = r.email.clone();
         let reuse = old
             .as_ref()
             .is_some_and(|v| verified.is_none() || verified.as_deref() == Some(v.user_id.as_str()));
@@ -149,7 +155,7 @@ impl Core {
                 token_hash: reuse.then(|| auth::token_hash(&r.visitor_token)),
                 verified_user_id: verified.clone(),
                 name: display_name(&r.name),
-                email: field(r.email),
+                email: field(r.email.clone()),
                 page_url: field(r.page_url),
                 user_agent: field(if r.user_agent.is_empty() {
                     header_user_agent
@@ -157,6 +163,9 @@ impl Core {
                     r.user_agent
                 }),
                 locale: field(r.locale),
+                last_ip: ip
+                    .map(|ip| ip.to_canonical().to_string())
+                    .unwrap_or_default(),
                 new_visitor_id: new_id("v_"),
                 new_token_hash: if reuse {
                     String::new()
@@ -165,6 +174,14 @@ impl Core {
                 },
             })
             .await?;
+        // The visitor found by verified identity or email link may be blocked, or carry a
+        // blocked email from before.
+        if visitor.blocked {
+            return Err(CoreError::chat_unavailable());
+        }
+        if !visitor.email.eq_ignore_ascii_case(r_email.trim()) {
+            self.refuse_blocked(&site.id, &visitor.email, None).await?;
+        }
         if reuse {
             // The cached principal may carry an old name.
             self.auth.forget(&token);

@@ -367,6 +367,8 @@ impl State {
             Err(CoreError::Unauthenticated(_)) => self.end_with(CoreError::Unauthenticated(
                 "this token was revoked or has expired".into(),
             )),
+            // A blocked visitor: the neutral refusal, with its reason.
+            Err(refused @ CoreError::Refused { .. }) => self.end_with(refused),
             Err(error) => tracing::warn!(%error, "Could not re-check a stream's token"),
         }
     }

@@ -35,6 +35,7 @@ pub(crate) fn config() -> CoreConfig {
         new_visitors_per_minute: 1_000_000,
         new_conversations_per_minute: 1_000_000,
         open_conversations_per_visitor: 0,
+        new_conversations_per_ip_hour: 0,
         ..CoreConfig::default()
     }
 }

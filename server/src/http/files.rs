@@ -100,6 +100,10 @@ fn status_of(e: &CoreError) -> StatusCode {
         CoreError::NotFound(_) => StatusCode::NOT_FOUND,
         CoreError::AlreadyExists(_) | CoreError::FailedPrecondition(_) => StatusCode::CONFLICT,
         CoreError::ResourceExhausted(_) => StatusCode::TOO_MANY_REQUESTS,
+        CoreError::Refused { code, .. } if *code == tonic::Code::PermissionDenied => {
+            StatusCode::FORBIDDEN
+        }
+        CoreError::Refused { .. } => StatusCode::TOO_MANY_REQUESTS,
         CoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -350,4 +350,18 @@ impl AdminService for AdminApi {
         let grant = self.admin(&req).await?;
         Ok(Response::new(self.core.server_info(grant)))
     }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/ListAuditLog", principal, principal_id)
+    )]
+    async fn list_audit_log(
+        &self,
+        req: Request<v1::ListAuditLogRequest>,
+    ) -> Result<Response<v1::ListAuditLogResponse>, Status> {
+        let grant = self.admin(&req).await?;
+        let entries = self.core.audit_log(grant, req.into_inner()).await?;
+        Ok(Response::new(v1::ListAuditLogResponse { entries }))
+    }
 }

@@ -437,6 +437,56 @@ impl ChatService for ChatApi {
             .await?;
         Ok(Response::new(v1::EmailTranscriptResponse { email_id, to }))
     }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "ChatService/CreateBlock", principal, principal_id)
+    )]
+    async fn create_block(
+        &self,
+        req: Request<v1::CreateBlockRequest>,
+    ) -> Result<Response<v1::CreateBlockResponse>, Status> {
+        let who = charged_caller(&self.core, &req).await?;
+        Ok(Response::new(
+            self.core
+                .create_block(&who.principal, req.into_inner())
+                .await?,
+        ))
+    }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "ChatService/DeleteBlock", principal, principal_id)
+    )]
+    async fn delete_block(
+        &self,
+        req: Request<v1::DeleteBlockRequest>,
+    ) -> Result<Response<v1::DeleteBlockResponse>, Status> {
+        let who = charged_caller(&self.core, &req).await?;
+        self.core
+            .delete_block(&who.principal, req.into_inner().block_id)
+            .await?;
+        Ok(Response::new(v1::DeleteBlockResponse {}))
+    }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "ChatService/ListBlocks", principal, principal_id)
+    )]
+    async fn list_blocks(
+        &self,
+        req: Request<v1::ListBlocksRequest>,
+    ) -> Result<Response<v1::ListBlocksResponse>, Status> {
+        let who = charged_caller(&self.core, &req).await?;
+        let blocks = self
+            .core
+            .list_blocks(&who.principal, req.into_inner().site_id)
+            .await?;
+        Ok(Response::new(v1::ListBlocksResponse { blocks }))
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! the store. The SQL is written to run unchanged on PostgreSQL (`$1` placeholders, no
 //! SQLite-only syntax), so a PostgreSQL store can share the statements in [`sql`].
 
+pub mod blocks;
 pub mod db;
 pub mod email;
 pub mod postgres;
@@ -36,6 +37,10 @@ pub enum StoreError {
     /// A limit on stored records was reached (e.g. open conversations per visitor).
     #[error("{0}")]
     Exhausted(String),
+    /// A per-visitor or per-address quota was reached: refused with a machine-readable reason
+    /// (`wsmschat::errors`), and how long until it passes when known (seconds).
+    #[error("{1}")]
+    Quota(&'static str, String, Option<u64>),
     /// A transient conflict (deadlock, serialization failure, busy): retry.
     #[error("database busy: {0}")]
     Busy(String),
@@ -167,6 +172,17 @@ pub struct NewConversation {
     /// conversations; 0: no cap. Checked after the retry lookup, so a retried first send
     /// still finds the conversation it created.
     pub max_open: u32,
+    /// The starting client's address and its hourly quota on the site (None: not counted).
+    pub ip_quota: Option<IpQuota>,
+}
+
+/// New conversations per client address and hour on a site.
+#[derive(Debug, Clone)]
+pub struct IpQuota {
+    /// `core::limits::ip_key` of the address (an IPv6 /64 counts as one).
+    pub ip_key: String,
+    /// Refused (NEW_CONVERSATION_QUOTA) when this many were started in the last hour.
+    pub per_hour: u32,
 }
 
 /// What an append did.
@@ -277,6 +293,8 @@ pub struct VisitorUpsert {
     pub page_url: String,
     pub user_agent: String,
     pub locale: String,
+    /// The client's address ("" keeps the stored one).
+    pub last_ip: String,
     /// Id for a new visitor.
     pub new_visitor_id: String,
     /// Hash of the new token to store when a new token is issued.
@@ -490,6 +508,35 @@ pub trait Store: Send + Sync + 'static {
         all_failed: bool,
         now: i64,
     ) -> StoreResult<u32>;
+
+    // --- blocks and the audit log (see [`blocks`])
+    /// Stores a block and holds off the visitors it names; the block and those visitors.
+    async fn create_block(
+        &self,
+        block: v1::Block,
+        network: Option<ipnet::IpNet>,
+    ) -> StoreResult<(v1::Block, Vec<String>)>;
+    /// Lifts a block; the block and the visitors it held.
+    async fn delete_block(
+        &self,
+        id: String,
+        actor: blocks::Actor,
+    ) -> StoreResult<(v1::Block, Vec<String>)>;
+    async fn block_by_id(&self, id: &str) -> StoreResult<v1::Block>;
+    async fn list_blocks(&self, site_id: &str) -> StoreResult<Vec<v1::Block>>;
+    /// A block of the site on the email or a network containing the address.
+    async fn matching_block(
+        &self,
+        site_id: &str,
+        email: &str,
+        ip: Option<std::net::IpAddr>,
+    ) -> StoreResult<Option<v1::Block>>;
+    async fn audit_log(
+        &self,
+        site_id: &str,
+        before_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::AuditEntry>>;
 
     // --- email (see [`email`])
     /// Conversations whose continuity email is due.

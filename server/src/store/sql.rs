@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_webhooks.sql"),
     include_str!("migrations/0006_email.sql"),
     include_str!("migrations/0007_alerts.sql"),
+    include_str!("migrations/0008_blocks.sql"),
 ];
 
 /// Columns of a conversation row, decoded by `conversation_from_row`. The queue position is not
@@ -27,14 +28,14 @@ pub const MESSAGE_SELECT: &str = "SELECT conversation_id, seq, COALESCE(client_m
 /// Columns of a site row.
 pub const SITE_SELECT: &str = "SELECT id, site_key, name, allowed_origins, topics, color, greeting, \
      identity_secret, identity_required, restrict_agents_to_topics, max_file_bytes, file_kinds, \
-     file_retention_days, email_delay_minutes, notify_email FROM sites";
+     file_retention_days, email_delay_minutes, notify_email, new_conversations_per_ip_hour FROM sites";
 
 /// Columns of an agent row (without the password hash).
 pub const AGENT_SELECT: &str = "SELECT id, email, name, role, topics, capacity, active, site_ids, email_alerts_off FROM agents";
 
 /// Columns of a visitor row.
 pub const VISITOR_SELECT: &str = "SELECT id, site_id, name, email, COALESCE(user_id, ''), page_url, user_agent, \
-     locale, first_seen, last_seen FROM visitors";
+     locale, first_seen, last_seen, last_ip, CASE WHEN blocked_by IS NULL THEN 0 ELSE 1 END FROM visitors";
 
 /// Columns of an API key row.
 pub const API_KEY_SELECT: &str =

@@ -332,6 +332,7 @@ pub(super) fn site_from_row(r: &Row) -> v1::Site {
         file_retention_days: r.u32(12),
         email_delay_minutes: r.u32(13),
         notify_email: r.text(14),
+        new_conversations_per_ip_hour: r.u32(15),
     }
 }
 
@@ -363,6 +364,8 @@ pub(super) fn visitor_from_row(r: &Row) -> v1::Visitor {
         locale: r.text(7),
         first_seen_ms: r.int(8),
         last_seen_ms: r.int(9),
+        last_ip: r.text(10),
+        blocked: r.bool(11),
     }
 }
 
@@ -632,23 +635,56 @@ async fn append_in_tx(ctx: &mut WriteCtx<'_>, m: NewMessage) -> StoreResult<Appe
                     .await?
                     .int(0);
                 if open >= new.max_open as i64 {
-                    return Err(StoreError::Exhausted(format!(
-                        "this visitor already has {open} open conversations (at most {})",
-                        new.max_open
-                    )));
+                    return Err(StoreError::Quota(
+                        wsmschat::errors::OPEN_CONVERSATION_LIMIT,
+                        format!(
+                            "this visitor already has {open} open conversations (at most {})",
+                            new.max_open
+                        ),
+                        None,
+                    ));
+                }
+            }
+            if let Some(quota) = &new.ip_quota {
+                // Counted in the store, so every node of a cluster shares one count.
+                let since = now - 3_600_000;
+                let row = ctx
+                    .db
+                    .query_one(
+                        "SELECT COUNT(*), MIN(created_at) FROM conversations \
+                         WHERE site_id = $1 AND ip_key = $2 AND created_at > $3",
+                        args![&new.site_id, &quota.ip_key, since],
+                        "count",
+                    )
+                    .await?;
+                let started = row.int(0);
+                if started >= quota.per_hour as i64 {
+                    let oldest = row.opt_int(1).unwrap_or(now);
+                    let retry_after_s = ((oldest + 3_600_000 - now).max(1000) / 1000) as u64;
+                    return Err(StoreError::Quota(
+                        wsmschat::errors::NEW_CONVERSATION_QUOTA,
+                        format!(
+                            "{started} conversations were started from this address in the last hour \
+                             (at most {} on this site); try again in {} minutes",
+                            quota.per_hour,
+                            retry_after_s.div_ceil(60)
+                        ),
+                        Some(retry_after_s),
+                    ));
                 }
             }
             ctx.db
                 .exec(
-                    "INSERT INTO conversations (id, site_id, visitor_id, topic, status, created_at, updated_at, queued_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6, $6)",
+                    "INSERT INTO conversations (id, site_id, visitor_id, topic, status, created_at, updated_at, queued_at, ip_key) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, $6, $7)",
                     args![
                         &new.id,
                         &new.site_id,
                         &new.visitor_id,
                         &new.topic,
                         v1::ConversationStatus::Queued as i32,
-                        now
+                        now,
+                        new.ip_quota.as_ref().map(|q| q.ip_key.as_str()).unwrap_or("")
                     ],
                 )
                 .await?;
@@ -1080,16 +1116,17 @@ async fn upsert_visitor_in_tx(db: &mut dyn Db, u: &VisitorUpsert) -> StoreResult
                 }
             }
             db.exec(
-                "UPDATE visitors SET user_id = COALESCE(user_id, $2), last_seen = $3 WHERE id = $1",
-                args![&id, u.verified_user_id.clone(), now],
+                "UPDATE visitors SET user_id = COALESCE(user_id, $2), last_seen = $3, \
+                 last_ip = CASE WHEN $4 = '' THEN last_ip ELSE $4 END WHERE id = $1",
+                args![&id, u.verified_user_id.clone(), now, &u.last_ip],
             )
             .await?;
             id
         }
         None => {
             db.exec(
-                "INSERT INTO visitors (id, site_id, user_id, name, email, page_url, user_agent, locale, first_seen, last_seen) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+                "INSERT INTO visitors (id, site_id, user_id, name, email, page_url, user_agent, locale, first_seen, last_seen, last_ip) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
                 args![
                     &u.new_visitor_id,
                     &u.site_id,
@@ -1099,7 +1136,8 @@ async fn upsert_visitor_in_tx(db: &mut dyn Db, u: &VisitorUpsert) -> StoreResult
                     &u.page_url,
                     &u.user_agent,
                     &u.locale,
-                    now
+                    now,
+                    &u.last_ip
                 ],
             )
             .await?;
@@ -1257,8 +1295,9 @@ impl<E: Engine> Store for SqlStore<E> {
                     .exec(
                         "INSERT INTO sites (id, site_key, name, allowed_origins, topics, color, greeting, \
                          identity_secret, identity_required, created_at, restrict_agents_to_topics, \
-                         max_file_bytes, file_kinds, file_retention_days, email_delay_minutes, notify_email) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                         max_file_bytes, file_kinds, file_retention_days, email_delay_minutes, notify_email, \
+                         new_conversations_per_ip_hour) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
                         args![
                             &site.id,
                             &site.site_key,
@@ -1275,7 +1314,8 @@ impl<E: Engine> Store for SqlStore<E> {
                             site.file_kinds,
                             site.file_retention_days,
                             site.email_delay_minutes,
-                            &site.notify_email
+                            &site.notify_email,
+                            site.new_conversations_per_ip_hour
                         ],
                     )
                     .await?;
@@ -1295,7 +1335,8 @@ impl<E: Engine> Store for SqlStore<E> {
                         "UPDATE sites SET name = $2, allowed_origins = $3, topics = $4, color = $5, greeting = $6, \
                          identity_secret = $7, identity_required = $8, restrict_agents_to_topics = $9, \
                          max_file_bytes = $10, file_kinds = $11, file_retention_days = $12, \
-                         email_delay_minutes = $13, notify_email = $14 WHERE id = $1",
+                         email_delay_minutes = $13, notify_email = $14, new_conversations_per_ip_hour = $15 \
+                         WHERE id = $1",
                         args![
                             &site.id,
                             &site.name,
@@ -1310,7 +1351,8 @@ impl<E: Engine> Store for SqlStore<E> {
                             site.file_kinds,
                             site.file_retention_days,
                             site.email_delay_minutes,
-                            &site.notify_email
+                            &site.notify_email,
+                            site.new_conversations_per_ip_hour
                         ],
                     )
                     .await?;
@@ -2169,6 +2211,68 @@ impl<E: Engine> Store for SqlStore<E> {
             Box::pin(async move {
                 webhooks::resend(ctx.db, &endpoint_id, &event_ids, all_failed, now).await
             })
+        })
+        .await
+    }
+
+    async fn create_block(
+        &self,
+        block: v1::Block,
+        network: Option<ipnet::IpNet>,
+    ) -> StoreResult<(v1::Block, Vec<String>)> {
+        self.write(move |ctx| {
+            let block = block.clone();
+            Box::pin(async move { super::blocks::create(ctx.db, &block, network).await })
+        })
+        .await
+    }
+
+    async fn delete_block(
+        &self,
+        id: String,
+        actor: super::blocks::Actor,
+    ) -> StoreResult<(v1::Block, Vec<String>)> {
+        self.write(move |ctx| {
+            let (id, actor) = (id.clone(), actor.clone());
+            Box::pin(async move { super::blocks::delete(ctx.db, &id, &actor).await })
+        })
+        .await
+    }
+
+    async fn block_by_id(&self, id: &str) -> StoreResult<v1::Block> {
+        let id = id.to_owned();
+        self.read(move |db| Box::pin(async move { super::blocks::load(db, &id).await }))
+            .await
+    }
+
+    async fn list_blocks(&self, site_id: &str) -> StoreResult<Vec<v1::Block>> {
+        let site_id = site_id.to_owned();
+        self.read(move |db| Box::pin(async move { super::blocks::list(db, &site_id).await }))
+            .await
+    }
+
+    async fn matching_block(
+        &self,
+        site_id: &str,
+        email: &str,
+        ip: Option<std::net::IpAddr>,
+    ) -> StoreResult<Option<v1::Block>> {
+        let (site_id, email) = (site_id.to_owned(), email.to_owned());
+        self.read(move |db| {
+            Box::pin(async move { super::blocks::matching(db, &site_id, &email, ip).await })
+        })
+        .await
+    }
+
+    async fn audit_log(
+        &self,
+        site_id: &str,
+        before_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::AuditEntry>> {
+        let site_id = site_id.to_owned();
+        self.read(move |db| {
+            Box::pin(async move { super::blocks::audit_log(db, &site_id, before_ms, limit).await })
         })
         .await
     }

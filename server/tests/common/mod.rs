@@ -43,6 +43,7 @@ pub fn test_core_config() -> CoreConfig {
         new_visitors_per_minute: 1_000_000,
         new_conversations_per_minute: 1_000_000,
         open_conversations_per_visitor: 0,
+        new_conversations_per_ip_hour: 0,
         ..CoreConfig::default()
     }
 }

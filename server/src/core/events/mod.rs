@@ -184,6 +184,7 @@ fn event_error(request_id: String, client_msg_id: String, e: CoreError) -> v1::S
             code: e.code() as i32,
             message: e.to_string(),
             client_msg_id,
+            reason: e.reason().unwrap_or_default().to_owned(),
         })),
     }
 }

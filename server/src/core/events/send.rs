@@ -8,7 +8,7 @@ use wsmschat::v1;
 use crate::auth::Principal;
 use crate::core::{Core, check_no_nul};
 use crate::error::{CoreError, CoreResult};
-use crate::store::{NewConversation, NewMessage};
+use crate::store::{IpQuota, NewConversation, NewMessage};
 use crate::util::new_id;
 
 impl Core {
@@ -138,12 +138,21 @@ impl Core {
                             ))
                         })?;
                     self.charge_new_conversation(ip)?;
+                    self.refuse_blocked(site_id, "", ip).await?;
+                    let per_hour = match site.new_conversations_per_ip_hour {
+                        0 => self.config.new_conversations_per_ip_hour,
+                        n => n,
+                    };
                     new.new_conversation = Some(NewConversation {
                         id: new_id("c_"),
                         site_id: site_id.clone(),
                         visitor_id: visitor_id.clone(),
                         topic,
                         max_open: self.config.open_conversations_per_visitor,
+                        ip_quota: ip.filter(|_| per_hour > 0).map(|ip| IpQuota {
+                            ip_key: crate::core::limits::ip_key(ip),
+                            per_hour,
+                        }),
                     });
                 } else {
                     new.conversation_id = Some(m.conversation_id);
