@@ -22,10 +22,13 @@ const extra = [
   { name: 'upload + viewer (on use)', files: ['upload.js'], budget: 4 * KB },
   { name: 'full SDK JS glue', files: ['wsmschat_sdk.js'], budget: 14 * KB },
   // 150 -> 160 KB: the webhook admin calls (+3.4 KB) and what the console needs next.
-  { name: 'full SDK wasm', files: ['wsmschat_sdk_bg.wasm'], budget: 160 * KB },
+  // 160 -> 164 KB: blocks and the audit log (+0.8 KB) and what the desk features need next.
+  { name: 'full SDK wasm', files: ['wsmschat_sdk_bg.wasm'], budget: 164 * KB },
 ];
 // 150 -> 152 KB: the email link, the transcript download and email (1.5 KB, see README).
-const TOTAL_BUDGET = 152 * KB;
+// 152 -> 154 KB: refusal reasons (block, quotas) read from grpc-status-details-bin and
+// shown in the visitor's language (+1.6 KB, see README).
+const TOTAL_BUDGET = 154 * KB;
 
 let total = 0, totalRaw = 0, over = [];
 const measure = (p) => {

@@ -39,7 +39,51 @@ async function sites(page, ctx) {
   replace(page,
     h('div', { class: 'section-head' }, h('h1', { text: current ? `Site: ${current.name}` : 'New site' }), h('div', { class: 'inline' }, picker)),
     siteForm(ctx, current, info),
-    current ? webhooksSection(ctx, current) : null);
+    current ? webhooksSection(ctx, current) : null,
+    current ? blocksSection(ctx, current) : null);
+}
+
+// ---- blocks and the audit log -----------------------------------------------------------------
+
+/** The site's blocks (unblock each; add an email or IP/CIDR block) and its audit log. */
+function blocksSection(ctx, site) {
+  const box = h('section', { class: 'blocks-admin', id: 'blocks-admin', 'aria-labelledby': 'blocks-title' });
+  const msg = status();
+  const kind = h('select', { id: 'block-add-kind', 'aria-label': 'Block kind' },
+    h('option', { value: 'ip', text: 'IP address or range' }), h('option', { value: 'email', text: 'Email' }));
+  const value = h('input', { id: 'block-add-value', maxlength: 320, placeholder: '203.0.113.7, 198.51.100.0/24 or spam@example.com', 'aria-label': 'Value' });
+  const reason = h('input', { id: 'block-add-reason', maxlength: 500, placeholder: 'Reason', 'aria-label': 'Reason' });
+  const load = async () => {
+    const [blocks, log] = await Promise.all([ctx.client.listBlocks(site.id), ctx.client.listAuditLog(site.id).catch(() => [])]);
+    const form = h('form', { class: 'inline', onsubmit: async (e) => {
+      e.preventDefault();
+      if (!value.value.trim() || !reason.value.trim()) { msg.textContent = 'A value and a reason are needed.'; return; }
+      try {
+        const r = await ctx.client.createBlock(site.id, kind.value, value.value.trim(), reason.value.trim());
+        msg.textContent = `Blocked ${r.block.value}; ${r.visitorsBlocked} visitor(s) held off now.`;
+        value.value = ''; reason.value = '';
+        load();
+      } catch (err) { msg.textContent = `Could not block: ${errText(err)}`; }
+    } }, kind, value, reason, h('button', { type: 'submit', class: 'btn danger small', text: 'Block' }));
+    replace(box,
+      h('h2', { id: 'blocks-title', text: `Blocked (${blocks.length})` }),
+      h('p', { class: 'hint', text: 'Blocked visitors see a neutral “chat unavailable”. Agents block from the visitor panel of a conversation too.' }),
+      blocks.length ? h('table', { class: 'table blocks' }, h('thead', {}, h('tr', {}, ['What', 'Reason', 'By', 'When', ''].map((t) => h('th', { text: t })))),
+        h('tbody', {}, blocks.map((b) => h('tr', { dataset: { block: b.id } },
+          h('td', { text: `${b.kind}: ${b.value}` }), h('td', { text: b.reason }), h('td', { text: b.createdByName }), h('td', { text: fullTime(b.createdAt) }),
+          h('td', {}, h('button', { type: 'button', class: 'btn ghost small', text: 'Unblock', onclick: async () => {
+            try { await ctx.client.deleteBlock(b.id); msg.textContent = `Unblocked ${b.value}.`; load(); } catch (err) { msg.textContent = `Could not unblock: ${errText(err)}`; }
+          } }))))))
+        : h('p', { class: 'muted', text: 'Nobody is blocked.' }),
+      form, msg,
+      h('h3', { text: 'Audit log' }),
+      log.length ? h('ul', { class: 'plain audit', id: 'audit-log' }, log.slice(0, 50).map((a) => h('li', {},
+        h('span', { text: `${fullTime(a.createdAt)} · ${a.actorName} · ${a.action} ${a.target}` }),
+        a.detail ? h('div', { class: 'muted small', text: a.detail }) : null)))
+        : h('p', { class: 'muted', text: 'Nothing yet.' }));
+  };
+  load().catch((e) => replace(box, h('p', { class: 'msg-bad', role: 'alert', text: `Could not load the blocks: ${errText(e)}` })));
+  return box;
 }
 
 /** "Email: on (from …)" or why it is off, from the server's configuration. */
@@ -68,6 +112,7 @@ function siteForm(ctx, site, info) {
   const retention = h('input', { id: 'site-retention', type: 'number', min: '0', max: '36500', step: '1', value: String(s.fileRetentionDays || 0) });
   const emailDelay = h('input', { id: 'site-email-delay', type: 'number', min: '0', max: '10080', step: '1', value: String(s.emailDelayMinutes || 0) });
   const notifyEmail = h('input', { id: 'site-notify-email', type: 'email', value: s.notifyEmail || '', autocomplete: 'off', placeholder: 'support-team@example.com' });
+  const perIp = h('input', { id: 'site-per-ip', type: 'number', min: '0', max: '100000', step: '1', value: String(s.newConversationsPerIpHour || 0) });
   const msg = status();
   const save = h('button', { type: 'submit', class: 'btn primary', text: site ? 'Save site' : 'Create site' });
   const parts = [
@@ -88,6 +133,8 @@ function siteForm(ctx, site, info) {
       'When a visitor who left an address has not seen an agent\'s replies for this long, they get them in one email with a link back to the chat. 0: the default, 3 minutes.'),
     field('site-notify-email', 'Team address for alerts and the daily digest', notifyEmail,
       'Optional. Besides the topic\'s agents and the admins, this address is emailed when a customer writes while nobody of the topic is online, and gets the daily digest of waiting conversations.'),
+    field('site-per-ip', 'New conversations per address and hour', perIp,
+      'One network may start at most this many conversations an hour, so a script cannot flood the queue; the widget tells the visitor when to try again. 0: the server\'s default (30).'),
   ];
   if (site) {
     const secret = h('input', { id: 'site-secret', value: site.identitySecret, readOnly: true, class: 'snippet', 'aria-label': 'Identity secret' });
@@ -119,7 +166,8 @@ function siteForm(ctx, site, info) {
       maxFileBytes: Math.max(1, Math.min(1024, Number(maxMb.value) || 10)) * 1048576, fileKinds: kinds.value,
       fileRetentionDays: Math.max(0, Math.floor(Number(retention.value) || 0)),
       emailDelayMinutes: Math.max(0, Math.min(10080, Math.floor(Number(emailDelay.value) || 0))),
-      notifyEmail: notifyEmail.value };
+      notifyEmail: notifyEmail.value,
+      newConversationsPerIpHour: Math.max(0, Math.min(100000, Math.floor(Number(perIp.value) || 0))) };
     save.disabled = true;
     try {
       if (site) {

@@ -31,8 +31,10 @@ export async function loadVisitor(cv) {
         row('Page', v.pageUrl ? h('span', { class: 'url', title: v.pageUrl, text: v.pageUrl }) : ''),
         row('Browser', describeUa(v.userAgent)),
         row('Locale', v.locale),
+        row('IP address', v.lastIp),
         row('First seen', fullTime(v.firstSeen)),
         row('Last seen', fullTime(v.lastSeen))),
+      safetySection(cv, v),
       h('h3', { text: `Files (${files.length})` }),
       files.length
         ? h('ul', { class: 'plain files' }, files.map((f) => h('li', {},
@@ -56,6 +58,52 @@ export async function loadVisitor(cv) {
     if (S.cv === cv) replace(pane, h('p', { class: 'muted', text: `Visitor details unavailable: ${errText(e)}` }));
   }
 }
+
+// ---- blocking -------------------------------------------------------------------------------
+
+/** Block this visitor (by visitor, email or IP), with a reason; or the blocks that hold them,
+ *  each with Unblock. Every block and unblock is in the site's audit log. */
+function safetySection(cv, v) {
+  const box = h('section', { class: 'safety', id: 'safety', 'aria-labelledby': 'safety-title' });
+  const msg = h('p', { class: 'small', role: 'status' });
+  const reload = () => loadVisitor(cv);
+  const render = (blocks) => {
+    const mine = blocks.filter((b) => (b.kind === 'visitor' && b.value === v.id)
+      || (b.kind === 'email' && v.email && b.value === v.email.toLowerCase())
+      || (b.kind === 'ip' && v.lastIp && (b.value === `${v.lastIp}/32` || b.value === `${v.lastIp}/128`)));
+    const title = h('h3', { id: 'safety-title', text: v.blocked || mine.length ? 'Blocked' : 'Safety' });
+    const list = mine.length ? h('ul', { class: 'plain blocks' }, mine.map((b) => h('li', { dataset: { block: b.id } },
+      h('span', { text: `${KIND_LABEL[b.kind]}: ${b.value}` }),
+      h('div', { class: 'muted small', text: `${b.reason} · ${b.createdByName} · ${shortWhen(b.createdAt)}` }),
+      h('button', { type: 'button', class: 'btn ghost small', text: 'Unblock', onclick: async (e) => {
+        e.target.disabled = true;
+        try { await S.client.deleteBlock(b.id); reload(); } catch (err) { msg.textContent = `Could not unblock: ${errText(err)}`; e.target.disabled = false; }
+      } })))) : null;
+    const kind = h('select', { id: 'block-kind', 'aria-label': 'What to block' },
+      h('option', { value: 'visitor', text: 'This visitor' }),
+      v.email ? h('option', { value: 'email', text: `Email ${v.email}` }) : null,
+      v.lastIp ? h('option', { value: 'ip', text: `IP ${v.lastIp}` }) : null);
+    const reason = h('input', { id: 'block-reason', type: 'text', maxlength: 500, required: true, placeholder: 'Reason (required, staff only)', 'aria-label': 'Reason' });
+    const form = h('form', { class: 'block-form', onsubmit: async (e) => {
+      e.preventDefault();
+      if (!reason.value.trim()) { reason.focus(); return; }
+      const value = kind.value === 'visitor' ? v.id : kind.value === 'email' ? v.email : v.lastIp;
+      const btn = form.querySelector('button');
+      btn.disabled = true;
+      try {
+        await S.client.createBlock(v.siteId, kind.value, value, reason.value.trim());
+        reload();
+      } catch (err) { msg.textContent = `Could not block: ${errText(err)}`; btn.disabled = false; }
+    } }, kind, reason, h('button', { type: 'submit', class: 'btn danger small', id: 'block-submit', text: 'Block' }));
+    replace(box, title,
+      v.blocked && !mine.length ? h('p', { class: 'msg-bad small', text: 'A block holds this visitor off the chat.' }) : null,
+      list, h('p', { class: 'muted small', text: 'A blocked visitor sees “chat unavailable”; their open chats end now.' }), form, msg);
+  };
+  S.client.listBlocks(v.siteId).then(render, () => render([]));
+  return box;
+}
+
+const KIND_LABEL = { visitor: 'Visitor', email: 'Email', ip: 'IP' };
 
 // ---- emails ---------------------------------------------------------------------------------
 

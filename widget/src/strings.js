@@ -19,6 +19,8 @@ export const EN = {
   leaveEmail: 'Get the reply by email too:', save: 'Save', saved: 'Thanks, we will write to {email}.',
   reconnecting: 'Connection lost. Reconnecting…', connecting: 'Connecting…',
   unavailable: 'The chat is not available right now.',
+  quotaNew: 'Too many new conversations were started from your network. Please try again in {minutes} min.',
+  quotaOpen: 'You already have several open conversations. Please continue in one of them.',
   assigned: '{name} joined the conversation', transferred: 'Transferred to {name}',
   resolved: 'The conversation was marked as resolved', reopened: 'The conversation was reopened',
   rated: 'You rated this conversation {score}/5',

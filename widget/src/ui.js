@@ -557,14 +557,34 @@ class Widget {
       this.autosize();
       this.stopTyping();
     }
+    this.refusal = null;
     try {
       // The view shows it at once (sending, waiting, failed), then as stored.
       await this.client.send(text, opts);
     } catch (e) {
       console.warn(e.message || e);
+      if (this.refused(e)) return;
       // Refused before it was queued (too long): give the text back.
       if (!retry && !this.input.value && !this.currentView().messages.some((m) => m.clientMsgId === opts.clientMsgId)) this.input.value = text;
     }
+  }
+
+  // A refusal with the server's reason: a block shows the neutral "unavailable"; a quota says
+  // when to try again. True when handled.
+  refused(e) {
+    const reason = e && e.reason;
+    if (reason === 'CHAT_UNAVAILABLE') {
+      this.failed = e.message;
+      this.render();
+      return true;
+    }
+    if (reason === 'NEW_CONVERSATION_QUOTA' || reason === 'OPEN_CONVERSATION_LIMIT') {
+      const minutes = Math.max(1, Math.ceil((e.retryAfterS || 3600) / 60));
+      this.refusal = reason === 'NEW_CONVERSATION_QUOTA' ? this.t('quotaNew', { minutes }) : this.t('quotaOpen');
+      this.renderMessages();
+      return true;
+    }
+    return false;
   }
 
   onlineFor(topic) {
@@ -578,6 +598,7 @@ class Widget {
     const email = this.emailInput && this.emailInput.value.trim();
     if ((name || email) && this.client) this.identify({ ...(name && { name }), ...(email && { email }) });
     this.draftTopic = topic;
+    this.refusal = null;
     this.render();
     this.input.focus();
   }
@@ -736,6 +757,8 @@ class Widget {
       items.push(h('div', { class: 'notice', role: 'status' }, h('p', { text: t('queuedOffline') })));
     }
     if (conv && conv.status === 'resolved') items.push(this.ratingCard());
+    // A quota refused the last send (the server's reason): say so, in the visitor's language.
+    if (this.refusal) items.push(h('div', { class: 'notice refusal', role: 'alert' }, h('p', { class: 'error', text: this.refusal })));
     const focused = this.root.activeElement;
     this.log.replaceChildren(...items);
     if (focused && focused.isConnected) focused.focus();

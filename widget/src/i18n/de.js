@@ -16,6 +16,8 @@ export default {
   leaveEmail: 'Antwort auch per E-Mail erhalten:', save: 'Speichern', saved: 'Danke, wir schreiben an {email}.',
   reconnecting: 'Verbindung unterbrochen. Verbinde neu…', connecting: 'Verbinde…',
   unavailable: 'Der Chat ist gerade nicht verfügbar.',
+  quotaNew: 'Aus Ihrem Netzwerk wurden zu viele neue Gespräche begonnen. Bitte versuchen Sie es in {minutes} Min. erneut.',
+  quotaOpen: 'Sie haben bereits mehrere offene Gespräche. Bitte setzen Sie eines davon fort.',
   assigned: '{name} ist dem Gespräch beigetreten', transferred: 'Weitergeleitet an {name}',
   resolved: 'Das Gespräch wurde als gelöst markiert', reopened: 'Das Gespräch wurde wieder geöffnet',
   rated: 'Sie haben dieses Gespräch mit {score}/5 bewertet',

@@ -16,6 +16,8 @@ export default {
   leaveEmail: 'Reciba también la respuesta por correo:', save: 'Guardar', saved: 'Gracias, le escribiremos a {email}.',
   reconnecting: 'Se perdió la conexión. Reconectando…', connecting: 'Conectando…',
   unavailable: 'El chat no está disponible en este momento.',
+  quotaNew: 'Se han iniciado demasiadas conversaciones nuevas desde su red. Vuelva a intentarlo en {minutes} min.',
+  quotaOpen: 'Ya tiene varias conversaciones abiertas. Continúe en una de ellas.',
   assigned: '{name} se unió a la conversación', transferred: 'Conversación transferida a {name}',
   resolved: 'La conversación se marcó como resuelta', reopened: 'La conversación se volvió a abrir',
   rated: 'Calificó esta conversación con {score}/5',

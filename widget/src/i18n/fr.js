@@ -16,6 +16,8 @@ export default {
   leaveEmail: 'Recevez aussi la réponse par e-mail :', save: 'Enregistrer', saved: 'Merci, nous vous écrirons à {email}.',
   reconnecting: 'Connexion perdue. Reconnexion…', connecting: 'Connexion…',
   unavailable: 'Le chat n\'est pas disponible pour le moment.',
+  quotaNew: 'Trop de nouvelles conversations ont été ouvertes depuis votre réseau. Veuillez réessayer dans {minutes} min.',
+  quotaOpen: 'Vous avez déjà plusieurs conversations ouvertes. Veuillez poursuivre dans l\'une d\'elles.',
   assigned: '{name} a rejoint la conversation', transferred: 'Conversation transférée à {name}',
   resolved: 'La conversation a été marquée comme résolue', reopened: 'La conversation a été rouverte',
   rated: 'Vous avez donné la note de {score}/5 à cette conversation',

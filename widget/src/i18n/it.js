@@ -16,6 +16,8 @@ export default {
   leaveEmail: 'Per ricevere la risposta anche via email:', save: 'Salva', saved: 'Grazie, le scriveremo a {email}.',
   reconnecting: 'Connessione persa. Riconnessione in corso…', connecting: 'Connessione in corso…',
   unavailable: 'La chat non è disponibile in questo momento.',
+  quotaNew: 'Dalla tua rete sono state avviate troppe nuove conversazioni. Riprova tra {minutes} min.',
+  quotaOpen: 'Hai già diverse conversazioni aperte. Continua in una di queste.',
   assigned: '{name} ha preso in carico la conversazione', transferred: 'Conversazione trasferita a {name}',
   resolved: 'La conversazione è stata contrassegnata come risolta', reopened: 'La conversazione è stata riaperta',
   rated: 'Ha valutato questa conversazione {score}/5',

@@ -16,6 +16,8 @@ export default {
   leaveEmail: '返信をメールでも受け取る：', save: '保存', saved: 'ありがとうございます。{email}宛にご連絡いたします。',
   reconnecting: '接続が切れました。再接続しています…', connecting: '接続しています…',
   unavailable: '現在チャットはご利用いただけません。',
+  quotaNew: 'お使いのネットワークから新しい会話が多数開始されました。{minutes}分後にもう一度お試しください。',
+  quotaOpen: 'すでに複数の会話が進行中です。いずれかの会話でお続けください。',
   assigned: '{name}が会話に参加しました', transferred: '{name}に引き継がれました',
   resolved: 'この会話は解決済みになりました', reopened: 'この会話が再開されました',
   rated: 'この会話へのご評価：{score}/5',

@@ -16,6 +16,8 @@ export default {
   leaveEmail: 'Ontvang het antwoord ook per e-mail:', save: 'Opslaan', saved: 'Bedankt, we sturen ons antwoord naar {email}.',
   reconnecting: 'Verbinding verbroken. Opnieuw verbinden…', connecting: 'Verbinden…',
   unavailable: 'De chat is op dit moment niet beschikbaar.',
+  quotaNew: 'Er zijn te veel nieuwe gesprekken gestart vanaf uw netwerk. Probeer het over {minutes} min. opnieuw.',
+  quotaOpen: 'U hebt al meerdere open gesprekken. Ga verder in een daarvan.',
   assigned: '{name} neemt deel aan het gesprek', transferred: 'Doorgeschakeld naar {name}',
   resolved: 'Het gesprek is gemarkeerd als opgelost', reopened: 'Het gesprek is heropend',
   rated: 'U hebt dit gesprek beoordeeld met {score}/5',

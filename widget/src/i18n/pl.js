@@ -16,6 +16,8 @@ export default {
   leaveEmail: 'Odpowiedź możemy wysłać także e-mailem:', save: 'Zapisz', saved: 'Dziękujemy, napiszemy na adres {email}.',
   reconnecting: 'Utracono połączenie. Ponowne łączenie…', connecting: 'Łączenie…',
   unavailable: 'Czat jest w tej chwili niedostępny.',
+  quotaNew: 'Z Twojej sieci rozpoczęto zbyt wiele nowych rozmów. Spróbuj ponownie za {minutes} min.',
+  quotaOpen: 'Masz już kilka otwartych rozmów. Kontynuuj w jednej z nich.',
   assigned: '{name} dołącza do rozmowy', transferred: 'Rozmowę przekazano do: {name}',
   resolved: 'Rozmowę oznaczono jako rozwiązaną', reopened: 'Rozmowę otwarto ponownie',
   rated: 'Ta rozmowa została oceniona na {score}/5',

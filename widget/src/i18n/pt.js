@@ -16,6 +16,8 @@ export default {
   leaveEmail: 'Receba a resposta também por e-mail:', save: 'Salvar', saved: 'Obrigado! Vamos escrever para {email}.',
   reconnecting: 'Conexão perdida. Reconectando…', connecting: 'Conectando…',
   unavailable: 'O chat não está disponível no momento.',
+  quotaNew: 'Foram iniciadas demasiadas conversas novas a partir da sua rede. Tente novamente dentro de {minutes} min.',
+  quotaOpen: 'Já tem várias conversas abertas. Continue numa delas.',
   assigned: '{name} entrou na conversa', transferred: 'Conversa transferida para {name}',
   resolved: 'A conversa foi marcada como resolvida', reopened: 'A conversa foi reaberta',
   rated: 'Sua avaliação desta conversa: {score}/5',

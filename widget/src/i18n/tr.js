@@ -16,6 +16,8 @@ export default {
   leaveEmail: 'Yanıtı e-postayla da almak için:', save: 'Kaydet', saved: 'Teşekkürler, {email} adresine yazacağız.',
   reconnecting: 'Bağlantı koptu. Yeniden bağlanılıyor…', connecting: 'Bağlanılıyor…',
   unavailable: 'Sohbet şu anda kullanılamıyor.',
+  quotaNew: 'Ağınızdan çok fazla yeni sohbet başlatıldı. Lütfen {minutes} dk. sonra tekrar deneyin.',
+  quotaOpen: 'Zaten birkaç açık sohbetiniz var. Lütfen bunlardan birinde devam edin.',
   assigned: '{name} sohbete katıldı', transferred: 'Sohbet {name} adlı temsilciye aktarıldı',
   resolved: 'Sohbet çözüldü olarak işaretlendi', reopened: 'Sohbet yeniden açıldı',
   rated: 'Bu sohbeti {score}/5 olarak değerlendirdiniz',
