@@ -39,8 +39,51 @@ async function sites(page, ctx) {
   replace(page,
     h('div', { class: 'section-head' }, h('h1', { text: current ? `Site: ${current.name}` : 'New site' }), h('div', { class: 'inline' }, picker)),
     siteForm(ctx, current, info),
+    current ? labelsSection(ctx, current) : null,
     current ? webhooksSection(ctx, current) : null,
     current ? blocksSection(ctx, current) : null);
+}
+
+// ---- labels -----------------------------------------------------------------------------------
+
+/** The site's labels: add (name, colour), rename / recolour, delete. */
+function labelsSection(ctx, site) {
+  const box = h('section', { class: 'labels-admin', id: 'labels-admin', 'aria-labelledby': 'labels-title' });
+  const msg = status();
+  const load = async () => {
+    const labels = (await ctx.client.listLabels(site.id));
+    const name = h('input', { id: 'label-add-name', maxlength: 40, placeholder: 'e.g. Refund', 'aria-label': 'Label name' });
+    const color = h('input', { id: 'label-add-color', type: 'color', value: '#2563eb', 'aria-label': 'Label colour' });
+    const form = h('form', { class: 'inline', onsubmit: async (e) => {
+      e.preventDefault();
+      if (!name.value.trim()) { msg.textContent = 'A label needs a name.'; name.focus(); return; }
+      try {
+        await ctx.client.putLabel({ siteId: site.id, name: name.value.trim(), color: color.value });
+        msg.textContent = `Label ${name.value.trim()} added.`;
+        load();
+      } catch (err) { msg.textContent = `Could not add the label: ${errText(err)}`; }
+    } }, name, color, h('button', { type: 'submit', class: 'btn small', id: 'label-add', text: 'Add label' }));
+    replace(box,
+      h('h2', { id: 'labels-title', text: `Labels (${labels.length})` }),
+      h('p', { class: 'hint', text: 'Agents put labels on conversations from the conversation header; the inbox filters by them and the report counts them.' }),
+      labels.length ? h('ul', { class: 'plain labels-list' }, labels.map((l) => {
+        const n = h('input', { value: l.name, maxlength: 40, 'aria-label': `Name of ${l.name}` });
+        const c = h('input', { type: 'color', value: l.color, 'aria-label': `Colour of ${l.name}` });
+        return h('li', { class: 'inline', dataset: { label: l.id } },
+          h('span', { class: 'label-chip', style: `--label: ${l.color}`, text: l.name }), n, c,
+          h('span', { class: 'muted small', text: `${l.conversations} conversation${l.conversations === 1 ? '' : 's'}` }),
+          h('button', { type: 'button', class: 'btn ghost small', text: 'Save', onclick: async () => {
+            try { await ctx.client.putLabel({ id: l.id, siteId: site.id, name: n.value.trim(), color: c.value }); msg.textContent = 'Label saved.'; load(); } catch (err) { msg.textContent = `Could not save: ${errText(err)}`; }
+          } }),
+          h('button', { type: 'button', class: 'btn ghost small danger', text: 'Delete', onclick: async () => {
+            if (!confirm(`Delete the label ${l.name}? It leaves every conversation.`)) return;
+            try { await ctx.client.deleteLabel(l.id); msg.textContent = 'Label deleted.'; load(); } catch (err) { msg.textContent = `Could not delete: ${errText(err)}`; }
+          } }));
+      })) : h('p', { class: 'muted', text: 'No labels yet.' }),
+      form, msg);
+  };
+  load().catch((e) => replace(box, h('p', { class: 'msg-bad', role: 'alert', text: `Could not load the labels: ${errText(e)}` })));
+  return box;
 }
 
 // ---- blocks and the audit log -----------------------------------------------------------------
@@ -345,7 +388,11 @@ async function report(page, ctx) {
           r.perDay.filter((d, i, a) => d.conversations > 0 || i >= a.length - 14).map((d) => h('div', { class: 'bar-row', role: 'row' },
             h('span', { role: 'cell', text: d.day }),
             h('span', { role: 'cell' }, h('span', { class: 'bar', style: `display:block;width:${(d.conversations / max) * 100}%` })),
-            h('span', { role: 'cell', text: String(d.conversations) })))));
+            h('span', { role: 'cell', text: String(d.conversations) })))),
+        h('h2', { text: 'Conversations per label' }),
+        r.perLabel.length
+          ? h('ul', { class: 'plain per-label', id: 'report-labels' }, r.perLabel.map((l) => h('li', { text: `${l.name}: ${l.conversations}` })))
+          : h('p', { class: 'muted', text: 'No labelled conversation in this period.' }));
     } catch (e) { replace(out, h('p', { class: 'msg-bad', role: 'alert', text: `Could not load the report: ${errText(e)}` })); }
   };
   days.addEventListener('change', load);

@@ -12,9 +12,9 @@
 import { h, replace } from './dom.js';
 import { announce, errText } from './format.js';
 import { SESSION_KEY, HISTORY_PAGE, BASE_TITLE, SERVER, SDK, loadSdk, readJson, writeJson, prefs, savePrefs, S, app, shell, ui } from './state.js';
-import { renderInbox, loadList, countsTimer } from './inbox.js';
+import { renderInbox, loadList, countsTimer, fillLabels, scheduleRenderList } from './inbox.js';
 import { onMessage, onConversation, agentsTimer, onTyping, onRead, onView } from './live.js';
-import { closeConversation, openConversation, readTimer, renderAssignOptions } from './conversation.js';
+import { closeConversation, openConversation, readTimer, renderAssignOptions, renderConvHeader } from './conversation.js';
 
 // ---- boot -----------------------------------------------------------------------------------
 
@@ -138,6 +138,7 @@ function enter(client, agent, expiresAt) {
   clearTimeout(S.expiryTimer);
   S.expiryTimer = setTimeout(sessionExpired, Math.min(expiresAt - Date.now(), 2 ** 31 - 1));
   for (const t of agent.topics || []) S.topics.add(t);
+  refreshLabels();
   client.on('message', onMessage);
   client.on('conversation', onConversation);
   client.on('typing', onTyping);
@@ -286,6 +287,17 @@ function onPresence(p) {
     shell.dot.className = `dot ${p.status}`;
   }
   if (S.cv) renderAssignOptions();
+}
+
+/** The labels of every site this agent sees (filter, chips, the header's picker). */
+export async function refreshLabels() {
+  try {
+    const list = await S.client.listLabels('');
+    S.labels = new Map(list.map((l) => [l.id, l]));
+    fillLabels();
+    if (S.cv) renderConvHeader();
+    scheduleRenderList();
+  } catch { /* the inbox works without them */ }
 }
 
 export async function refreshAgents() {

@@ -3,7 +3,7 @@
 import { h, replace } from './dom.js';
 import { time, fullTime, announce, errText } from './format.js';
 import { HISTORY_PAGE, STATUS_LABEL, SDK, S, ui } from './state.js';
-import { upsertConv, placeInList, scheduleRenderList } from './inbox.js';
+import { upsertConv, placeInList, scheduleRenderList, labelChips } from './inbox.js';
 import { refreshAgentsSoon } from './live.js';
 import { loadVisitor } from './visitor.js';
 import { attachmentsView } from './files.js';
@@ -260,6 +260,18 @@ export function renderConvHeader() {
   if (c.status === 'resolved') actions.push(h('button', { type: 'button', class: 'btn', onclick: () => act('reopen', 'Reopened'), text: 'Reopen' }));
   else actions.push(h('button', { type: 'button', class: 'btn', onclick: () => act('resolve', 'Resolved'), text: 'Resolve' }));
   actions.push(h('button', { type: 'button', class: 'btn ghost', id: 'download-transcript', onclick: downloadTranscript, text: 'Download transcript' }));
+  const siteLabels = [...S.labels.values()].filter((l) => l.siteId === c.siteId);
+  if (siteLabels.length) {
+    const has = new Set(c.labelIds || []);
+    actions.push(h('details', { class: 'label-picker', id: 'label-picker' },
+      h('summary', { class: 'btn ghost', text: 'Labels' }),
+      h('div', { class: 'label-menu', role: 'group', 'aria-label': 'Labels' }, siteLabels.map((l) => h('label', { class: 'check' },
+        h('input', { type: 'checkbox', checked: has.has(l.id), dataset: { label: l.id }, onchange: async (e) => {
+          const on = e.target.checked;
+          try { await S.client.labelConversation(c.id, on ? [l.id] : [], on ? [] : [l.id]); } catch (err) { cv.actionMsg.textContent = `Could not change the labels: ${errText(err)}`; e.target.checked = !on; }
+        } }),
+        h('span', { class: 'label-chip', style: `--label: ${l.color}`, text: l.name }))))));
+  }
   replace(cv.header,
     h('div', { class: 'conv-title' },
       h('h2', { text: c.visitorName || 'Visitor' }),
@@ -267,6 +279,7 @@ export function renderConvHeader() {
       h('span', { class: 'topic', text: c.topic }),
       h('span', { class: 'muted', text: c.assigneeName ? `Assigned to ${mine ? 'me' : c.assigneeName}` : (c.status === 'queued' ? `In queue (#${c.queuePosition || '?'})` : 'Unassigned') }),
       c.rating ? h('span', { class: 'rating', text: `Rated ${c.rating}/5` }) : null,
+      labelChips(c),
       h('button', { type: 'button', class: 'btn ghost small visitor-toggle', 'aria-controls': 'visitor-pane', onclick: () => {
         // Shown (narrow screens): its emails read again, they change while the panel is away.
         if (ui.layout.classList.toggle('show-visitor') && cv.refreshEmails) cv.refreshEmails();

@@ -22,6 +22,8 @@ export function renderInbox() {
   ui.status.value = S.list.status;
   ui.topic = h('select', { id: 'f-topic', onchange: (e) => setList({ topic: e.target.value }) });
   fillTopics();
+  ui.label = h('select', { id: 'f-label', onchange: (e) => setList({ labelId: e.target.value }) });
+  fillLabels();
   let searchTimer = 0;
   ui.search = h('input', { id: 'f-search', type: 'search', placeholder: 'Search name, email, text', value: S.list.query,
     oninput: (e) => { clearTimeout(searchTimer); searchTimer = setTimeout(() => setList({ query: e.target.value.trim() }), 300); } });
@@ -34,6 +36,7 @@ export function renderInbox() {
     h('div', { class: 'filters' },
       h('label', { class: 'sr-only', for: 'f-status', text: 'Status' }), ui.status,
       h('label', { class: 'sr-only', for: 'f-topic', text: 'Topic' }), ui.topic,
+      h('label', { class: 'sr-only', for: 'f-label', text: 'Label' }), ui.label,
       h('label', { class: 'sr-only', for: 'f-search', text: 'Search' }), ui.search),
     ui.listEl, ui.listInfo, ui.more);
   ui.convPane = h('section', { class: 'pane conversation', 'aria-label': 'Conversation' },
@@ -57,6 +60,22 @@ export function fillTopics() {
   ui.topic.value = cur;
 }
 
+export function fillLabels() {
+  if (!ui.label) return;
+  const cur = S.list.labelId;
+  replace(ui.label, h('option', { value: '', text: 'Any label' }),
+    [...S.labels.values()].map((l) => h('option', { value: l.id, text: l.name })));
+  ui.label.value = S.labels.has(cur) ? cur : '';
+  ui.label.hidden = S.labels.size === 0;
+}
+
+/** A conversation's labels as coloured chips (names and colours are the site's, as text). */
+export function labelChips(c) {
+  const known = (c.labelIds || []).map((id) => S.labels.get(id)).filter(Boolean);
+  if (!known.length) return null;
+  return h('span', { class: 'labels' }, known.map((l) => h('span', { class: 'label-chip', style: `--label: ${l.color}`, text: l.name })));
+}
+
 function setList(change) {
   Object.assign(S.list, change);
   if (ui.tabs) for (const [n, t] of Object.entries(ui.tabs)) t.b.setAttribute('aria-pressed', String(n === S.list.name));
@@ -70,6 +89,7 @@ function filterFor(name, withPaging) {
   if (S.list.status) f.status = S.list.status;
   if (S.list.topic) f.topic = S.list.topic;
   if (S.list.query) f.query = S.list.query;
+  if (S.list.labelId) f.labelId = S.list.labelId;
   if (withPaging) f.pageSize = PAGE;
   return f;
 }
@@ -140,6 +160,7 @@ function matches(c, name = S.list.name) {
   if (name === 'unassigned' && c.assigneeId) return false;
   if (l.status && c.status !== l.status) return false;
   if (l.topic && c.topic !== l.topic) return false;
+  if (l.labelId && !(c.labelIds || []).includes(l.labelId)) return false;
   if (l.query) {
     const q = l.query.toLowerCase();
     if (!(`${c.visitorName} ${c.lastMessagePreview}`.toLowerCase().includes(q)) && !S.listIds.includes(c.id)) return false;
@@ -185,7 +206,7 @@ function renderRow(c) {
   let li = ui.rows.get(c.id);
   const unread = isUnread(c);
   const selected = S.cv && S.cv.id === c.id;
-  const key = `${c.updatedAt}|${c.lastSeq}|${c.status}|${c.assigneeId}|${unread}|${selected}|${c.visitorName}|${c.rating}`;
+  const key = `${c.updatedAt}|${c.lastSeq}|${c.status}|${c.assigneeId}|${unread}|${selected}|${c.visitorName}|${c.rating}|${(c.labelIds || []).join()}|${S.labels.size}`;
   if (li && li.dataset.key === key) return li;
   const name = c.visitorName || 'Visitor';
   const a = h('a', { href: `#/c/${encodeURIComponent(c.id)}`, class: 'row', 'aria-current': selected ? 'true' : null },
@@ -198,7 +219,8 @@ function renderRow(c) {
       h('span', { class: `status ${c.status}`, text: STATUS_LABEL[c.status] || c.status }),
       h('span', { class: 'topic', text: c.topic }),
       c.assigneeName ? h('span', { class: 'assignee', text: c.assigneeId === S.me.id ? 'me' : c.assigneeName }) : null,
-      c.rating ? h('span', { class: 'rating', text: `★ ${c.rating}` }) : null));
+      c.rating ? h('span', { class: 'rating', text: `★ ${c.rating}` }) : null,
+      labelChips(c)));
   const fresh = h('li', { class: unread ? 'unread' : '', dataset: { id: c.id, key } }, a);
   if (li) li.replaceWith(fresh);
   ui.rows.set(c.id, fresh);

@@ -58,7 +58,8 @@ export const S = {
   presence: prefs.presence,
   convs: new Map(), // id -> Conversation (everything seen)
   localRead: new Map(), // id -> seq read in this console
-  list: { name: 'mine', status: '', topic: '', query: '' },
+  list: { name: 'mine', status: '', topic: '', query: '', labelId: '' },
+  labels: new Map(), // id -> Label (of every site this agent sees)
   listIds: [],
   nextPageToken: '',
   listLoading: false,

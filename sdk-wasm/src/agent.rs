@@ -100,6 +100,75 @@ impl ChatClient {
         self.event(Ce::Resolve(v1::ResolveConversation { conversation_id }))
     }
 
+    /// Staff: add and remove labels (ids from `listLabels`) on a conversation.
+    #[wasm_bindgen(js_name = labelConversation, unchecked_return_type = "Promise<Ack>")]
+    pub fn label_conversation(
+        &self,
+        conversation_id: String,
+        add: Vec<String>,
+        remove: Vec<String>,
+    ) -> Promise {
+        self.event(Ce::Label(v1::LabelConversation {
+            conversation_id,
+            add,
+            remove,
+        }))
+    }
+
+    /// A site's labels by name, with how many conversations carry each.
+    #[wasm_bindgen(js_name = listLabels, unchecked_return_type = "Promise<Label[]>")]
+    pub fn list_labels(&self, site_id: String) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            let r = sh
+                .chat()
+                .list_labels(sh.req(v1::ListLabelsRequest { site_id }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(js::array(&r.labels, label))
+        })
+    }
+
+    /// Admins: create a label (`{ siteId, name, color }`) or change one (with its `id`).
+    #[wasm_bindgen(js_name = putLabel, unchecked_return_type = "Promise<Label>")]
+    pub fn put_label(
+        &self,
+        #[wasm_bindgen(
+            unchecked_param_type = "{ id?: string; siteId: string; name: string; color?: string }"
+        )]
+        input: JsValue,
+    ) -> Promise {
+        let sh = self.sh.clone();
+        let l = v1::Label {
+            id: js::get_str(&input, "id"),
+            site_id: js::get_str(&input, "siteId"),
+            name: js::get_str(&input, "name"),
+            color: js::get_str(&input, "color"),
+            conversations: 0,
+        };
+        promise(async move {
+            let r = sh
+                .admin()
+                .put_label(sh.req(v1::PutLabelRequest { label: Some(l) }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(r.label.as_ref().map(label).unwrap_or_default())
+        })
+    }
+
+    /// Admins: delete a label (it leaves every conversation).
+    #[wasm_bindgen(js_name = deleteLabel, unchecked_return_type = "Promise<void>")]
+    pub fn delete_label(&self, label_id: String) -> Promise {
+        let sh = self.sh.clone();
+        promise(async move {
+            sh.admin()
+                .delete_label(sh.req(v1::DeleteLabelRequest { label_id }))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
     /// Agent: reopen a resolved conversation.
     #[wasm_bindgen(unchecked_return_type = "Promise<Ack>")]
     pub fn reopen(&self, conversation_id: String) -> Promise {
@@ -740,6 +809,16 @@ fn event_name(t: i32) -> &'static str {
         .find(|(e, _)| *e as i32 == t)
         .map(|(_, n)| *n)
         .unwrap_or("")
+}
+
+fn label(l: &v1::Label) -> JsValue {
+    O::new()
+        .s("id", &l.id)
+        .s("siteId", &l.site_id)
+        .s("name", &l.name)
+        .s("color", &l.color)
+        .n("conversations", l.conversations as f64)
+        .done()
 }
 
 fn block(b: &v1::Block) -> JsValue {

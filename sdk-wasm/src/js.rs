@@ -244,7 +244,7 @@ pub fn file_kinds_from(s: &str) -> v1::FileKinds {
 }
 
 pub fn conversation(c: &v1::Conversation) -> JsValue {
-    O::new()
+    let o = O::new()
         .s("id", &c.id)
         .s("siteId", &c.site_id)
         .s("visitorId", &c.visitor_id)
@@ -262,8 +262,11 @@ pub fn conversation(c: &v1::Conversation) -> JsValue {
         .n("updatedAt", c.updated_at_ms as f64)
         .n("rating", c.rating as f64)
         .s("ratingComment", &c.rating_comment)
-        .n("agentsOnline", c.agents_online as f64)
-        .done()
+        .n("agentsOnline", c.agents_online as f64);
+    // Labels are staff business: the widget's build leaves them out (and their bytes).
+    #[cfg(feature = "agent")]
+    let o = o.strs("labelIds", &c.label_ids);
+    o.done()
 }
 
 pub fn ack(a: &v1::Ack) -> JsValue {
@@ -428,6 +431,16 @@ pub fn report(r: &v1::GetSiteReportResponse) -> JsValue {
         .n("satisfactionAverage", r.satisfaction_average)
         .n("ratings", r.ratings as f64)
         .n("resolved", r.resolved as f64)
+        .v(
+            "perLabel",
+            array(&r.per_label, |l| {
+                O::new()
+                    .s("labelId", &l.label_id)
+                    .s("name", &l.name)
+                    .n("conversations", l.conversations as f64)
+                    .done()
+            }),
+        )
         .done()
 }
 
@@ -487,5 +500,6 @@ pub fn list_filter_from(o: &JsValue) -> v1::ListConversationsRequest {
         query: get_str(o, "query"),
         page_size: get_num(o, "pageSize") as u32,
         page_token: get_str(o, "pageToken"),
+        label_id: get_str(o, "labelId"),
     }
 }

@@ -74,6 +74,8 @@ export interface Conversation {
   status: ConversationStatus; assigneeId: string; assigneeName: string; queuePosition: number;
   lastSeq: number; lastMessagePreview: string; visitorReadSeq: number; agentReadSeq: number;
   createdAt: number; updatedAt: number; rating: number; ratingComment: string; agentsOnline: number;
+  /** Ids of the site's labels on it (the full SDK only; names from `listLabels`). */
+  labelIds?: string[];
 }
 
 export interface Ack {
@@ -164,6 +166,7 @@ export interface SiteReport {
   perDay: { day: string; conversations: number }[]; conversations: number;
   medianFirstResponseMs: number; medianResolutionMs: number; satisfactionAverage: number;
   ratings: number; resolved: number;
+  perLabel: { labelId: string; name: string; conversations: number }[];
 }
 
 export interface TypingEvent { conversationId: string; authorKind: AuthorKind; authorId: string; authorName: string; on: boolean; }
@@ -226,8 +229,10 @@ export interface PendingSend { clientMsgId: string; conversationId: string; topi
 export interface HistoryPage { messages: Message[]; hasMore: boolean; }
 export interface ListFilter {
   status?: ConversationStatus; topic?: string; assigneeId?: string; unassigned?: boolean;
-  siteId?: string; query?: string; pageSize?: number; pageToken?: string;
+  siteId?: string; query?: string; pageSize?: number; pageToken?: string; labelId?: string;
 }
+/** A site's label (admins define them; staff put them on conversations). */
+export interface Label { id: string; siteId: string; name: string; color: string; conversations: number; }
 export interface ConversationPage { conversations: Conversation[]; nextPageToken: string; total: number; }
 export interface VisitorProfile { visitor: Visitor; conversations: Conversation[]; }
 export interface Identity { userId?: string; userHash?: string; name?: string; email?: string; }

@@ -93,7 +93,32 @@ const OPS: &[&str] = &[
     "Chat.DeleteBlock (site 1's)",
     "Chat.ListBlocks (site 1)",
     "Admin.ListAuditLog (site 1)",
+    "Admin.PutLabel (site 1)",
+    "Admin.DeleteLabel (site 1's)",
+    "Chat.ListLabels (site 1)",
+    "Publish.Label (A's, site 1's label)",
 ];
+
+/// A new label of the site (each with its own name).
+async fn new_label(s: &TestServer, admin: &str, site_id: &str) -> v1::Label {
+    s.admin_client()
+        .await
+        .put_label(authed(
+            admin,
+            v1::PutLabelRequest {
+                label: Some(v1::Label {
+                    site_id: site_id.into(),
+                    name: uuid(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .label
+        .unwrap()
+}
 
 /// Lifts every block of the site (each cell starts without any).
 async fn clear_blocks(s: &TestServer, admin: &str, site_id: &str) {
@@ -1144,6 +1169,48 @@ impl World {
                 ))
                 .await
                 .map(drop),
+            "Admin.PutLabel (site 1)" => adm
+                .put_label(req(
+                    token,
+                    v1::PutLabelRequest {
+                        label: Some(v1::Label {
+                            site_id: self.site_id.clone(),
+                            name: uuid(),
+                            ..Default::default()
+                        }),
+                    },
+                ))
+                .await
+                .map(drop),
+            "Admin.DeleteLabel (site 1's)" => {
+                let l = new_label(&self.s, &self.admin, &self.site_id).await;
+                adm.delete_label(req(token, v1::DeleteLabelRequest { label_id: l.id }))
+                    .await
+                    .map(drop)
+            }
+            "Chat.ListLabels (site 1)" => chat
+                .list_labels(req(
+                    token,
+                    v1::ListLabelsRequest {
+                        site_id: self.site_id.clone(),
+                    },
+                ))
+                .await
+                .map(drop),
+            "Publish.Label (A's, site 1's label)" => {
+                let l = new_label(&self.s, &self.admin, &self.site_id).await;
+                let conv = self.conversation(false).await;
+                chat.publish(req(
+                    token,
+                    publish_ev(Ce::Label(v1::LabelConversation {
+                        conversation_id: conv,
+                        add: vec![l.id],
+                        remove: vec![],
+                    })),
+                ))
+                .await
+                .map(drop)
+            }
             other => panic!("no such operation {other}"),
         }
     }

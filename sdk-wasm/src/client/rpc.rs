@@ -65,4 +65,7 @@ rpcs! {
     delete_block: "/wsmschat.v1.ChatService/DeleteBlock", v1::DeleteBlockRequest => v1::DeleteBlockResponse;
     list_blocks: "/wsmschat.v1.ChatService/ListBlocks", v1::ListBlocksRequest => v1::ListBlocksResponse;
     list_audit_log: "/wsmschat.v1.AdminService/ListAuditLog", v1::ListAuditLogRequest => v1::ListAuditLogResponse;
+    list_labels: "/wsmschat.v1.ChatService/ListLabels", v1::ListLabelsRequest => v1::ListLabelsResponse;
+    put_label: "/wsmschat.v1.AdminService/PutLabel", v1::PutLabelRequest => v1::PutLabelResponse;
+    delete_label: "/wsmschat.v1.AdminService/DeleteLabel", v1::DeleteLabelRequest => v1::DeleteLabelResponse;
 }

@@ -25,6 +25,7 @@ mod events;
 pub mod files;
 pub mod hub;
 pub mod inbound;
+pub mod labels;
 pub mod limits;
 pub mod presence;
 pub mod queries;

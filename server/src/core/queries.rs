@@ -41,6 +41,11 @@ impl Core {
             0 => 50,
             n => n.min(200),
         };
+        if r.label_id.len() > 64 {
+            return Err(CoreError::InvalidArgument(
+                "label_id is not a label id".into(),
+            ));
+        }
         let mut filter = ConversationFilter {
             status: v1::ConversationStatus::try_from(r.status)
                 .ok()
@@ -50,13 +55,17 @@ impl Core {
             unassigned: r.unassigned,
             site_id: (!r.site_id.is_empty()).then_some(r.site_id),
             visitor_id: None,
+            label_id: (!r.label_id.is_empty()).then_some(r.label_id),
             query: (!r.query.trim().is_empty()).then(|| r.query.trim().to_owned()),
             limit: page_size,
             after: parse_page_token(&r.page_token)?,
             scope: None,
         };
         match principal {
-            Principal::Visitor { visitor_id, .. } => filter.visitor_id = Some(visitor_id.clone()),
+            Principal::Visitor { visitor_id, .. } => {
+                filter.visitor_id = Some(visitor_id.clone());
+                filter.label_id = None; // labels are staff business
+            }
             Principal::Agent { agent } if filter.assignee_id.as_deref() == Some("me") => {
                 filter.assignee_id = Some(agent.id.clone());
             }

@@ -50,6 +50,10 @@ impl Core {
         let days = if days == 0 { 30 } else { days.min(366) } as i64;
         let today = now_ms().div_euclid(DAY_MS);
         let first_day = today - days + 1;
+        let per_label = self
+            .store
+            .label_report(site_id.clone(), first_day * DAY_MS)
+            .await?;
         let rows = self
             .store
             .report_rows(site_id, first_day * DAY_MS)
@@ -93,6 +97,7 @@ impl Core {
             },
             ratings,
             resolved,
+            per_label,
         })
     }
 }

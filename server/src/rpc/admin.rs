@@ -364,4 +364,37 @@ impl AdminService for AdminApi {
         let entries = self.core.audit_log(grant, req.into_inner()).await?;
         Ok(Response::new(v1::ListAuditLogResponse { entries }))
     }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/PutLabel", principal, principal_id)
+    )]
+    async fn put_label(
+        &self,
+        req: Request<v1::PutLabelRequest>,
+    ) -> Result<Response<v1::PutLabelResponse>, Status> {
+        let grant = self.admin(&req).await?;
+        let label = self
+            .core
+            .put_label(grant, req.into_inner().label.unwrap_or_default())
+            .await?;
+        Ok(Response::new(v1::PutLabelResponse { label: Some(label) }))
+    }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "AdminService/DeleteLabel", principal, principal_id)
+    )]
+    async fn delete_label(
+        &self,
+        req: Request<v1::DeleteLabelRequest>,
+    ) -> Result<Response<v1::DeleteLabelResponse>, Status> {
+        let grant = self.admin(&req).await?;
+        self.core
+            .delete_label(grant, req.into_inner().label_id)
+            .await?;
+        Ok(Response::new(v1::DeleteLabelResponse {}))
+    }
 }

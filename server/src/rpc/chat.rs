@@ -487,6 +487,23 @@ impl ChatService for ChatApi {
             .await?;
         Ok(Response::new(v1::ListBlocksResponse { blocks }))
     }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "ChatService/ListLabels", principal, principal_id)
+    )]
+    async fn list_labels(
+        &self,
+        req: Request<v1::ListLabelsRequest>,
+    ) -> Result<Response<v1::ListLabelsResponse>, Status> {
+        let who = charged_caller(&self.core, &req).await?;
+        let labels = self
+            .core
+            .list_labels(&who.principal, req.into_inner().site_id)
+            .await?;
+        Ok(Response::new(v1::ListLabelsResponse { labels }))
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 pub mod blocks;
 pub mod db;
 pub mod email;
+pub mod labels;
 pub mod postgres;
 pub mod sql;
 pub mod sql_store;
@@ -258,6 +259,8 @@ pub struct ConversationFilter {
     pub site_id: Option<String>,
     /// Only this visitor.
     pub visitor_id: Option<String>,
+    /// Only conversations carrying this label.
+    pub label_id: Option<String>,
     /// Case-insensitive search in visitor name/email and message text.
     pub query: Option<String>,
     /// Page size.
@@ -537,6 +540,23 @@ pub trait Store: Send + Sync + 'static {
         before_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<v1::AuditEntry>>;
+
+    // --- labels (see [`labels`])
+    /// Creates (`create`: the id is new) or changes a label.
+    async fn put_label(&self, label: v1::Label, create: bool) -> StoreResult<v1::Label>;
+    /// Deletes a label; the label and the conversations that carried it.
+    async fn delete_label(&self, id: String) -> StoreResult<(v1::Label, Vec<String>)>;
+    async fn label_by_id(&self, id: &str) -> StoreResult<v1::Label>;
+    async fn list_labels(&self, site_id: &str) -> StoreResult<Vec<v1::Label>>;
+    /// Adds and removes labels of the conversation's site; the conversation after.
+    async fn label_conversation(
+        &self,
+        conversation_id: String,
+        add: Vec<String>,
+        remove: Vec<String>,
+    ) -> StoreResult<v1::Conversation>;
+    /// Conversations created since `since` per label (one site, or all with "").
+    async fn label_report(&self, site_id: String, since: i64) -> StoreResult<Vec<v1::LabelCount>>;
 
     // --- email (see [`email`])
     /// Conversations whose continuity email is due.

@@ -217,7 +217,7 @@ pub async fn migrate(db: &mut dyn Db) -> StoreResult<()> {
 
 // ---------------------------------------------------------------- row decoding
 
-fn conversation_from_row(r: &Row) -> v1::Conversation {
+pub(super) fn conversation_from_row(r: &Row) -> v1::Conversation {
     v1::Conversation {
         id: r.text(0),
         site_id: r.text(1),
@@ -238,6 +238,7 @@ fn conversation_from_row(r: &Row) -> v1::Conversation {
         rating: r.u32(15),
         rating_comment: r.text(16),
         agents_online: 0,
+        label_ids: split_list(&r.text(17)),
     }
 }
 
@@ -1199,6 +1200,12 @@ async fn list_conversations_in(
     if let Some(visitor) = &f.visitor_id {
         let p = arg(visitor.into());
         clauses.push(format!("c.visitor_id = {p}"));
+    }
+    if let Some(label) = &f.label_id {
+        let p = arg(label.into());
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM conversation_labels cl WHERE cl.conversation_id = c.id AND cl.label_id = {p})"
+        ));
     }
     if let Some(scope) = &f.scope {
         let mut any = Vec::new();
@@ -2273,6 +2280,56 @@ impl<E: Engine> Store for SqlStore<E> {
         let site_id = site_id.to_owned();
         self.read(move |db| {
             Box::pin(async move { super::blocks::audit_log(db, &site_id, before_ms, limit).await })
+        })
+        .await
+    }
+
+    async fn put_label(&self, label: v1::Label, create: bool) -> StoreResult<v1::Label> {
+        self.write(move |ctx| {
+            let label = label.clone();
+            Box::pin(async move { super::labels::put(ctx.db, &label, create).await })
+        })
+        .await
+    }
+
+    async fn delete_label(&self, id: String) -> StoreResult<(v1::Label, Vec<String>)> {
+        self.write(move |ctx| {
+            let id = id.clone();
+            Box::pin(async move { super::labels::delete(ctx.db, &id).await })
+        })
+        .await
+    }
+
+    async fn label_by_id(&self, id: &str) -> StoreResult<v1::Label> {
+        let id = id.to_owned();
+        self.read(move |db| Box::pin(async move { super::labels::load(db, &id).await }))
+            .await
+    }
+
+    async fn list_labels(&self, site_id: &str) -> StoreResult<Vec<v1::Label>> {
+        let site_id = site_id.to_owned();
+        self.read(move |db| Box::pin(async move { super::labels::list(db, &site_id).await }))
+            .await
+    }
+
+    async fn label_conversation(
+        &self,
+        conversation_id: String,
+        add: Vec<String>,
+        remove: Vec<String>,
+    ) -> StoreResult<v1::Conversation> {
+        self.write(move |ctx| {
+            let (id, add, remove) = (conversation_id.clone(), add.clone(), remove.clone());
+            Box::pin(
+                async move { super::labels::label_conversation(ctx.db, &id, &add, &remove).await },
+            )
+        })
+        .await
+    }
+
+    async fn label_report(&self, site_id: String, since: i64) -> StoreResult<Vec<v1::LabelCount>> {
+        self.read(move |db| {
+            Box::pin(async move { super::labels::report(db, &site_id, since).await })
         })
         .await
     }
