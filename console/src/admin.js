@@ -155,6 +155,7 @@ function siteForm(ctx, site, info) {
   const retention = h('input', { id: 'site-retention', type: 'number', min: '0', max: '36500', step: '1', value: String(s.fileRetentionDays || 0) });
   const emailDelay = h('input', { id: 'site-email-delay', type: 'number', min: '0', max: '10080', step: '1', value: String(s.emailDelayMinutes || 0) });
   const notifyEmail = h('input', { id: 'site-notify-email', type: 'email', value: s.notifyEmail || '', autocomplete: 'off', placeholder: 'support-team@example.com' });
+  const autoResolve = h('input', { id: 'site-auto-resolve', type: 'number', min: '0', max: '8760', step: '1', value: String(s.autoResolveHours || 0) });
   const perIp = h('input', { id: 'site-per-ip', type: 'number', min: '0', max: '100000', step: '1', value: String(s.newConversationsPerIpHour || 0) });
   const msg = status();
   const save = h('button', { type: 'submit', class: 'btn primary', text: site ? 'Save site' : 'Create site' });
@@ -176,6 +177,8 @@ function siteForm(ctx, site, info) {
       'When a visitor who left an address has not seen an agent\'s replies for this long, they get them in one email with a link back to the chat. 0: the default, 3 minutes.'),
     field('site-notify-email', 'Team address for alerts and the daily digest', notifyEmail,
       'Optional. Besides the topic\'s agents and the admins, this address is emailed when a customer writes while nobody of the topic is online, and gets the daily digest of waiting conversations.'),
+    field('site-auto-resolve', 'Auto-resolve after (hours)', autoResolve,
+      'An open conversation whose customer has not answered an agent\'s reply for this long is resolved (the customer is asked to rate it). 0: off.'),
     field('site-per-ip', 'New conversations per address and hour', perIp,
       'One network may start at most this many conversations an hour, so a script cannot flood the queue; the widget tells the visitor when to try again. 0: the server\'s default (30).'),
   ];
@@ -210,7 +213,8 @@ function siteForm(ctx, site, info) {
       fileRetentionDays: Math.max(0, Math.floor(Number(retention.value) || 0)),
       emailDelayMinutes: Math.max(0, Math.min(10080, Math.floor(Number(emailDelay.value) || 0))),
       notifyEmail: notifyEmail.value,
-      newConversationsPerIpHour: Math.max(0, Math.min(100000, Math.floor(Number(perIp.value) || 0))) };
+      newConversationsPerIpHour: Math.max(0, Math.min(100000, Math.floor(Number(perIp.value) || 0))),
+      autoResolveHours: Math.max(0, Math.min(8760, Math.floor(Number(autoResolve.value) || 0))) };
     save.disabled = true;
     try {
       if (site) {

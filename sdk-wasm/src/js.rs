@@ -464,6 +464,7 @@ pub fn site_from(o: &JsValue) -> v1::Site {
         email_delay_minutes: get_num(o, "emailDelayMinutes").max(0.0) as u32,
         notify_email: get_str(o, "notifyEmail"),
         new_conversations_per_ip_hour: get_num(o, "newConversationsPerIpHour").max(0.0) as u32,
+        auto_resolve_hours: get_num(o, "autoResolveHours").max(0.0) as u32,
     }
 }
 

@@ -115,6 +115,9 @@ export interface Site {
   notifyEmail: string;
   /** New conversations one address may start per hour (0: the server's default, 30). */
   newConversationsPerIpHour: number;
+  /** Hours without a customer answer after an agent's reply before an open conversation is
+   *  resolved (0: off). */
+  autoResolveHours: number;
 }
 
 export interface ApiKey { id: string; name: string; scopes: ("chat" | "admin")[]; createdAt: number; active: boolean; siteIds: string[]; }

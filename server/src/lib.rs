@@ -197,6 +197,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     core.spawn_queue_announcer();
     core.spawn_site_refresher();
     core.spawn_visitor_cleanup();
+    core.spawn_auto_resolve();
     core.spawn_file_sweeper();
     core.spawn_webhook_dispatcher();
     core.spawn_mailer();

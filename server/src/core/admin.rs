@@ -59,6 +59,16 @@ fn normalize_site(mut s: v1::Site) -> CoreResult<v1::Site> {
             "email_delay_minutes is at most 10080 (a week; 0: 3)",
         ));
     }
+    if s.auto_resolve_hours > 8_760 {
+        return Err(invalid(
+            "auto_resolve_hours is at most 8760 (a year; 0: off)",
+        ));
+    }
+    if s.new_conversations_per_ip_hour > 100_000 {
+        return Err(invalid(
+            "new_conversations_per_ip_hour is at most 100000 (0: the server's default)",
+        ));
+    }
     s.allowed_origins = s
         .allowed_origins
         .into_iter()

@@ -92,6 +92,8 @@ pub struct CoreConfig {
     pub new_conversations_per_minute: u32,
     /// Unresolved conversations one visitor may have at once (0: no cap).
     pub open_conversations_per_visitor: u32,
+    /// How often idle conversations are looked for (sites with `auto_resolve_hours`).
+    pub auto_resolve_every: Duration,
     /// New conversations per client address per hour on a site, for sites that set none
     /// (`Site.new_conversations_per_ip_hour`); 0: no cap. Counted in the store.
     pub new_conversations_per_ip_hour: u32,
@@ -149,6 +151,7 @@ impl Default for CoreConfig {
             new_conversations_per_minute: 60,
             open_conversations_per_visitor: 5,
             new_conversations_per_ip_hour: 30,
+            auto_resolve_every: Duration::from_secs(60),
             idle_visitor_retention: Some(Duration::from_secs(30 * 86_400)),
             uploads_per_hour: 100,
             files_dir: None,

@@ -308,3 +308,31 @@ mod measure {
         t.finish().await;
     }
 }
+
+impl Core {
+    /// Auto-resolve (issue #15): every `auto_resolve_every`, resolves the open conversations
+    /// whose customer has not answered a staff reply for their site's `auto_resolve_hours`,
+    /// through the usual resolve (system message, snapshot, webhooks, the rating prompt). Every
+    /// node may run it: each resolve re-checks under the conversation's row lock.
+    pub fn spawn_auto_resolve(self: &Arc<Self>) {
+        self.spawn_periodic(self.config.auto_resolve_every, |core| async move {
+            if let Err(error) = core.auto_resolve_pass().await {
+                tracing::warn!(%error, "Auto-resolve pass failed");
+            }
+        });
+    }
+
+    /// One pass: at most 500 conversations; how many were resolved.
+    pub async fn auto_resolve_pass(self: &Arc<Self>) -> CoreResult<u32> {
+        let now = crate::util::now_ms();
+        let mut resolved = 0;
+        for id in self.store.idle_conversations(now, 500).await? {
+            if let Some(changed) = self.store.resolve_idle(id, now).await? {
+                tracing::info!(conversation = %changed.conversation.id, "Auto-resolved");
+                self.after_change(changed).await;
+                resolved += 1;
+            }
+        }
+        Ok(resolved)
+    }
+}

@@ -407,6 +407,12 @@ pub trait Store: Send + Sync + 'static {
         conversation_id: String,
         target: AssignTarget,
     ) -> StoreResult<Option<Changed>>;
+    /// Open conversations (of sites with auto-resolve) whose customer has not answered a staff
+    /// reply for the site's hours at `now`, longest idle first.
+    async fn idle_conversations(&self, now: i64, limit: u32) -> StoreResult<Vec<String>>;
+    /// Resolves the conversation if it is still idle (checked with its row locked).
+    async fn resolve_idle(&self, conversation_id: String, now: i64)
+    -> StoreResult<Option<Changed>>;
     /// Resolves an open or queued conversation and writes the system message.
     async fn resolve(&self, conversation_id: String) -> StoreResult<Changed>;
     /// Reopens a resolved conversation (queued again) and writes the system message.

@@ -334,6 +334,7 @@ pub(super) fn site_from_row(r: &Row) -> v1::Site {
         email_delay_minutes: r.u32(13),
         notify_email: r.text(14),
         new_conversations_per_ip_hour: r.u32(15),
+        auto_resolve_hours: r.u32(16),
     }
 }
 
@@ -944,6 +945,14 @@ async fn assign_in_tx(
     }))
 }
 
+/// Open conversations of sites with auto-resolve whose newest message is a staff reply older
+/// than the site's hours (`$1`: now, ms). The numbers are ConversationStatus::Open (2),
+/// MessageKind::Text (1), AuthorKind::Agent (2) and Service (3); a test pins them.
+const IDLE_FROM: &str = "FROM conversations c JOIN sites s ON s.id = c.site_id \
+     JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq \
+     WHERE c.status = 2 AND s.auto_resolve_hours > 0 AND m.kind = 1 AND m.author_kind IN (2, 3) \
+     AND m.created_at < $1 - s.auto_resolve_hours * 3600000";
+
 async fn set_status_in_tx(
     ctx: &mut WriteCtx<'_>,
     conversation_id: &str,
@@ -1287,6 +1296,16 @@ async fn list_conversations_in(
     Ok((rows, total))
 }
 
+#[test]
+fn the_idle_query_names_the_right_enum_values() {
+    assert_eq!(v1::ConversationStatus::Open as i32, 2);
+    assert_eq!(v1::MessageKind::Text as i32, 1);
+    assert_eq!(
+        (v1::AuthorKind::Agent as i32, v1::AuthorKind::Service as i32),
+        (2, 3)
+    );
+}
+
 /// `AND kind <> note` unless notes are wanted (built into the SQL: no flag parameter).
 fn notes_filter(with_notes: bool) -> &'static str {
     if with_notes { "" } else { " AND kind <> 2" }
@@ -1303,8 +1322,8 @@ impl<E: Engine> Store for SqlStore<E> {
                         "INSERT INTO sites (id, site_key, name, allowed_origins, topics, color, greeting, \
                          identity_secret, identity_required, created_at, restrict_agents_to_topics, \
                          max_file_bytes, file_kinds, file_retention_days, email_delay_minutes, notify_email, \
-                         new_conversations_per_ip_hour) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                         new_conversations_per_ip_hour, auto_resolve_hours) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
                         args![
                             &site.id,
                             &site.site_key,
@@ -1322,7 +1341,8 @@ impl<E: Engine> Store for SqlStore<E> {
                             site.file_retention_days,
                             site.email_delay_minutes,
                             &site.notify_email,
-                            site.new_conversations_per_ip_hour
+                            site.new_conversations_per_ip_hour,
+                            site.auto_resolve_hours
                         ],
                     )
                     .await?;
@@ -1342,8 +1362,8 @@ impl<E: Engine> Store for SqlStore<E> {
                         "UPDATE sites SET name = $2, allowed_origins = $3, topics = $4, color = $5, greeting = $6, \
                          identity_secret = $7, identity_required = $8, restrict_agents_to_topics = $9, \
                          max_file_bytes = $10, file_kinds = $11, file_retention_days = $12, \
-                         email_delay_minutes = $13, notify_email = $14, new_conversations_per_ip_hour = $15 \
-                         WHERE id = $1",
+                         email_delay_minutes = $13, notify_email = $14, new_conversations_per_ip_hour = $15, \
+                         auto_resolve_hours = $16 WHERE id = $1",
                         args![
                             &site.id,
                             &site.name,
@@ -1359,7 +1379,8 @@ impl<E: Engine> Store for SqlStore<E> {
                             site.file_retention_days,
                             site.email_delay_minutes,
                             &site.notify_email,
-                            site.new_conversations_per_ip_hour
+                            site.new_conversations_per_ip_hour,
+                            site.auto_resolve_hours
                         ],
                     )
                     .await?;
@@ -1774,6 +1795,54 @@ impl<E: Engine> Store for SqlStore<E> {
         self.write(move |ctx| {
             let (id, target) = (conversation_id.clone(), target.clone());
             Box::pin(async move { assign_in_tx(ctx, &id, target).await })
+        })
+        .await
+    }
+
+    async fn idle_conversations(&self, now: i64, limit: u32) -> StoreResult<Vec<String>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                Ok(db
+                    .query(
+                        &format!("SELECT c.id {IDLE_FROM} ORDER BY m.created_at LIMIT $2"),
+                        args![now, limit as i64],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.text(0))
+                    .collect())
+            })
+        })
+        .await
+    }
+
+    async fn resolve_idle(
+        &self,
+        conversation_id: String,
+        now: i64,
+    ) -> StoreResult<Option<Changed>> {
+        self.write(move |ctx| {
+            let id = conversation_id.clone();
+            Box::pin(async move {
+                let lock = format!(
+                    "SELECT id FROM conversations WHERE id = $1{}",
+                    ctx.db.for_update()
+                );
+                ctx.db.query_one(&lock, args![&id], "conversation").await?;
+                // Still idle with the row locked: a reply or a resolve since the scan wins.
+                let idle = ctx
+                    .db
+                    .query_opt(
+                        &format!("SELECT c.id {IDLE_FROM} AND c.id = $2"),
+                        args![now, &id],
+                    )
+                    .await?
+                    .is_some();
+                if !idle {
+                    return Ok(None);
+                }
+                set_status_in_tx(ctx, &id, true).await.map(Some)
+            })
         })
         .await
     }

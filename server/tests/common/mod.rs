@@ -44,6 +44,7 @@ pub fn test_core_config() -> CoreConfig {
         new_conversations_per_minute: 1_000_000,
         open_conversations_per_visitor: 0,
         new_conversations_per_ip_hour: 0,
+        auto_resolve_every: std::time::Duration::from_millis(200),
         ..CoreConfig::default()
     }
 }

@@ -1,6 +1,8 @@
-//! Labels (issue #15): admins define them per site, staff put them on conversations (live, to
-//! every follower), the inbox filters by them and the site report counts them; on a real server
-//! (SQLite, or PostgreSQL with WSMSCHAT_TEST_POSTGRES).
+//! Desk operations (issue #15) on a real server (SQLite, or PostgreSQL with
+//! WSMSCHAT_TEST_POSTGRES): labels (admins define them per site, staff put them on
+//! conversations, live to every follower; the inbox filters by them, the report counts them) and
+//! auto-resolve (a conversation the customer left unanswered resolves itself after the site's
+//! hours, on a shortened clock: its rows are moved into the past).
 
 mod common;
 
@@ -160,8 +162,14 @@ async fn labels_are_defined_put_on_conversations_live_filtered_and_counted() {
     assert_eq!(e.code(), Code::InvalidArgument);
 
     // The inbox filters by label.
-    assert_eq!(list(&mut chat, &agent, &refund.id).await, std::slice::from_ref(&c1));
-    assert_eq!(list(&mut chat, &agent, &bug.id).await, std::slice::from_ref(&c2));
+    assert_eq!(
+        list(&mut chat, &agent, &refund.id).await,
+        std::slice::from_ref(&c1)
+    );
+    assert_eq!(
+        list(&mut chat, &agent, &bug.id).await,
+        std::slice::from_ref(&c2)
+    );
     let all = list(&mut chat, &agent, "").await;
     assert!(all.contains(&c1) && all.contains(&c2));
     // ListLabels: staff only, with counts; every site the caller sees without a site.
@@ -278,5 +286,134 @@ async fn labels_are_defined_put_on_conversations_live_filtered_and_counted() {
         .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted);
     drop(inbox);
+    s.stop().await;
+}
+
+/// Moves a conversation's messages `ms` into the past, straight in the server's database (the
+/// "shortened clock": the server's own clock stays the machine's).
+async fn backdate(db: &wsmschat_server::Database, conversation_id: &str, ms: i64) {
+    const SQL: &str = "UPDATE messages SET created_at = created_at - $1 WHERE conversation_id = $2";
+    match db {
+        wsmschat_server::Database::Sqlite(path) => {
+            let c = rusqlite::Connection::open(path).unwrap();
+            c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+            c.execute(
+                &SQL.replace('$', "?"),
+                rusqlite::params![ms, conversation_id],
+            )
+            .unwrap();
+        }
+        wsmschat_server::Database::Postgres { url, .. } => {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client.execute(SQL, &[&ms, &conversation_id]).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_conversation_the_customer_left_unanswered_resolves_itself_after_the_sites_hours() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let mut adm = s.admin_client().await;
+    let mut site = adm
+        .list_sites(authed(&admin, v1::ListSitesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .sites
+        .remove(0);
+    let (_, agent) = s.agent("Dora", &[], 5).await;
+    let (_, visitor) = s.visitor("Vera").await;
+    let mut chat = s.chat().await;
+    // Answered and left: the customer read the reply and went away.
+    let (idle, _) = start_conversation(&mut chat, &visitor, "Order", "where is it?").await;
+    publish(
+        &mut chat,
+        &agent,
+        send(&idle, "", &uuid(), "It ships today."),
+    )
+    .await
+    .unwrap();
+    // Waiting for us: the customer wrote last; it must stay open whatever its age.
+    let (waiting, _) = start_conversation(&mut chat, &visitor, "Order", "hello?").await;
+    publish(&mut chat, &agent, send(&waiting, "", &uuid(), "Looking."))
+        .await
+        .unwrap();
+    publish(
+        &mut chat,
+        &visitor,
+        send(&waiting, "", &uuid(), "thanks, and?"),
+    )
+    .await
+    .unwrap();
+    // Answered recently: stays open.
+    let (recent, _) = start_conversation(&mut chat, &visitor, "Order", "a question").await;
+    publish(&mut chat, &agent, send(&recent, "", &uuid(), "An answer."))
+        .await
+        .unwrap();
+    backdate(&s.config.database, &idle, 3 * 3_600_000).await;
+    backdate(&s.config.database, &waiting, 3 * 3_600_000).await;
+    backdate(&s.config.database, &recent, 3_600_000 / 2).await;
+    let mut sub = Sub::open(&mut chat, &visitor, vec![(idle.clone(), 0)], false)
+        .await
+        .unwrap();
+
+    // Off by default: nothing happens in several passes (every 200 ms in tests).
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(
+        conversation(&mut chat, &agent, &idle).await.status,
+        v1::ConversationStatus::Open as i32
+    );
+    // Two hours on this site.
+    site.auto_resolve_hours = 2;
+    adm.update_site(authed(
+        &admin,
+        v1::UpdateSiteRequest {
+            site: Some(site.clone()),
+            rotate_identity_secret: false,
+        },
+    ))
+    .await
+    .unwrap();
+    let resolved = wait_conversation(&mut sub, &idle, |c| {
+        c.status == v1::ConversationStatus::Resolved as i32
+    })
+    .await;
+    assert!(resolved.rating == 0);
+    // The usual resolve: a system message in the seq log, after the reply.
+    let log = history(&mut chat, &agent, &idle).await;
+    let last = log.last().unwrap();
+    assert_eq!(
+        last.system.as_ref().map(|s| s.kind),
+        Some(v1::SystemEventKind::Resolved as i32)
+    );
+    assert_eq!(last.seq, log.len() as u64);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for (id, what) in [
+        (&waiting, "the customer wrote last"),
+        (&recent, "answered recently"),
+    ] {
+        assert_eq!(
+            conversation(&mut chat, &agent, id).await.status,
+            v1::ConversationStatus::Open as i32,
+            "{what}"
+        );
+    }
+    // Out of range: refused.
+    site.auto_resolve_hours = 9_000;
+    let e = adm
+        .update_site(authed(
+            &admin,
+            v1::UpdateSiteRequest {
+                site: Some(site),
+                rotate_identity_secret: false,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
     s.stop().await;
 }
