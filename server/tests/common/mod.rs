@@ -506,6 +506,7 @@ pub fn spawn(database: &Database, extra: &[&str]) -> Proc {
         .env("WSMSCHAT_IP_EVENTS_PER_SECOND", "100000")
         .env("WSMSCHAT_NEW_VISITORS_PER_MINUTE", "1000000")
         .env("WSMSCHAT_NEW_CONVERSATIONS_PER_MINUTE", "1000000")
+        .env("WSMSCHAT_NEW_CONVERSATIONS_PER_IP_HOUR", "0")
         .env("WSMSCHAT_OPEN_CONVERSATIONS_PER_VISITOR", "0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
