@@ -571,6 +571,51 @@ async fn nul_characters_are_refused_the_same_on_every_engine() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
+    // The desk surfaces too: a NUL is refused before it reaches PostgreSQL.
+    let e = chat
+        .list_conversations(authed(
+            &admin,
+            v1::ListConversationsRequest {
+                label_id: "lb_\0".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = chat
+        .list_blocks(authed(
+            &admin,
+            v1::ListBlocksRequest {
+                site_id: "s\0".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = chat
+        .create_block(authed(
+            &admin,
+            v1::CreateBlockRequest {
+                site_id: "s\0".into(),
+                kind: v1::BlockKind::Email as i32,
+                value: "a@example.com".into(),
+                reason: "x".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = chat
+        .list_labels(authed(
+            &admin,
+            v1::ListLabelsRequest {
+                site_id: "s\0".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
     s.stop().await;
 }
 

@@ -111,6 +111,7 @@ impl Core {
     /// Staff of a site (agents who may see it, admins, chat keys of it) may block and unblock.
     fn require_site_staff(&self, principal: &Principal, site_id: &str) -> CoreResult<()> {
         Self::require_staff(principal)?;
+        check_no_nul(site_id, "site_id")?;
         if !self.may_see_site(principal, site_id) {
             return Err(CoreError::NotFound("site not found".into()));
         }
@@ -125,6 +126,7 @@ impl Core {
         r: v1::CreateBlockRequest,
     ) -> CoreResult<v1::CreateBlockResponse> {
         Self::require_staff(principal)?;
+        check_no_nul(&r.site_id, "site_id")?;
         let kind = v1::BlockKind::try_from(r.kind).unwrap_or_default();
         let (value, network) = normalize(kind, &r.value)?;
         let reason = r.reason.trim().to_owned();
@@ -181,6 +183,7 @@ impl Core {
     /// Lifts a block.
     pub async fn delete_block(&self, principal: &Principal, block_id: String) -> CoreResult<()> {
         Self::require_staff(principal)?;
+        check_no_nul(&block_id, "block_id")?;
         let block = self
             .store
             .block_by_id(&block_id)
@@ -213,6 +216,7 @@ impl Core {
         _: AdminGrant,
         r: v1::ListAuditLogRequest,
     ) -> CoreResult<Vec<v1::AuditEntry>> {
+        check_no_nul(&r.site_id, "site_id")?;
         let limit = match r.limit {
             0 => 100,
             n => n.min(500),

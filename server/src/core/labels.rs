@@ -51,7 +51,7 @@ fn label_ids(ids: &[String]) -> CoreResult<Vec<String>> {
     }
     let mut out: Vec<String> = Vec::with_capacity(ids.len());
     for id in ids {
-        if !id.starts_with("lb_") || id.len() > 64 {
+        if !id.starts_with("lb_") || id.len() > 64 || id.contains('\0') {
             return Err(CoreError::InvalidArgument(
                 "label ids look like lb_...".into(),
             ));
@@ -66,6 +66,8 @@ fn label_ids(ids: &[String]) -> CoreResult<Vec<String>> {
 impl Core {
     /// Creates (no id) or changes a label of a site.
     pub async fn put_label(&self, _: AdminGrant, label: v1::Label) -> CoreResult<v1::Label> {
+        check_no_nul(&label.id, "id")?;
+        check_no_nul(&label.site_id, "site_id")?;
         let name = label_name(&label.name)?;
         let color = label_color(&label.color)?;
         let (stored, create) = if label.id.is_empty() {
@@ -92,6 +94,7 @@ impl Core {
 
     /// Deletes a label and takes it off every conversation (their followers get new snapshots).
     pub async fn delete_label(&self, _: AdminGrant, id: String) -> CoreResult<()> {
+        check_no_nul(&id, "label_id")?;
         let (_, conversations) = self.store.delete_label(id).await?;
         for id in conversations {
             if let Ok(c) = self.store.conversation(&id).await {
@@ -108,6 +111,7 @@ impl Core {
         site_id: String,
     ) -> CoreResult<Vec<v1::Label>> {
         Self::require_staff(principal)?;
+        check_no_nul(&site_id, "site_id")?;
         if !site_id.is_empty() && !self.may_see_site(principal, &site_id) {
             return Err(CoreError::NotFound("site not found".into()));
         }

@@ -41,7 +41,7 @@ impl Core {
             0 => 50,
             n => n.min(200),
         };
-        if r.label_id.len() > 64 {
+        if r.label_id.len() > 64 || r.label_id.contains('\0') {
             return Err(CoreError::InvalidArgument(
                 "label_id is not a label id".into(),
             ));

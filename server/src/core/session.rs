@@ -98,8 +98,10 @@ impl Core {
                 )));
             }
         }
-        // A blocked address or email gets no session (and no visitor row).
-        self.refuse_blocked(&site.id, &r.email, ip).await?;
+        // A blocked address or email gets no session (and no visitor row). The email as it
+        // will be stored (no NUL: PostgreSQL cannot take one, and both engines must agree).
+        let r_email = field(r.email.clone());
+        self.refuse_blocked(&site.id, &r_email, ip).await?;
         let verified = if r.user_id.is_empty() {
             None
         } else if auth::verify_identity(&site.identity_secret, &r.user_id, &r.user_hash) {
@@ -137,7 +139,6 @@ impl Core {
         if old.as_ref().is_some_and(|v| v.blocked) {
             return Err(CoreError::chat_unavailable());
         }
-        let r_email = r.email.clone();
         let reuse = old
             .as_ref()
             .is_some_and(|v| verified.is_none() || verified.as_deref() == Some(v.user_id.as_str()));
@@ -155,7 +156,7 @@ impl Core {
                 token_hash: reuse.then(|| auth::token_hash(&r.visitor_token)),
                 verified_user_id: verified.clone(),
                 name: display_name(&r.name),
-                email: field(r.email.clone()),
+                email: r_email.clone(),
                 page_url: field(r.page_url),
                 user_agent: field(if r.user_agent.is_empty() {
                     header_user_agent
