@@ -136,6 +136,55 @@ function emailStatus(info) {
   return h('p', { class: 'email-status', id: 'site-email-status', text: 'Email: off — start the server with --smtp-url, --mail-from and --public-url to email visitors their unseen replies' });
 }
 
+const WEEKDAYS = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'];
+const hhmm = (m) => `${String(Math.floor(m / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`;
+
+/** "09:00-12:00, 13:00-17:30" -> [[540, 720], [780, 1050]], or null when it does not parse. */
+function parseSpans(text) {
+  const out = [];
+  for (const part of text.split(',').map((x) => x.trim()).filter(Boolean)) {
+    const m = /^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$/.exec(part);
+    if (!m) return null;
+    const a = Number(m[1]) * 60 + Number(m[2]), b = Number(m[3]) * 60 + Number(m[4]);
+    if (Number(m[2]) > 59 || Number(m[4]) > 59 || a >= b || b > 1440) return null;
+    out.push([a, b]);
+  }
+  return out;
+}
+
+/** The opening-hours part of the site form: time zone, a line per weekday, closed dates,
+ *  the out-of-office reply. */
+function hoursFields(s) {
+  const zones = (Intl.supportedValuesOf ? Intl.supportedValuesOf('timeZone') : []);
+  const tz = h('input', { id: 'site-time-zone', value: s.timeZone || '', list: 'site-time-zones', placeholder: 'UTC', autocomplete: 'off' });
+  const list = h('datalist', { id: 'site-time-zones' }, ['UTC', ...zones].map((z) => h('option', { value: z })));
+  const days = WEEKDAYS.map((name, i) => {
+    const spans = (s.openingHours || []).filter((x) => x.weekday === i + 1).map((x) => `${hhmm(x.openMinute)}-${hhmm(x.closeMinute)}`);
+    return h('input', { id: `site-hours-${i + 1}`, value: spans.join(', '), placeholder: 'closed', 'aria-label': `${name} opening hours`, size: '24' });
+  });
+  const grid = h('div', { class: 'hours-grid' }, WEEKDAYS.map((name, i) => [h('label', { for: `site-hours-${i + 1}`, text: name }), days[i]]));
+  const closedDates = h('textarea', { id: 'site-closed-dates', rows: '3', value: (s.closedDates || []).join('\n'), placeholder: '2026-12-24' });
+  const away = h('textarea', { id: 'site-away', rows: '2', maxlength: '1000', value: s.awayMessage || '' });
+  const parts = [
+    [h('label', { for: 'site-time-zone', text: 'Time zone' }), h('div', {}, tz, list,
+      h('p', { class: 'hint', text: 'The opening hours below are read in this zone (e.g. Europe/Berlin). Visitors see times in their own.' }))],
+    [h('span', { text: 'Opening hours' }), h('div', {}, grid,
+      h('p', { class: 'hint', text: 'Per day, e.g. 09:00-17:00 or 09:00-12:00, 13:00-17:00; empty: closed that day. All days empty: always open. Outside the hours the widget says when you are back, and conversations wait in the queue.' }))],
+    field('site-closed-dates', 'Closed dates', closedDates, 'Holidays, one per line (YYYY-MM-DD, in the site\'s time zone).'),
+    field('site-away', 'Out-of-office reply', away, 'Optional. Sent once per conversation when a customer writes outside the opening hours.'),
+  ];
+  const read = () => {
+    const openingHours = [];
+    for (let i = 0; i < 7; i++) {
+      const spans = parseSpans(days[i].value);
+      if (!spans) { days[i].focus(); return { error: `${WEEKDAYS[i]}: write the hours like 09:00-17:00 (several separated by commas), or leave it empty.` }; }
+      for (const [a, b] of spans) openingHours.push({ weekday: i + 1, openMinute: a, closeMinute: b });
+    }
+    return { value: { timeZone: tz.value.trim(), openingHours, closedDates: lines(closedDates.value), awayMessage: away.value.trim() } };
+  };
+  return { parts, read };
+}
+
 function siteForm(ctx, site, info) {
   const s = site || { name: '', allowedOrigins: [], topics: ['Product', 'Order', 'Delivery', 'Payment', 'Other'], color: '#2556c4', greeting: '', identityRequired: false };
   const name = h('input', { value: s.name, required: true });
@@ -156,6 +205,7 @@ function siteForm(ctx, site, info) {
   const emailDelay = h('input', { id: 'site-email-delay', type: 'number', min: '0', max: '10080', step: '1', value: String(s.emailDelayMinutes || 0) });
   const notifyEmail = h('input', { id: 'site-notify-email', type: 'email', value: s.notifyEmail || '', autocomplete: 'off', placeholder: 'support-team@example.com' });
   const autoResolve = h('input', { id: 'site-auto-resolve', type: 'number', min: '0', max: '8760', step: '1', value: String(s.autoResolveHours || 0) });
+  const hours = hoursFields(s);
   const perIp = h('input', { id: 'site-per-ip', type: 'number', min: '0', max: '100000', step: '1', value: String(s.newConversationsPerIpHour || 0) });
   const msg = status();
   const save = h('button', { type: 'submit', class: 'btn primary', text: site ? 'Save site' : 'Create site' });
@@ -179,6 +229,7 @@ function siteForm(ctx, site, info) {
       'Optional. Besides the topic\'s agents and the admins, this address is emailed when a customer writes while nobody of the topic is online, and gets the daily digest of waiting conversations.'),
     field('site-auto-resolve', 'Auto-resolve after (hours)', autoResolve,
       'An open conversation whose customer has not answered an agent\'s reply for this long is resolved (the customer is asked to rate it). 0: off.'),
+    ...hours.parts,
     field('site-per-ip', 'New conversations per address and hour', perIp,
       'One network may start at most this many conversations an hour, so a script cannot flood the queue; the widget tells the visitor when to try again. 0: the server\'s default (30).'),
   ];
@@ -207,6 +258,8 @@ function siteForm(ctx, site, info) {
     if (!name.value.trim()) { msg.textContent = 'A name is needed.'; name.focus(); return; }
     notifyEmail.value = notifyEmail.value.trim();
     if (!notifyEmail.checkValidity()) { msg.textContent = 'The team address is not an email address: correct it or leave it empty.'; notifyEmail.focus(); return; }
+    const schedule = hours.read();
+    if (schedule.error) { msg.textContent = schedule.error; return; }
     const data = { name: name.value.trim(), allowedOrigins: lines(origins.value), topics: lines(topics.value), color: color.value.trim(),
       greeting: greeting.value, identityRequired: required.checked, restrictAgentsToTopics: ownTopics.checked,
       maxFileBytes: Math.max(1, Math.min(1024, Number(maxMb.value) || 10)) * 1048576, fileKinds: kinds.value,
@@ -214,7 +267,8 @@ function siteForm(ctx, site, info) {
       emailDelayMinutes: Math.max(0, Math.min(10080, Math.floor(Number(emailDelay.value) || 0))),
       notifyEmail: notifyEmail.value,
       newConversationsPerIpHour: Math.max(0, Math.min(100000, Math.floor(Number(perIp.value) || 0))),
-      autoResolveHours: Math.max(0, Math.min(8760, Math.floor(Number(autoResolve.value) || 0))) };
+      autoResolveHours: Math.max(0, Math.min(8760, Math.floor(Number(autoResolve.value) || 0))),
+      ...schedule.value };
     save.disabled = true;
     try {
       if (site) {

@@ -107,13 +107,14 @@ const SYSTEM_TEXT = {
   resolved: () => 'Resolved',
   reopened: () => 'Reopened',
   rated: (s) => `The visitor rated ${s.score} of 5`,
+  away: (s, m) => `Out-of-office reply sent: ${m.text}`,
 };
 
 function messageEl(m) {
   const when = h('time', { datetime: new Date(m.createdAt).toISOString(), title: fullTime(m.createdAt), text: time(m.createdAt) });
   if (m.kind === 'system') {
     const s = m.system || { kind: '' };
-    const text = (SYSTEM_TEXT[s.kind] || (() => m.text || 'System'))(s);
+    const text = (SYSTEM_TEXT[s.kind] || (() => m.text || 'System'))(s, m);
     return h('li', { class: 'msg system', dataset: { seq: m.seq } }, h('span', { text }), ' · ', when);
   }
   const mine = m.authorKind !== 'visitor';

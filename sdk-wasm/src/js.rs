@@ -144,6 +144,7 @@ fn system_kind(k: i32) -> &'static str {
         v1::SystemEventKind::Resolved => "resolved",
         v1::SystemEventKind::Reopened => "reopened",
         v1::SystemEventKind::Rated => "rated",
+        v1::SystemEventKind::Away => "away",
         v1::SystemEventKind::Unspecified => "",
     }
 }
@@ -297,6 +298,10 @@ pub fn site_info(s: &v1::SiteInfo) -> JsValue {
         .s("fileKinds", file_kinds(s.file_kinds))
         .n("maxFilesPerMessage", s.max_files_per_message as f64)
         .b("emailEnabled", s.email_enabled)
+        .b("closed", s.closed)
+        .n("opensAt", s.opens_at_ms as f64)
+        .n("closesAt", s.closes_at_ms as f64)
+        .n("typicalReplyS", s.typical_reply_s as f64)
         .done()
 }
 
@@ -361,6 +366,20 @@ pub fn site(s: &v1::Site) -> JsValue {
             "newConversationsPerIpHour",
             s.new_conversations_per_ip_hour as f64,
         )
+        .n("autoResolveHours", s.auto_resolve_hours as f64)
+        .s("timeZone", &s.time_zone)
+        .v(
+            "openingHours",
+            array(&s.opening_hours, |h| {
+                O::new()
+                    .n("weekday", h.weekday as f64)
+                    .n("openMinute", h.open_minute as f64)
+                    .n("closeMinute", h.close_minute as f64)
+                    .done()
+            }),
+        )
+        .strs("closedDates", &s.closed_dates)
+        .s("awayMessage", &s.away_message)
         .done()
 }
 
@@ -465,6 +484,24 @@ pub fn site_from(o: &JsValue) -> v1::Site {
         notify_email: get_str(o, "notifyEmail"),
         new_conversations_per_ip_hour: get_num(o, "newConversationsPerIpHour").max(0.0) as u32,
         auto_resolve_hours: get_num(o, "autoResolveHours").max(0.0) as u32,
+        time_zone: get_str(o, "timeZone"),
+        opening_hours: {
+            let v = get(o, "openingHours");
+            if Array::is_array(&v) {
+                v.unchecked_into::<Array>()
+                    .iter()
+                    .map(|h| v1::OpeningHours {
+                        weekday: get_num(&h, "weekday").max(0.0) as u32,
+                        open_minute: get_num(&h, "openMinute").max(0.0) as u32,
+                        close_minute: get_num(&h, "closeMinute").max(0.0) as u32,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        },
+        closed_dates: get_strs(o, "closedDates"),
+        away_message: get_str(o, "awayMessage"),
     }
 }
 

@@ -39,7 +39,7 @@ export type ConversationStatus = "queued" | "open" | "resolved";
 export type Presence = "online" | "away" | "offline";
 
 export interface SystemEvent {
-  kind: "assigned" | "joined" | "transferred" | "resolved" | "reopened" | "rated";
+  kind: "assigned" | "joined" | "transferred" | "resolved" | "reopened" | "rated" | "away";
   agentId: string; agentName: string; score: number;
 }
 
@@ -91,6 +91,11 @@ export interface SiteInfo {
   maxFileBytes: number; fileKinds: FileKinds; maxFilesPerMessage: number;
   /** The server sends email: a visitor who leaves an address gets unseen replies by email. */
   emailEnabled: boolean;
+  /** Outside the site's opening hours now; `opensAt` (ms, 0: not within two weeks) is when the
+   *  team is back. Open with declared hours: `closesAt` (ms) is when it closes (0: no hours). */
+  closed: boolean; opensAt: number; closesAt: number;
+  /** Median first-response time of the last 14 days, seconds (0: too few to tell). */
+  typicalReplyS: number;
 }
 
 export interface Agent {
@@ -118,7 +123,14 @@ export interface Site {
   /** Hours without a customer answer after an agent's reply before an open conversation is
    *  resolved (0: off). */
   autoResolveHours: number;
+  /** Opening hours: read in `timeZone` (IANA; "" = UTC); intervals per ISO weekday (1 Monday),
+   *  minutes after local midnight (none: always open); whole local days closed ("YYYY-MM-DD");
+   *  the out-of-office reply sent once per conversation outside hours ("" = none). */
+  timeZone: string; openingHours: OpeningHours[]; closedDates: string[]; awayMessage: string;
 }
+
+/** One opening interval: `openMinute < closeMinute <= 1440` after local midnight. */
+export interface OpeningHours { weekday: number; openMinute: number; closeMinute: number; }
 
 export interface ApiKey { id: string; name: string; scopes: ("chat" | "admin")[]; createdAt: number; active: boolean; siteIds: string[]; }
 export interface CannedReply { id: string; siteId: string; shortcut: string; text: string; }

@@ -2,7 +2,9 @@
 //! WSMSCHAT_TEST_POSTGRES): labels (admins define them per site, staff put them on
 //! conversations, live to every follower; the inbox filters by them, the report counts them) and
 //! auto-resolve (a conversation the customer left unanswered resolves itself after the site's
-//! hours, on a shortened clock: its rows are moved into the past).
+//! hours, on a shortened clock: its rows are moved into the past); opening hours (closed
+//! now: when the team is back, the out-of-office reply once per conversation) and the typical
+//! reply time.
 
 mod common;
 
@@ -415,5 +417,264 @@ async fn a_conversation_the_customer_left_unanswered_resolves_itself_after_the_s
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
+    s.stop().await;
+}
+
+async fn save_site(s: &TestServer, admin: &str, site: v1::Site) -> Result<v1::Site, tonic::Status> {
+    s.admin_client()
+        .await
+        .update_site(authed(
+            admin,
+            v1::UpdateSiteRequest {
+                site: Some(site),
+                rotate_identity_secret: false,
+            },
+        ))
+        .await
+        .map(|r| r.into_inner().site.unwrap())
+}
+
+async fn site_info(s: &TestServer, site_key: &str) -> v1::SiteInfo {
+    s.sessions()
+        .await
+        .start_visitor_session(v1::StartVisitorSessionRequest {
+            site_key: site_key.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .site
+        .unwrap()
+}
+
+fn every_day(open: u32, close: u32) -> Vec<v1::OpeningHours> {
+    (1..=7)
+        .map(|weekday| v1::OpeningHours {
+            weekday,
+            open_minute: open,
+            close_minute: close,
+        })
+        .collect()
+}
+
+/// A site closed today and tomorrow (its holidays, in Tokyo) tells the widget it is closed
+/// and back the day after at 09:00 Tokyo time; a customer writing gets the site's
+/// out-of-office reply once, after their message in the seq log; open hours, 24/7 and bad
+/// schedules behave; the typical reply time is the median of recent first responses.
+#[tokio::test]
+async fn opening_hours_away_reply_and_typical_reply_time() {
+    use jiff::{Timestamp, tz::TimeZone};
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let mut adm = s.admin_client().await;
+    let mut site = adm
+        .list_sites(authed(&admin, v1::ListSitesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .sites
+        .remove(0);
+    assert!(!site_info(&s, "demo").await.closed, "no hours: open");
+
+    let tokyo = TimeZone::get("Asia/Tokyo").unwrap();
+    let today = Timestamp::now().to_zoned_datetime(tokyo.clone()).date();
+    let tomorrow = today.tomorrow().unwrap();
+    let back = tomorrow
+        .tomorrow()
+        .unwrap()
+        .at(9, 0, 0, 0)
+        .to_zoned_datetime(tokyo.clone())
+        .unwrap()
+        .timestamp()
+        .as_millisecond();
+    site.time_zone = "Asia/Tokyo".into();
+    site.opening_hours = every_day(9 * 60, 17 * 60);
+    site.closed_dates = vec![tomorrow.to_string(), today.to_string()];
+    site.away_message = "We are out until <b>Monday</b>.".into();
+    let saved = save_site(&s, &admin, site.clone()).await.unwrap();
+    assert_eq!(
+        saved.closed_dates,
+        [today.to_string(), tomorrow.to_string()],
+        "sorted"
+    );
+    assert_eq!(saved.opening_hours.len(), 7);
+    let info = site_info(&s, "demo").await;
+    assert!(info.closed);
+    assert_eq!(
+        info.opens_at_ms, back,
+        "back the day after tomorrow, 09:00 in Tokyo"
+    );
+    assert_eq!(info.closes_at_ms, 0);
+
+    // A customer writes: their message, then the site's reply, once per conversation. An
+    // agent online outside the hours does not get it assigned: it waits in the queue.
+    let (_, visitor) = s.visitor("Vera").await;
+    let mut chat = s.chat().await;
+    let (agent, agent_token) = s.agent("Nora", &[], 50).await;
+    let mut inbox = Sub::open(&mut chat, &agent_token, vec![], true)
+        .await
+        .unwrap();
+    let (c, ack) = start_conversation(&mut chat, &visitor, "Order", "hello?").await;
+    let mut sub = Sub::open(&mut chat, &visitor, vec![(c.clone(), ack.seq)], false)
+        .await
+        .unwrap();
+    let away = sub.next_message().await;
+    assert_eq!(away.seq, 2);
+    assert_eq!(away.kind, v1::MessageKind::System as i32);
+    assert_eq!(
+        away.system.as_ref().map(|s| s.kind),
+        Some(v1::SystemEventKind::Away as i32)
+    );
+    assert_eq!(away.text, "We are out until <b>Monday</b>.");
+    publish(&mut chat, &visitor, send(&c, "", &uuid(), "anyone?"))
+        .await
+        .unwrap();
+    assert_eq!(sub.next_message().await.text, "anyone?");
+    sub.no_message_within(std::time::Duration::from_millis(600))
+        .await;
+    let log = history(&mut chat, &visitor, &c).await;
+    let aways = log
+        .iter()
+        .filter(|m| {
+            m.system
+                .as_ref()
+                .is_some_and(|s| s.kind == v1::SystemEventKind::Away as i32)
+        })
+        .count();
+    assert_eq!((log.len(), aways), (3, 1));
+    assert_eq!(
+        conversation(&mut chat, &admin, &c).await.status,
+        v1::ConversationStatus::Queued as i32,
+        "closed: it waits in the queue although an agent is online"
+    );
+
+    // Open now (all day, no holidays): not closed, closes at the end of the day; around the
+    // clock: no closing in sight; no message is sent to new conversations while open.
+    site.closed_dates.clear();
+    site.opening_hours = (1..=7)
+        .flat_map(|weekday| {
+            [
+                v1::OpeningHours {
+                    weekday,
+                    open_minute: 0,
+                    close_minute: 720,
+                },
+                v1::OpeningHours {
+                    weekday,
+                    open_minute: 720,
+                    close_minute: 1439,
+                },
+            ]
+        })
+        .collect();
+    save_site(&s, &admin, site.clone()).await.unwrap();
+    let info = site_info(&s, "demo").await;
+    let now = Timestamp::now().to_zoned_datetime(tokyo.clone());
+    if now.time().hour() < 23 || now.time().minute() < 59 {
+        assert!(!info.closed);
+        let end = now
+            .date()
+            .at(23, 59, 0, 0)
+            .to_zoned_datetime(tokyo.clone())
+            .unwrap()
+            .timestamp()
+            .as_millisecond();
+        assert_eq!(info.closes_at_ms, end, "touching intervals are one stretch");
+    }
+    // Open now: the waiting conversation is served (the opening is noticed on the clock).
+    let served = wait_conversation(&mut inbox, &c, |c| {
+        c.status == v1::ConversationStatus::Open as i32
+    })
+    .await;
+    assert_eq!(served.assignee_id, agent.id);
+    site.opening_hours = every_day(0, 1440);
+    save_site(&s, &admin, site.clone()).await.unwrap();
+    let info = site_info(&s, "demo").await;
+    assert_eq!(
+        (info.closed, info.opens_at_ms, info.closes_at_ms),
+        (false, 0, 0)
+    );
+    let (_, visitor2) = s.visitor("Walt").await;
+    let (c2, _) = start_conversation(&mut chat, &visitor2, "Order", "open?").await;
+    wait_conversation(&mut inbox, &c2, |c| {
+        c.status == v1::ConversationStatus::Open as i32
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        history(&mut chat, &visitor2, &c2).await.iter().all(|m| m
+            .system
+            .as_ref()
+            .is_none_or(|s| s.kind != v1::SystemEventKind::Away as i32)),
+        "open: no out-of-office reply"
+    );
+
+    // What cannot be evaluated is refused, with the field named.
+    for (bad, what) in [
+        (
+            v1::Site {
+                time_zone: "Mars/Olympus".into(),
+                ..site.clone()
+            },
+            "time_zone",
+        ),
+        (
+            v1::Site {
+                opening_hours: every_day(600, 600),
+                ..site.clone()
+            },
+            "open_minute",
+        ),
+        (
+            v1::Site {
+                opening_hours: every_day(0, 1441),
+                ..site.clone()
+            },
+            "1440",
+        ),
+        (
+            v1::Site {
+                closed_dates: vec!["24/12/2026".into()],
+                ..site.clone()
+            },
+            "closed date",
+        ),
+        (
+            v1::Site {
+                away_message: "x".repeat(1001),
+                ..site.clone()
+            },
+            "away_message",
+        ),
+        (
+            v1::Site {
+                away_message: "a\0b".into(),
+                ..site.clone()
+            },
+            "NUL",
+        ),
+    ] {
+        let e = save_site(&s, &admin, bad).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{what}");
+        assert!(e.message().contains(what), "{what}: {}", e.message());
+    }
+
+    // Typical reply time: unknown under three first responses, then their median (the agent
+    // took two conversations without writing in them).
+    let agent = agent_token;
+    assert_eq!(site_info(&s, "demo").await.typical_reply_s, 0);
+    for (i, text) in ["a", "b", "c"].iter().enumerate() {
+        let (_, v) = s.visitor(&format!("R{i}")).await;
+        let (id, _) = start_conversation(&mut chat, &v, "Product", text).await;
+        publish(&mut chat, &agent, send(&id, "", &uuid(), "here"))
+            .await
+            .unwrap();
+    }
+    let typical = site_info(&s, "demo").await.typical_reply_s;
+    assert!(
+        (1..60).contains(&typical),
+        "median of quick replies: {typical} s"
+    );
     s.stop().await;
 }

@@ -280,6 +280,7 @@ class Widget {
     this.client = client;
     this.failed = null;
     this.site = client.site;
+    this.watchHours();
     if (this.site) {
       if (!this.cfg.color) this.applyColor(this.site.color);
       if (!this.cfg.title) this.titleEl.textContent = this.site.name;
@@ -593,6 +594,47 @@ class Widget {
     return i >= 0 ? this.site.agentsOnline[i] || 0 : this.site.agentsOnline.reduce((a, b) => a + b, 0);
   }
 
+  // ---- opening hours: the server says open or closed and until when; the widget flips on time
+
+  /** Outside opening hours now? ({ back }: when the team is back, ms; 0: unknown). */
+  hours() {
+    const s = this.site;
+    if (!s) return null;
+    const now = Date.now();
+    if (s.closed && !(s.opensAt && now >= s.opensAt)) return { back: s.opensAt || 0 };
+    if (!s.closed && s.closesAt && now >= s.closesAt) return { back: 0 };
+    return null;
+  }
+
+  /** Re-renders when the site opens or closes (a page left open over night). */
+  watchHours() {
+    clearTimeout(this.hoursTimer);
+    const s = this.site;
+    const at = s && (s.closed ? s.opensAt : s.closesAt);
+    if (at) this.hoursTimer = setTimeout(() => this.render(), Math.min(Math.max(0, at - Date.now()) + 500, 2 ** 31 - 1));
+  }
+
+  /** "Monday 09:00" in the visitor's language and time zone; "09:00" for later today. */
+  when(ms) {
+    const d = new Date(ms), now = new Date();
+    const sameDay = d.toDateString() === now.toDateString();
+    return sameDay ? this.fmtTime.format(d) : new Intl.DateTimeFormat(this.locale, { weekday: 'long', hour: '2-digit', minute: '2-digit' }).format(d);
+  }
+
+  /** The header's hint: closed (and when back), or how soon we reply. */
+  statusText(online) {
+    const t = this.t;
+    const closed = this.hours();
+    if (closed) return t('closed') + (closed.back ? ' · ' + t('backAt', { when: this.when(closed.back) }) : '');
+    if (!online) return t('offline') + ' · ' + t('offlineHint');
+    const s = this.site && this.site.typicalReplyS;
+    if (!s) return t('online') + ' · ' + t('onlineHint');
+    const m = Math.max(1, Math.ceil(s / 60));
+    const [n, unit] = m < 60 ? [m, 'minute'] : [Math.round(m / 60), 'hour'];
+    const time = new Intl.NumberFormat(this.locale, { style: 'unit', unit, unitDisplay: 'long' }).format(n);
+    return t('online') + ' · ' + t('replyTime', { time });
+  }
+
   pickTopic(topic) {
     const name = this.nameInput && this.nameInput.value.trim();
     const email = this.emailInput && this.emailInput.value.trim();
@@ -648,9 +690,9 @@ class Widget {
     else if (this.site) online = this.site.agentsOnline.reduce((a, b) => a + b, 0);
     const name = (this.site && this.site.name) || this.cfg.title || t('chat');
     this.avatarEl.textContent = (conv && conv.assigneeName ? conv.assigneeName : name).trim().charAt(0).toUpperCase();
-    this.avatarEl.classList.toggle('on', online > 0);
+    this.avatarEl.classList.toggle('on', online > 0 && !this.hours());
     if (conv && conv.assigneeName && conv.status === 'open') this.subtitleEl.textContent = t('chattingWith', { name: conv.assigneeName });
-    else this.subtitleEl.textContent = online > 0 ? t('online') + ' · ' + t('onlineHint') : t('offline') + ' · ' + t('offlineHint');
+    else this.subtitleEl.textContent = this.statusText(online);
   }
 
   renderBanner() {
@@ -738,6 +780,12 @@ class Widget {
         lastDay = day;
         lastAuthor = '';
       }
+      if (m.system && m.system.kind === 'away') {
+        // The site's out-of-office reply: its own words, from the site, as text.
+        items.push(this.bubble({ ...m, authorKind: 'agent', authorName: (this.site && this.site.name) || m.authorName }, { showName: true }));
+        lastAuthor = '';
+        continue;
+      }
       if (m.kind === 'system' || m.authorKind === 'system') {
         items.push(h('div', { class: 'system', text: this.systemText(m) }));
         lastAuthor = '';
@@ -747,14 +795,18 @@ class Widget {
       items.push(this.bubble(m, { showName: author !== lastAuthor, last: m === lastMine, readSeq }));
       lastAuthor = author;
     }
+    const closed = this.hours();
+    const waitText = closed && closed.back ? t('queuedClosed', { when: this.when(closed.back) }) : t('queuedOffline');
     if (conv && conv.status === 'queued') {
-      const text = conv.agentsOnline > 0 && conv.queuePosition > 0 ? t('queued', { n: conv.queuePosition }) : t('queuedOffline');
+      // Outside opening hours the site's word wins over a position (an admin online at night
+      // is not the team being open).
+      const text = !closed && conv.agentsOnline > 0 && conv.queuePosition > 0 ? t('queued', { n: conv.queuePosition }) : waitText;
       const note = h('div', { class: 'notice', role: 'status' }, h('p', { text }));
       // Only a server that sends email may promise a reply by email.
-      if (!(conv.agentsOnline > 0) && this.site && this.site.emailEnabled) note.append(this.emailForm());
+      if ((closed || !(conv.agentsOnline > 0)) && this.site && this.site.emailEnabled) note.append(this.emailForm());
       items.push(note);
-    } else if (!conv && this.draftTopic && this.onlineFor(this.draftTopic) === 0) {
-      items.push(h('div', { class: 'notice', role: 'status' }, h('p', { text: t('queuedOffline') })));
+    } else if (!conv && this.draftTopic && (closed || this.onlineFor(this.draftTopic) === 0)) {
+      items.push(h('div', { class: 'notice', role: 'status' }, h('p', { text: waitText })));
     }
     if (conv && conv.status === 'resolved') items.push(this.ratingCard());
     // A quota refused the last send (the server's reason): say so, in the visitor's language.

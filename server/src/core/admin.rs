@@ -64,6 +64,7 @@ fn normalize_site(mut s: v1::Site) -> CoreResult<v1::Site> {
             "auto_resolve_hours is at most 8760 (a year; 0: off)",
         ));
     }
+    super::hours::normalize(&mut s)?;
     if s.new_conversations_per_ip_hour > 100_000 {
         return Err(invalid(
             "new_conversations_per_ip_hour is at most 100000 (0: the server's default)",

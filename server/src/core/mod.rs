@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod email;
 mod events;
 pub mod files;
+pub mod hours;
 pub mod hub;
 pub mod inbound;
 pub mod labels;
@@ -94,6 +95,9 @@ pub struct CoreConfig {
     pub open_conversations_per_visitor: u32,
     /// How often idle conversations are looked for (sites with `auto_resolve_hours`).
     pub auto_resolve_every: Duration,
+    /// How long a site's typical reply time (`SiteInfo.typical_reply_s`) is reused before it
+    /// is computed again (one range read of the site's last 14 days of conversations).
+    pub reply_time_ttl: Duration,
     /// New conversations per client address per hour on a site, for sites that set none
     /// (`Site.new_conversations_per_ip_hour`); 0: no cap. Counted in the store.
     pub new_conversations_per_ip_hour: u32,
@@ -152,6 +156,7 @@ impl Default for CoreConfig {
             open_conversations_per_visitor: 5,
             new_conversations_per_ip_hour: 30,
             auto_resolve_every: Duration::from_secs(60),
+            reply_time_ttl: Duration::from_secs(300),
             idle_visitor_retention: Some(Duration::from_secs(30 * 86_400)),
             uploads_per_hour: 100,
             files_dir: None,
@@ -210,6 +215,8 @@ pub struct Core {
     streams: StreamCounter,
     /// Sites by id, for origin checks and topics without a database read per call.
     sites: RwLock<(HashMap<String, v1::Site>, Instant)>,
+    /// Opening-hours schedules and typical reply times (see [`hours`]).
+    hours: hours::HoursCache,
     /// Topics the router task is asked to serve (see [`workflow`]).
     router: Arc<workflow::RouterInbox>,
     /// Every queue's order, for positions (see [`queue`]).
@@ -289,6 +296,7 @@ impl Core {
             auth: Authenticator::new(),
             presence: Presence::default(),
             sites: RwLock::new((HashMap::new(), Instant::now() - SITE_CACHE_TTL * 2)),
+            hours: Default::default(),
             router: Arc::default(),
             queue: Arc::default(),
             cluster: OnceLock::new(),

@@ -200,6 +200,8 @@ impl Core {
             .iter()
             .map(|t| self.presence.online_for(t).len() as u32)
             .collect();
+        let (closed, opens_at_ms, closes_at_ms) = self.hours_now(&site.id);
+        let typical_reply_s = self.typical_reply_s(&site.id).await;
         let max_file_bytes = crate::files::max_file_bytes(&site);
         let file_kinds = crate::files::file_kinds(&site) as i32;
         Ok(v1::StartVisitorSessionResponse {
@@ -217,6 +219,10 @@ impl Core {
                 file_kinds,
                 max_files_per_message: crate::files::MAX_FILES_PER_MESSAGE as u32,
                 email_enabled: self.email_enabled(),
+                closed,
+                opens_at_ms,
+                closes_at_ms,
+                typical_reply_s,
             }),
             open_conversations: conversations
                 .into_iter()

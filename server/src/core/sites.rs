@@ -15,6 +15,7 @@ impl Core {
     /// Reloads the site cache from the store.
     pub async fn reload_sites(&self) -> CoreResult<()> {
         let sites = self.store.list_sites().await?;
+        self.hours.load(sites.iter());
         *self.sites.write().unwrap() = (
             sites.into_iter().map(|s| (s.id.clone(), s)).collect(),
             Instant::now(),

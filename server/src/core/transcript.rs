@@ -14,8 +14,9 @@ const MAX_MESSAGES: usize = 10_000;
 /// How often a visitor may have a conversation's transcript emailed.
 const EMAIL_EVERY_MS: i64 = 10 * 60_000;
 
-fn system_line(s: &v1::SystemEvent) -> String {
+fn system_line(s: &v1::SystemEvent, text: &str) -> String {
     match v1::SystemEventKind::try_from(s.kind).unwrap_or_default() {
+        v1::SystemEventKind::Away => format!("out-of-office reply: {text}"),
         v1::SystemEventKind::Assigned => format!("{} was assigned", s.agent_name),
         v1::SystemEventKind::Joined => format!("{} joined", s.agent_name),
         v1::SystemEventKind::Transferred => format!("transferred to {}", s.agent_name),
@@ -41,7 +42,7 @@ pub fn render(site: &str, c: &v1::Conversation, messages: &[v1::Message], cut: b
                 out.push_str(&format!(
                     "[{}] -- {} --\n\n",
                     when(m.created_at_ms),
-                    system_line(s)
+                    system_line(s, &m.text)
                 ));
             }
             continue;

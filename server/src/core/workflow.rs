@@ -145,6 +145,10 @@ impl Core {
             // Sites whose oldest queued conversation found no agent (none serving the site
             // has room): their later conversations wait too, other sites' go on.
             let mut blocked: HashSet<String> = Default::default();
+            // Outside its opening hours a site's conversations wait in the queue (agents may
+            // still take one by hand); they are served when it opens (`opening_pass`).
+            let now = crate::util::now_ms();
+            let mut closed: std::collections::HashMap<String, bool> = Default::default();
             'topic: loop {
                 let mut progress = false;
                 let queued = match self.store.queued(vec![topic.clone()], DRAIN_PAGE).await {
@@ -159,6 +163,14 @@ impl Core {
                 }
                 for c in queued {
                     if blocked.contains(&c.site_id) {
+                        continue;
+                    }
+                    let site_closed = *closed.entry(c.site_id.clone()).or_insert_with(|| {
+                        self.schedule(&c.site_id)
+                            .is_some_and(|s| !s.status(now).open)
+                    });
+                    if site_closed {
+                        blocked.insert(c.site_id.clone());
                         continue;
                     }
                     let candidates = self.presence.online_for(&topic);
@@ -313,12 +325,14 @@ impl Core {
     /// Auto-resolve (issue #15): every `auto_resolve_every`, resolves the open conversations
     /// whose customer has not answered a staff reply for their site's `auto_resolve_hours`,
     /// through the usual resolve (system message, snapshot, webhooks, the rating prompt). Every
-    /// node may run it: each resolve re-checks under the conversation's row lock.
+    /// node may run it: each resolve re-checks under the conversation's row lock. The same
+    /// clock serves the queues of sites that have just opened ([`Core::opening_pass`]).
     pub fn spawn_auto_resolve(self: &Arc<Self>) {
         self.spawn_periodic(self.config.auto_resolve_every, |core| async move {
             if let Err(error) = core.auto_resolve_pass().await {
                 tracing::warn!(%error, "Auto-resolve pass failed");
             }
+            core.opening_pass().await;
         });
     }
 

@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_blocks.sql"),
     include_str!("migrations/0009_labels.sql"),
     include_str!("migrations/0010_auto_resolve.sql"),
+    include_str!("migrations/0011_hours.sql"),
 ];
 
 /// Columns of a conversation row, decoded by `conversation_from_row`. The queue position is not
@@ -30,7 +31,8 @@ pub const MESSAGE_SELECT: &str = "SELECT conversation_id, seq, COALESCE(client_m
 /// Columns of a site row.
 pub const SITE_SELECT: &str = "SELECT id, site_key, name, allowed_origins, topics, color, greeting, \
      identity_secret, identity_required, restrict_agents_to_topics, max_file_bytes, file_kinds, \
-     file_retention_days, email_delay_minutes, notify_email, new_conversations_per_ip_hour, auto_resolve_hours FROM sites";
+     file_retention_days, email_delay_minutes, notify_email, new_conversations_per_ip_hour, auto_resolve_hours, \
+     time_zone, opening_hours, closed_dates, away_message FROM sites";
 
 /// Columns of an agent row (without the password hash).
 pub const AGENT_SELECT: &str = "SELECT id, email, name, role, topics, capacity, active, site_ids, email_alerts_off FROM agents";

@@ -335,7 +335,35 @@ pub(super) fn site_from_row(r: &Row) -> v1::Site {
         notify_email: r.text(14),
         new_conversations_per_ip_hour: r.u32(15),
         auto_resolve_hours: r.u32(16),
+        time_zone: r.text(17),
+        opening_hours: decode_hours(&r.text(18)),
+        closed_dates: split_list(&r.text(19)),
+        away_message: r.text(20),
     }
+}
+
+/// `Site.opening_hours` as a TEXT column: "<weekday>:<open>-<close>" per line.
+fn encode_hours(hours: &[v1::OpeningHours]) -> String {
+    hours
+        .iter()
+        .map(|h| format!("{}:{}-{}", h.weekday, h.open_minute, h.close_minute))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn decode_hours(text: &str) -> Vec<v1::OpeningHours> {
+    split_list(text)
+        .iter()
+        .filter_map(|line| {
+            let (weekday, span) = line.split_once(':')?;
+            let (open, close) = span.split_once('-')?;
+            Some(v1::OpeningHours {
+                weekday: weekday.parse().ok()?,
+                open_minute: open.parse().ok()?,
+                close_minute: close.parse().ok()?,
+            })
+        })
+        .collect()
 }
 
 fn agent_from_row(r: &Row) -> v1::Agent {
@@ -1322,8 +1350,10 @@ impl<E: Engine> Store for SqlStore<E> {
                         "INSERT INTO sites (id, site_key, name, allowed_origins, topics, color, greeting, \
                          identity_secret, identity_required, created_at, restrict_agents_to_topics, \
                          max_file_bytes, file_kinds, file_retention_days, email_delay_minutes, notify_email, \
-                         new_conversations_per_ip_hour, auto_resolve_hours) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                         new_conversations_per_ip_hour, auto_resolve_hours, time_zone, opening_hours, \
+                         closed_dates, away_message) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                         $19, $20, $21, $22)",
                         args![
                             &site.id,
                             &site.site_key,
@@ -1342,7 +1372,11 @@ impl<E: Engine> Store for SqlStore<E> {
                             site.email_delay_minutes,
                             &site.notify_email,
                             site.new_conversations_per_ip_hour,
-                            site.auto_resolve_hours
+                            site.auto_resolve_hours,
+                            &site.time_zone,
+                            encode_hours(&site.opening_hours),
+                            join_list(&site.closed_dates),
+                            &site.away_message
                         ],
                     )
                     .await?;
@@ -1363,7 +1397,8 @@ impl<E: Engine> Store for SqlStore<E> {
                          identity_secret = $7, identity_required = $8, restrict_agents_to_topics = $9, \
                          max_file_bytes = $10, file_kinds = $11, file_retention_days = $12, \
                          email_delay_minutes = $13, notify_email = $14, new_conversations_per_ip_hour = $15, \
-                         auto_resolve_hours = $16 WHERE id = $1",
+                         auto_resolve_hours = $16, time_zone = $17, opening_hours = $18, closed_dates = $19, \
+                         away_message = $20 WHERE id = $1",
                         args![
                             &site.id,
                             &site.name,
@@ -1380,7 +1415,11 @@ impl<E: Engine> Store for SqlStore<E> {
                             site.email_delay_minutes,
                             &site.notify_email,
                             site.new_conversations_per_ip_hour,
-                            site.auto_resolve_hours
+                            site.auto_resolve_hours,
+                            &site.time_zone,
+                            encode_hours(&site.opening_hours),
+                            join_list(&site.closed_dates),
+                            &site.away_message
                         ],
                     )
                     .await?;

@@ -237,7 +237,8 @@ fn message_events(
                 v1::SystemEventKind::Resolved => Some(T::ConversationResolved),
                 v1::SystemEventKind::Reopened => Some(T::ConversationReopened),
                 v1::SystemEventKind::Rated => Some(T::RatingSubmitted),
-                v1::SystemEventKind::Unspecified => None,
+                // The site's own out-of-office text, no news for a backend.
+                v1::SystemEventKind::Away | v1::SystemEventKind::Unspecified => None,
             }
         }),
         v1::MessageKind::Unspecified => None,

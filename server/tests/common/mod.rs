@@ -45,6 +45,7 @@ pub fn test_core_config() -> CoreConfig {
         open_conversations_per_visitor: 0,
         new_conversations_per_ip_hour: 0,
         auto_resolve_every: std::time::Duration::from_millis(200),
+        reply_time_ttl: std::time::Duration::ZERO,
         ..CoreConfig::default()
     }
 }

@@ -12,6 +12,8 @@ export default {
   today: 'Hoje', yesterday: 'Ontem',
   typing: '{name} está digitando…', someone: 'Suporte',
   queued: 'Sua posição na fila é {n}. Um atendente responderá em breve.',
+  closed: 'Estamos fechados agora', backAt: 'voltamos {when}', replyTime: 'Normalmente respondemos em {time}',
+  queuedClosed: 'Estamos fechados agora. Deixe a sua mensagem: responderemos aqui assim que voltarmos ({when}).',
   queuedOffline: 'Nenhum atendente está online no momento. Deixe sua mensagem: responderemos aqui assim que voltarmos.',
   leaveEmail: 'Receba a resposta também por e-mail:', save: 'Salvar', saved: 'Obrigado! Vamos escrever para {email}.',
   reconnecting: 'Conexão perdida. Reconectando…', connecting: 'Conectando…',

@@ -12,6 +12,8 @@ export default {
   today: 'Bugün', yesterday: 'Dün',
   typing: '{name} yazıyor…', someone: 'Destek',
   queued: 'Sıradaki yeriniz: {n}. Bir müşteri temsilcimiz kısa süre içinde sizinle ilgilenecek.',
+  closed: 'Şu anda kapalıyız', backAt: 'dönüş: {when}', replyTime: 'Genellikle {time} içinde yanıt veriyoruz',
+  queuedClosed: 'Şu anda kapalıyız. Mesajınızı bırakın: döndüğümüzde burada yanıtlayacağız ({when}).',
   queuedOffline: 'Şu anda çevrimiçi temsilcimiz yok. Mesajınızı bırakın: döndüğümüzde size buradan yanıt vereceğiz.',
   leaveEmail: 'Yanıtı e-postayla da almak için:', save: 'Kaydet', saved: 'Teşekkürler, {email} adresine yazacağız.',
   reconnecting: 'Bağlantı koptu. Yeniden bağlanılıyor…', connecting: 'Bağlanılıyor…',

@@ -195,6 +195,11 @@ impl Core {
         }
         if !appended.duplicate {
             self.metrics.messages_in.inc();
+            if let Principal::Visitor { site_id, .. } = principal {
+                if kind == v1::MessageKind::Text {
+                    self.away_reply(site_id, &appended.message.conversation_id);
+                }
+            }
         }
         // A new or reopened conversation enters the queue: announce it and serve the queue.
         // Other messages need no snapshot: the message event carries the news.
