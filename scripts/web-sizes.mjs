@@ -23,7 +23,9 @@ const extra = [
   { name: 'full SDK JS glue', files: ['wsmschat_sdk.js'], budget: 14 * KB },
   // 150 -> 160 KB: the webhook admin calls (+3.4 KB) and what the console needs next.
   // 160 -> 164 KB: blocks and the audit log (+0.8 KB) and what the desk features need next.
-  { name: 'full SDK wasm', files: ['wsmschat_sdk_bg.wasm'], budget: 164 * KB },
+  // 164 -> 168 KB: opening hours in the site form (+1.3 KB) and snoozing (+0.6 KB). The
+  // console's SDK, not the widget's: visitors never download it.
+  { name: 'full SDK wasm', files: ['wsmschat_sdk_bg.wasm'], budget: 168 * KB },
 ];
 // 150 -> 152 KB: the email link, the transcript download and email (1.5 KB, see README).
 // 152 -> 154 KB: refusal reasons (block, quotas) read from grpc-status-details-bin and

@@ -246,6 +246,19 @@ export function setTyping(text) {
   if (text) cv.typingTimer = setTimeout(() => { cv.typing.textContent = ''; }, 8000);
 }
 
+const SNOOZES = [['', 'Snooze…'], ['reply', 'Until the customer replies'], ['1h', 'For an hour'],
+  ['tomorrow', 'Until tomorrow 09:00'], ['monday', 'Until next Monday 09:00']];
+
+/** When a snooze choice ends, ms (0: at the customer's next message), in the agent's clock. */
+function snoozeUntil(choice) {
+  if (choice === 'reply') return 0;
+  if (choice === '1h') return Date.now() + 3600000;
+  const d = new Date();
+  d.setHours(9, 0, 0, 0);
+  d.setDate(d.getDate() + (choice === 'tomorrow' ? 1 : ((8 - d.getDay()) % 7) || 7));
+  return d.getTime();
+}
+
 export function renderConvHeader() {
   const cv = S.cv;
   const c = cv.conv;
@@ -260,6 +273,16 @@ export function renderConvHeader() {
     } })));
   if (c.status === 'resolved') actions.push(h('button', { type: 'button', class: 'btn', onclick: () => act('reopen', 'Reopened'), text: 'Reopen' }));
   else actions.push(h('button', { type: 'button', class: 'btn', onclick: () => act('resolve', 'Resolved'), text: 'Resolve' }));
+  if (c.status === 'open') {
+    if (c.snoozed) actions.push(h('button', { type: 'button', class: 'btn', id: 'wake', onclick: () => act('wake', 'Woken up: back in the lists'), text: 'Wake' }));
+    else {
+      actions.push(h('select', { id: 'snooze-pick', class: 'snooze-pick', 'aria-label': 'Snooze', onchange: (e) => {
+        const v = e.target.value;
+        e.target.value = '';
+        if (v) act('snooze', 'Snoozed', snoozeUntil(v));
+      } }, SNOOZES.map(([v, label]) => h('option', { value: v, text: label }))));
+    }
+  }
   actions.push(h('button', { type: 'button', class: 'btn ghost', id: 'download-transcript', onclick: downloadTranscript, text: 'Download transcript' }));
   const siteLabels = [...S.labels.values()].filter((l) => l.siteId === c.siteId);
   if (siteLabels.length) {
@@ -280,6 +303,7 @@ export function renderConvHeader() {
       h('span', { class: 'topic', text: c.topic }),
       h('span', { class: 'muted', text: c.assigneeName ? `Assigned to ${mine ? 'me' : c.assigneeName}` : (c.status === 'queued' ? `In queue (#${c.queuePosition || '?'})` : 'Unassigned') }),
       c.rating ? h('span', { class: 'rating', text: `Rated ${c.rating}/5` }) : null,
+      c.snoozed ? h('span', { class: 'snoozed', id: 'snoozed-chip', text: c.snoozedUntil ? `Snoozed until ${fullTime(c.snoozedUntil)}` : 'Snoozed until the customer replies' }) : null,
       labelChips(c),
       h('button', { type: 'button', class: 'btn ghost small visitor-toggle', 'aria-controls': 'visitor-pane', onclick: () => {
         // Shown (narrow screens): its emails read again, they change while the panel is away.
@@ -306,6 +330,7 @@ async function act(what, done, arg) {
   cv.actionMsg.textContent = '…';
   try {
     if (what === 'assign') await S.client.assign(cv.id, arg);
+    else if (what === 'snooze') await S.client.snooze(cv.id, arg);
     else await S.client[what](cv.id);
     const before = S.convs.get(cv.id);
     const c = upsertConv(await S.client.getConversation(cv.id));

@@ -32,7 +32,7 @@ export function renderInbox() {
   ui.more = h('button', { type: 'button', class: 'btn ghost more', text: 'Load more', hidden: true, onclick: () => loadList(false) });
   ui.rows = new Map();
   ui.inboxPane = h('section', { class: 'pane inbox', 'aria-label': 'Inbox' },
-    h('div', { class: 'tabs', role: 'group', 'aria-label': 'Lists' }, tab('mine', 'Mine'), tab('unassigned', 'Unassigned'), tab('all', 'All')),
+    h('div', { class: 'tabs', role: 'group', 'aria-label': 'Lists' }, tab('mine', 'Mine'), tab('unassigned', 'Unassigned'), tab('all', 'All'), tab('snoozed', 'Snoozed')),
     h('div', { class: 'filters' },
       h('label', { class: 'sr-only', for: 'f-status', text: 'Status' }), ui.status,
       h('label', { class: 'sr-only', for: 'f-topic', text: 'Topic' }), ui.topic,
@@ -86,6 +86,8 @@ function filterFor(name, withPaging) {
   const f = {};
   if (name === 'mine') f.assigneeId = 'me';
   if (name === 'unassigned') f.unassigned = true;
+  // Snoozed conversations wait in their own list until they wake.
+  f.snooze = name === 'snoozed' ? 'snoozed' : 'awake';
   if (S.list.status) f.status = S.list.status;
   if (S.list.topic) f.topic = S.list.topic;
   if (S.list.query) f.query = S.list.query;
@@ -129,7 +131,7 @@ function refreshCounts() {
   countsTimer = setTimeout(async () => {
     if (!S.client) return;
     try {
-      const names = ['mine', 'unassigned', 'all'];
+      const names = ['mine', 'unassigned', 'all', 'snoozed'];
       const pages = await Promise.all(names.map((n) => S.client.listConversations({ ...filterFor(n, false), pageSize: 1 })));
       names.forEach((n, i) => { S.counts[n] = pages[i].total; });
       updateCounts();
@@ -158,6 +160,7 @@ function matches(c, name = S.list.name) {
   const l = S.list;
   if (name === 'mine' && c.assigneeId !== S.me.id) return false;
   if (name === 'unassigned' && c.assigneeId) return false;
+  if (!!c.snoozed !== (name === 'snoozed')) return false;
   if (l.status && c.status !== l.status) return false;
   if (l.topic && c.topic !== l.topic) return false;
   if (l.labelId && !(c.labelIds || []).includes(l.labelId)) return false;
@@ -174,7 +177,7 @@ export function placeInList(c, old) {
   const inList = S.listIds.includes(c.id);
   const should = matches(c);
   // Counts follow at once; the debounced refresh below corrects them from the server.
-  for (const name of ['mine', 'unassigned', 'all']) {
+  for (const name of ['mine', 'unassigned', 'all', 'snoozed']) {
     const n = S.counts[name];
     if (typeof n !== 'number') continue;
     const was = name === S.list.name ? inList : !!old && matches(old, name);
@@ -206,7 +209,7 @@ function renderRow(c) {
   let li = ui.rows.get(c.id);
   const unread = isUnread(c);
   const selected = S.cv && S.cv.id === c.id;
-  const key = `${c.updatedAt}|${c.lastSeq}|${c.status}|${c.assigneeId}|${unread}|${selected}|${c.visitorName}|${c.rating}|${(c.labelIds || []).join()}|${S.labels.size}`;
+  const key = `${c.updatedAt}|${c.lastSeq}|${c.status}|${c.assigneeId}|${unread}|${selected}|${c.visitorName}|${c.rating}|${(c.labelIds || []).join()}|${S.labels.size}|${c.snoozed}|${c.snoozedUntil}`;
   if (li && li.dataset.key === key) return li;
   const name = c.visitorName || 'Visitor';
   const a = h('a', { href: `#/c/${encodeURIComponent(c.id)}`, class: 'row', 'aria-current': selected ? 'true' : null },
@@ -220,6 +223,7 @@ function renderRow(c) {
       h('span', { class: 'topic', text: c.topic }),
       c.assigneeName ? h('span', { class: 'assignee', text: c.assigneeId === S.me.id ? 'me' : c.assigneeName }) : null,
       c.rating ? h('span', { class: 'rating', text: `★ ${c.rating}` }) : null,
+      c.snoozed ? h('span', { class: 'snoozed', text: c.snoozedUntil ? `Snoozed · ${shortWhen(c.snoozedUntil)}` : 'Snoozed · until reply' }) : null,
       labelChips(c)));
   const fresh = h('li', { class: unread ? 'unread' : '', dataset: { id: c.id, key } }, a);
   if (li) li.replaceWith(fresh);

@@ -63,7 +63,7 @@ export const S = {
   listIds: [],
   nextPageToken: '',
   listLoading: false,
-  counts: { mine: null, unassigned: null, all: null },
+  counts: { mine: null, unassigned: null, all: null, snoozed: null },
   topics: new Set(DEFAULT_TOPICS),
   agents: [], // AgentPresence
   canned: null,

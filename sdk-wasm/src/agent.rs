@@ -115,6 +115,27 @@ impl ChatClient {
         }))
     }
 
+    /// Staff: snooze an open conversation until `untilMs` (ms since epoch; 0: until the
+    /// customer writes). It leaves the lists filtered with `snooze: "awake"` until then.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Ack>")]
+    pub fn snooze(&self, conversation_id: String, until_ms: f64) -> Promise {
+        self.event(Ce::Snooze(v1::SnoozeConversation {
+            conversation_id,
+            until_ms: until_ms.max(0.0) as i64,
+            wake: false,
+        }))
+    }
+
+    /// Staff: end a conversation's snooze now.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Ack>")]
+    pub fn wake(&self, conversation_id: String) -> Promise {
+        self.event(Ce::Snooze(v1::SnoozeConversation {
+            conversation_id,
+            until_ms: 0,
+            wake: true,
+        }))
+    }
+
     /// A site's labels by name, with how many conversations carry each.
     #[wasm_bindgen(js_name = listLabels, unchecked_return_type = "Promise<Label[]>")]
     pub fn list_labels(&self, site_id: String) -> Promise {

@@ -266,7 +266,10 @@ pub fn conversation(c: &v1::Conversation) -> JsValue {
         .n("agentsOnline", c.agents_online as f64);
     // Labels are staff business: the widget's build leaves them out (and their bytes).
     #[cfg(feature = "agent")]
-    let o = o.strs("labelIds", &c.label_ids);
+    let o = o
+        .strs("labelIds", &c.label_ids)
+        .b("snoozed", c.snoozed)
+        .n("snoozedUntil", c.snoozed_until_ms as f64);
     o.done()
 }
 
@@ -539,5 +542,10 @@ pub fn list_filter_from(o: &JsValue) -> v1::ListConversationsRequest {
         page_size: get_num(o, "pageSize") as u32,
         page_token: get_str(o, "pageToken"),
         label_id: get_str(o, "labelId"),
+        snooze: match get_str(o, "snooze").as_str() {
+            "awake" => v1::SnoozeFilter::Awake,
+            "snoozed" => v1::SnoozeFilter::Snoozed,
+            _ => v1::SnoozeFilter::Unspecified,
+        } as i32,
     }
 }

@@ -76,6 +76,9 @@ export interface Conversation {
   createdAt: number; updatedAt: number; rating: number; ratingComment: string; agentsOnline: number;
   /** Ids of the site's labels on it (the full SDK only; names from `listLabels`). */
   labelIds?: string[];
+  /** Snoozed by staff (the full SDK only): until `snoozedUntil` (ms), or the customer's next
+   *  message when that is 0. */
+  snoozed?: boolean; snoozedUntil?: number;
 }
 
 export interface Ack {
@@ -245,6 +248,8 @@ export interface HistoryPage { messages: Message[]; hasMore: boolean; }
 export interface ListFilter {
   status?: ConversationStatus; topic?: string; assigneeId?: string; unassigned?: boolean;
   siteId?: string; query?: string; pageSize?: number; pageToken?: string; labelId?: string;
+  /** "awake": leave snoozed conversations out; "snoozed": only them; absent: both. */
+  snooze?: "awake" | "snoozed";
 }
 /** A site's label (admins define them; staff put them on conversations). */
 export interface Label { id: string; siteId: string; name: string; color: string; conversations: number; }

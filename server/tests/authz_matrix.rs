@@ -97,6 +97,7 @@ const OPS: &[&str] = &[
     "Admin.DeleteLabel (site 1's)",
     "Chat.ListLabels (site 1)",
     "Publish.Label (A's, site 1's label)",
+    "Publish.Snooze (A's, open)",
 ];
 
 /// A new label of the site (each with its own name).
@@ -1206,6 +1207,28 @@ impl World {
                         conversation_id: conv,
                         add: vec![l.id],
                         remove: vec![],
+                    })),
+                ))
+                .await
+                .map(drop)
+            }
+            "Publish.Snooze (A's, open)" => {
+                let conv = self.conversation(false).await;
+                publish(
+                    &mut chat,
+                    &self.admin,
+                    ev(Ce::Join(v1::JoinConversation {
+                        conversation_id: conv.clone(),
+                    })),
+                )
+                .await
+                .unwrap();
+                chat.publish(req(
+                    token,
+                    publish_ev(Ce::Snooze(v1::SnoozeConversation {
+                        conversation_id: conv,
+                        until_ms: 0,
+                        wake: false,
                     })),
                 ))
                 .await

@@ -678,3 +678,168 @@ async fn opening_hours_away_reply_and_typical_reply_time() {
     );
     s.stop().await;
 }
+
+fn snoozing(conversation_id: &str, until_ms: i64, wake: bool) -> v1::ClientEvent {
+    ev(Ce::Snooze(v1::SnoozeConversation {
+        conversation_id: conversation_id.into(),
+        until_ms,
+        wake,
+    }))
+}
+
+async fn listed(
+    chat: &mut wsmschat::v1::chat_service_client::ChatServiceClient<tonic::transport::Channel>,
+    token: &str,
+    snooze: v1::SnoozeFilter,
+) -> Vec<String> {
+    chat.list_conversations(authed(
+        token,
+        v1::ListConversationsRequest {
+            snooze: snooze as i32,
+            ..Default::default()
+        },
+    ))
+    .await
+    .unwrap()
+    .into_inner()
+    .conversations
+    .into_iter()
+    .map(|c| c.id)
+    .collect()
+}
+
+/// Snooze: an agent puts an open conversation aside until the customer writes (which wakes it,
+/// live on the inbox stream) or until a time (the one-minute clock wakes it; 200 ms in tests);
+/// lists leave snoozed ones out or show only them; resolving ends a snooze; only open
+/// conversations snooze, only to a time ahead; the customer is never told.
+#[tokio::test]
+async fn snooze_until_the_customer_writes_or_a_time() {
+    let s = TestServer::start().await;
+    let (_, agent) = s.agent("Sam", &[], 5).await;
+    let mut chat = s.chat().await;
+    let mut inbox = Sub::open(&mut chat, &agent, vec![], true).await.unwrap();
+    let (_, visitor) = s.visitor("Vic").await;
+    let (c, _) = start_conversation(&mut chat, &visitor, "Order", "where is it?").await;
+    wait_conversation(&mut inbox, &c, |c| {
+        c.status == v1::ConversationStatus::Open as i32
+    })
+    .await;
+    let open_seq = history(&mut chat, &agent, &c).await.len();
+    let mut vsub = Sub::open(
+        &mut chat,
+        &visitor,
+        vec![(c.clone(), open_seq as u64)],
+        false,
+    )
+    .await
+    .unwrap();
+
+    // Until the customer's next message.
+    publish(&mut chat, &agent, snoozing(&c, 0, false))
+        .await
+        .unwrap();
+    let z = wait_conversation(&mut inbox, &c, |c| c.snoozed).await;
+    assert_eq!(z.snoozed_until_ms, 0);
+    assert!(
+        !listed(&mut chat, &agent, v1::SnoozeFilter::Awake)
+            .await
+            .contains(&c)
+    );
+    assert_eq!(
+        listed(&mut chat, &agent, v1::SnoozeFilter::Snoozed).await,
+        std::slice::from_ref(&c)
+    );
+    assert!(
+        listed(&mut chat, &agent, v1::SnoozeFilter::Unspecified)
+            .await
+            .contains(&c)
+    );
+    publish(&mut chat, &visitor, send(&c, "", &uuid(), "hello again"))
+        .await
+        .unwrap();
+    let woke = wait_conversation(&mut inbox, &c, |c| !c.snoozed).await;
+    assert_eq!(woke.status, v1::ConversationStatus::Open as i32);
+    assert!(
+        listed(&mut chat, &agent, v1::SnoozeFilter::Awake)
+            .await
+            .contains(&c)
+    );
+    // Not a message in the log: the customer saw only their own message.
+    assert_eq!(vsub.next_message().await.text, "hello again");
+    assert_eq!(history(&mut chat, &agent, &c).await.len(), open_seq + 1);
+
+    // Until a time: the clock wakes it.
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 600;
+    publish(&mut chat, &agent, snoozing(&c, until, false))
+        .await
+        .unwrap();
+    let z = wait_conversation(&mut inbox, &c, |c| c.snoozed).await;
+    assert_eq!(z.snoozed_until_ms, until);
+    let woke = wait_conversation(&mut inbox, &c, |c| !c.snoozed).await;
+    assert_eq!(woke.snoozed_until_ms, 0);
+    assert!(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            >= until,
+        "not before its time"
+    );
+
+    // Wake by hand; resolving ends a snooze.
+    publish(&mut chat, &agent, snoozing(&c, 0, false))
+        .await
+        .unwrap();
+    wait_conversation(&mut inbox, &c, |c| c.snoozed).await;
+    publish(&mut chat, &agent, snoozing(&c, 0, true))
+        .await
+        .unwrap();
+    wait_conversation(&mut inbox, &c, |c| !c.snoozed).await;
+    publish(&mut chat, &agent, snoozing(&c, 0, false))
+        .await
+        .unwrap();
+    wait_conversation(&mut inbox, &c, |c| c.snoozed).await;
+    publish(
+        &mut chat,
+        &agent,
+        ev(Ce::Resolve(v1::ResolveConversation {
+            conversation_id: c.clone(),
+        })),
+    )
+    .await
+    .unwrap();
+    let r = wait_conversation(&mut inbox, &c, |c| {
+        c.status == v1::ConversationStatus::Resolved as i32
+    })
+    .await;
+    assert!(!r.snoozed);
+
+    // Refused: a resolved or queued conversation, a time past or over a year ahead, a visitor.
+    let e = publish(&mut chat, &agent, snoozing(&c, 0, false))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    for bad in [1_000, i64::MAX / 2] {
+        let e = publish(&mut chat, &agent, snoozing(&c, bad, false))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+    }
+    let (_, other) = s.visitor("Queued").await;
+    let e = publish(&mut chat, &visitor, snoozing(&c, 0, false))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    drop(inbox); // Sam goes offline: the next conversation stays queued.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (q, _) = start_conversation(&mut chat, &other, "Order", "anyone?").await;
+    let e = publish(&mut chat, &agent, snoozing(&q, 0, false))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "queued: take it first");
+    s.stop().await;
+}

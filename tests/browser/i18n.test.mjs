@@ -5,7 +5,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { stack, ARTIFACTS, browser, newPage, openShop, sendText, waitForBubble, W } from './harness.mjs';
+import { stack, ARTIFACTS, browser, newPage, openShop, sendText, waitForBubble, waitFor, W } from './harness.mjs';
 
 const s = stack();
 let server, shop;
@@ -75,7 +75,10 @@ test('Arabic is laid out right to left', async () => {
   await waitForBubble(page, 'مرحبا، لدي سؤال عن طلبي');
   // The customer's own bubble sits at the panel's left edge (its start in RTL is the right).
   const p = await panel.boundingBox();
-  const b = await page.locator('wsmschat-widget .msg.mine .bubble').last().boundingBox();
+  // (Measured once the log has settled: a re-render between finding and measuring the bubble
+  // detaches it, and a busy machine once caught exactly that.)
+  let b = null;
+  await waitFor(async () => (b = await page.locator('wsmschat-widget .msg.mine .bubble').last().boundingBox()) !== null, { what: 'the bubble laid out' });
   assert.ok(b.x - p.x < 40, `own bubble on the left: bubble x ${b.x}, panel x ${p.x}`);
   assert.ok(p.x + p.width - (b.x + b.width) > 40, 'and away from the right edge');
   // The send arrow is mirrored.

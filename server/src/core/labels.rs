@@ -1,6 +1,7 @@
 //! Labels (issue #15, context for agents): admins define them per site (name, colour); staff
 //! add and remove them on conversations (a `LabelConversation` event: followers get the new
-//! snapshot); the inbox filters by label and the site report counts by label.
+//! snapshot); the inbox filters by label and the site report counts by label. Snoozing (staff put an open conversation aside until a
+//! time or the customer's next message) lives here too: like labels, a snapshot change only.
 
 use std::sync::Arc;
 
@@ -140,6 +141,52 @@ impl Core {
         self.announce(changed);
         ack.conversation_id = c.id;
         Ok(())
+    }
+}
+
+/// The furthest a snooze may reach.
+const MAX_SNOOZE_MS: i64 = 366 * 86_400_000;
+
+impl Core {
+    /// Staff snooze an open conversation they may see (until a time, or the customer's next
+    /// message), or wake it. Followers get the snapshot; the customer is not told.
+    pub(super) async fn snooze(
+        self: &Arc<Self>,
+        principal: &Principal,
+        z: v1::SnoozeConversation,
+        ack: &mut v1::Ack,
+    ) -> CoreResult<()> {
+        check_no_nul(&z.conversation_id, "conversation_id")?;
+        let now = crate::util::now_ms();
+        let until = if z.wake {
+            None
+        } else if z.until_ms == 0 {
+            Some(0)
+        } else if z.until_ms <= now || z.until_ms > now + MAX_SNOOZE_MS {
+            return Err(CoreError::InvalidArgument(
+                "until_ms must be in the future and at most a year ahead (0: until the customer writes)"
+                    .into(),
+            ));
+        } else {
+            Some(z.until_ms)
+        };
+        let c = self
+            .staff_conversation(principal, &z.conversation_id)
+            .await?;
+        let changed = self.store.snooze(c.id.clone(), until).await?;
+        self.announce(changed);
+        ack.conversation_id = c.id;
+        Ok(())
+    }
+
+    /// Wakes the conversations whose snooze is over (on the one-minute clock, every node).
+    pub async fn wake_pass(&self) -> CoreResult<u32> {
+        let woken = self.store.wake_snoozed(crate::util::now_ms(), 500).await?;
+        let n = woken.len() as u32;
+        for c in woken {
+            self.announce(c);
+        }
+        Ok(n)
     }
 }
 

@@ -56,6 +56,11 @@ impl Core {
             site_id: (!r.site_id.is_empty()).then_some(r.site_id),
             visitor_id: None,
             label_id: (!r.label_id.is_empty()).then_some(r.label_id),
+            snoozed: match v1::SnoozeFilter::try_from(r.snooze).unwrap_or_default() {
+                v1::SnoozeFilter::Unspecified => None,
+                v1::SnoozeFilter::Awake => Some(false),
+                v1::SnoozeFilter::Snoozed => Some(true),
+            },
             query: (!r.query.trim().is_empty()).then(|| r.query.trim().to_owned()),
             limit: page_size,
             after: parse_page_token(&r.page_token)?,
@@ -65,6 +70,7 @@ impl Core {
             Principal::Visitor { visitor_id, .. } => {
                 filter.visitor_id = Some(visitor_id.clone());
                 filter.label_id = None; // labels are staff business
+                filter.snoozed = None; // and so is snoozing
             }
             Principal::Agent { agent } if filter.assignee_id.as_deref() == Some("me") => {
                 filter.assignee_id = Some(agent.id.clone());

@@ -326,13 +326,17 @@ impl Core {
     /// whose customer has not answered a staff reply for their site's `auto_resolve_hours`,
     /// through the usual resolve (system message, snapshot, webhooks, the rating prompt). Every
     /// node may run it: each resolve re-checks under the conversation's row lock. The same
-    /// clock serves the queues of sites that have just opened ([`Core::opening_pass`]).
+    /// clock serves the queues of sites that have just opened ([`Core::opening_pass`]) and
+    /// wakes snoozed conversations whose time has come ([`Core::wake_pass`]).
     pub fn spawn_auto_resolve(self: &Arc<Self>) {
         self.spawn_periodic(self.config.auto_resolve_every, |core| async move {
             if let Err(error) = core.auto_resolve_pass().await {
                 tracing::warn!(%error, "Auto-resolve pass failed");
             }
             core.opening_pass().await;
+            if let Err(error) = core.wake_pass().await {
+                tracing::warn!(%error, "Snooze wake-up pass failed");
+            }
         });
     }
 

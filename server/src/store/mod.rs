@@ -261,6 +261,8 @@ pub struct ConversationFilter {
     pub visitor_id: Option<String>,
     /// Only conversations carrying this label.
     pub label_id: Option<String>,
+    /// Some(true): only snoozed ones; Some(false): only those not snoozed.
+    pub snoozed: Option<bool>,
     /// Case-insensitive search in visitor name/email and message text.
     pub query: Option<String>,
     /// Page size.
@@ -415,6 +417,15 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<Option<Changed>>;
     /// Resolves an open or queued conversation and writes the system message.
     async fn resolve(&self, conversation_id: String) -> StoreResult<Changed>;
+    /// Snoozes an open conversation until `until` ms (0: the customer's next message), or
+    /// ends its snooze (None). The conversation after the change.
+    async fn snooze(
+        &self,
+        conversation_id: String,
+        until: Option<i64>,
+    ) -> StoreResult<v1::Conversation>;
+    /// Ends the snoozes due at `now` (at most `limit`): the conversations woken.
+    async fn wake_snoozed(&self, now: i64, limit: u32) -> StoreResult<Vec<v1::Conversation>>;
     /// Reopens a resolved conversation (queued again) and writes the system message.
     async fn reopen(&self, conversation_id: String) -> StoreResult<Changed>;
     /// Rates a resolved conversation.

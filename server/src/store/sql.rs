@@ -14,13 +14,15 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_labels.sql"),
     include_str!("migrations/0010_auto_resolve.sql"),
     include_str!("migrations/0011_hours.sql"),
+    include_str!("migrations/0012_snooze.sql"),
 ];
 
 /// Columns of a conversation row, decoded by `conversation_from_row`. The queue position is not
 /// a column: the core's queue index ([`crate::core::queue`]) knows it without a count per row.
 pub const CONVERSATION_SELECT: &str = "SELECT c.id, c.site_id, c.visitor_id, v.name, c.topic, c.status, \
      COALESCE(c.assignee_id, ''), COALESCE(a.name, ''), c.queued_at, c.last_seq, c.last_preview, \
-     c.visitor_read_seq, c.agent_read_seq, c.created_at, c.updated_at, c.rating, c.rating_comment, c.labels \
+     c.visitor_read_seq, c.agent_read_seq, c.created_at, c.updated_at, c.rating, c.rating_comment, c.labels, \
+     c.snoozed_until \
      FROM conversations c JOIN visitors v ON v.id = c.visitor_id \
      LEFT JOIN agents a ON a.id = c.assignee_id";
 

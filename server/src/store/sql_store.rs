@@ -239,6 +239,8 @@ pub(super) fn conversation_from_row(r: &Row) -> v1::Conversation {
         rating_comment: r.text(16),
         agents_online: 0,
         label_ids: split_list(&r.text(17)),
+        snoozed: r.opt_int(18).is_some(),
+        snoozed_until_ms: r.opt_int(18).unwrap_or(0),
     }
 }
 
@@ -726,7 +728,7 @@ async fn append_in_tx(ctx: &mut WriteCtx<'_>, m: NewMessage) -> StoreResult<Appe
         .db
         .query_one(
             &format!(
-                "SELECT visitor_id, status, site_id FROM conversations WHERE id = $1{}",
+                "SELECT visitor_id, status, site_id, snoozed_until FROM conversations WHERE id = $1{}",
                 ctx.db.for_update()
             ),
             args![&conversation_id],
@@ -734,6 +736,7 @@ async fn append_in_tx(ctx: &mut WriteCtx<'_>, m: NewMessage) -> StoreResult<Appe
         )
         .await?;
     let (visitor_id, status, site_id) = (row.text(0), row.i32(1), row.text(2));
+    let snoozed = row.opt_int(3).is_some();
     if let Some(owner) = &m.require_visitor {
         if *owner != visitor_id {
             // Same answer as a missing conversation: ids of others' conversations leak nothing.
@@ -763,6 +766,17 @@ async fn append_in_tx(ctx: &mut WriteCtx<'_>, m: NewMessage) -> StoreResult<Appe
             .await?;
         reopened = true;
     }
+    // The customer writing ends a snooze (whatever it was until).
+    let woke =
+        snoozed && m.author_kind == v1::AuthorKind::Visitor && m.kind == v1::MessageKind::Text;
+    if woke {
+        ctx.db
+            .exec(
+                "UPDATE conversations SET snoozed_until = NULL WHERE id = $1",
+                args![&conversation_id],
+            )
+            .await?;
+    }
     let preview_text = if m.text.trim().is_empty() && !files.is_empty() {
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
         format!("\u{1F4CE} {}", names.join(", "))
@@ -787,7 +801,7 @@ async fn append_in_tx(ctx: &mut WriteCtx<'_>, m: NewMessage) -> StoreResult<Appe
     let message = insert_message(ctx, &m, &conversation_id, &visitor_id, seq, attachments).await?;
     // The snapshot is re-read only when the conversation itself changed (the hot path of a
     // message in an ongoing conversation skips this join).
-    let conversation = if created || reopened {
+    let conversation = if created || reopened || woke {
         Some(load_conversation(ctx.db, &conversation_id).await?)
     } else {
         None
@@ -979,7 +993,7 @@ async fn assign_in_tx(
 const IDLE_FROM: &str = "FROM conversations c JOIN sites s ON s.id = c.site_id \
      JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq \
      WHERE c.status = 2 AND s.auto_resolve_hours > 0 AND m.kind = 1 AND m.author_kind IN (2, 3) \
-     AND m.created_at < $1 - s.auto_resolve_hours * 3600000";
+     AND m.created_at < $1 - s.auto_resolve_hours * 3600000 AND c.snoozed_until IS NULL";
 
 async fn set_status_in_tx(
     ctx: &mut WriteCtx<'_>,
@@ -1004,7 +1018,7 @@ async fn set_status_in_tx(
         }
         ctx.db
             .exec(
-                "UPDATE conversations SET status = $2, resolved_at = $3, updated_at = $3 WHERE id = $1",
+                "UPDATE conversations SET status = $2, resolved_at = $3, updated_at = $3, snoozed_until = NULL WHERE id = $1",
                 args![conversation_id, v1::ConversationStatus::Resolved as i32, now],
             )
             .await?;
@@ -1237,6 +1251,11 @@ async fn list_conversations_in(
     if let Some(visitor) = &f.visitor_id {
         let p = arg(visitor.into());
         clauses.push(format!("c.visitor_id = {p}"));
+    }
+    match f.snoozed {
+        Some(true) => clauses.push("c.snoozed_until IS NOT NULL".into()),
+        Some(false) => clauses.push("c.snoozed_until IS NULL".into()),
+        None => {}
     }
     if let Some(label) = &f.label_id {
         let p = arg(label.into());
@@ -2418,6 +2437,91 @@ impl<E: Engine> Store for SqlStore<E> {
         let site_id = site_id.to_owned();
         self.read(move |db| Box::pin(async move { super::labels::list(db, &site_id).await }))
             .await
+    }
+
+    async fn snooze(
+        &self,
+        conversation_id: String,
+        until: Option<i64>,
+    ) -> StoreResult<v1::Conversation> {
+        self.write(move |ctx| {
+            let id = conversation_id.clone();
+            Box::pin(async move {
+                let status = ctx
+                    .db
+                    .query_one(
+                        &format!(
+                            "SELECT status FROM conversations WHERE id = $1{}",
+                            ctx.db.for_update()
+                        ),
+                        args![&id],
+                        "conversation",
+                    )
+                    .await?
+                    .i32(0);
+                match until {
+                    Some(until) => {
+                        if status != v1::ConversationStatus::Open as i32 {
+                            return Err(StoreError::Precondition(
+                                "only an open conversation can be snoozed (take or assign it first)"
+                                    .into(),
+                            ));
+                        }
+                        ctx.db
+                            .exec(
+                                "UPDATE conversations SET snoozed_until = $2 WHERE id = $1",
+                                args![&id, until],
+                            )
+                            .await?;
+                    }
+                    None => {
+                        ctx.db
+                            .exec(
+                                "UPDATE conversations SET snoozed_until = NULL WHERE id = $1",
+                                args![&id],
+                            )
+                            .await?;
+                    }
+                }
+                load_conversation(ctx.db, &id).await
+            })
+        })
+        .await
+    }
+
+    async fn wake_snoozed(&self, now: i64, limit: u32) -> StoreResult<Vec<v1::Conversation>> {
+        self.write(move |ctx| {
+            Box::pin(async move {
+                let due: Vec<String> = ctx
+                    .db
+                    .query(
+                        "SELECT id FROM conversations WHERE snoozed_until > 0 AND snoozed_until <= $1 \
+                         ORDER BY snoozed_until LIMIT $2",
+                        args![now, limit as i64],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.text(0))
+                    .collect();
+                let mut woken = Vec::new();
+                for id in due {
+                    // Another node's pass, or the customer, may have woken it meanwhile.
+                    let n = ctx
+                        .db
+                        .exec(
+                            "UPDATE conversations SET snoozed_until = NULL \
+                             WHERE id = $1 AND snoozed_until > 0 AND snoozed_until <= $2",
+                            args![&id, now],
+                        )
+                        .await?;
+                    if n > 0 {
+                        woken.push(load_conversation(ctx.db, &id).await?);
+                    }
+                }
+                Ok(woken)
+            })
+        })
+        .await
     }
 
     async fn label_conversation(

@@ -138,6 +138,7 @@ impl Core {
             Ce::SetPresence(p) => self.set_presence(principal, p).await?,
             Ce::Rate(r) => self.rate(principal, r, &mut ack).await?,
             Ce::Label(l) => self.label(principal, l, &mut ack).await?,
+            Ce::Snooze(z) => self.snooze(principal, z, &mut ack).await?,
             Ce::Watch(_) => {
                 return Err(CoreError::InvalidArgument(
                     "watch only works on a Chat stream; Subscribe takes cursors".into(),
@@ -160,6 +161,7 @@ fn conversation_of(body: &Ce) -> Option<&str> {
         Ce::Reopen(r) => &r.conversation_id,
         Ce::Rate(r) => &r.conversation_id,
         Ce::Label(l) => &l.conversation_id,
+        Ce::Snooze(z) => &z.conversation_id,
         Ce::Watch(w) => &w.cursor.as_ref()?.conversation_id,
         Ce::SetPresence(_) => return None,
     };
