@@ -12,8 +12,9 @@ const parts = [
   { name: 'UI (ui, strings, dom, files)', files: ['ui.js', 'strings.js', 'dom.js', 'files.js'], budget: 16 * KB },
   { name: 'CSS (widget.css)', files: ['widget.css'], budget: 6 * KB },
   { name: 'SDK JS glue', files: ['wsmschat_widget_sdk.js'], budget: 10 * KB },
-  // 128 -> 130 KB: email continuity and transcripts (+1.1 KB wasm, see README).
-  { name: 'SDK wasm', files: ['wsmschat_widget_sdk_bg.wasm'], budget: 130 * KB },
+  // 128 -> 130 KB: email continuity and transcripts (+1.1 KB wasm, see README); 130 -> 132 KB:
+  // opening hours, snoozing and the site's widget texts (+0.5 KB). The total below still holds.
+  { name: 'SDK wasm', files: ['wsmschat_widget_sdk_bg.wasm'], budget: 132 * KB },
 ];
 // The full SDK (agent and admin calls) is for the console and integrators, not the widget;
 // upload.js (the composer's files and the image viewer) loads when a visitor first attaches a

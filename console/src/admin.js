@@ -206,6 +206,8 @@ function siteForm(ctx, site, info) {
   const notifyEmail = h('input', { id: 'site-notify-email', type: 'email', value: s.notifyEmail || '', autocomplete: 'off', placeholder: 'support-team@example.com' });
   const autoResolve = h('input', { id: 'site-auto-resolve', type: 'number', min: '0', max: '8760', step: '1', value: String(s.autoResolveHours || 0) });
   const hours = hoursFields(s);
+  const texts = h('textarea', { id: 'site-texts', rows: '4', spellcheck: 'false', placeholder: 'topicQuestion = How can we help?\nde.offline = Wir sind gerade nicht da',
+    value: Object.entries(s.widgetTexts || {}).map(([k, v]) => `${k} = ${v}`).join('\n') });
   const perIp = h('input', { id: 'site-per-ip', type: 'number', min: '0', max: '100000', step: '1', value: String(s.newConversationsPerIpHour || 0) });
   const msg = status();
   const save = h('button', { type: 'submit', class: 'btn primary', text: site ? 'Save site' : 'Create site' });
@@ -215,6 +217,7 @@ function siteForm(ctx, site, info) {
     field('site-topics', 'Topics', topics, 'One per line; offered to visitors in this order.'),
     [h('label', { for: 'site-color', text: 'Colour' }), h('div', { class: 'inline' }, colorPick, Object.assign(color, { id: 'site-color' }))],
     field('site-greeting', 'Greeting', greeting),
+    field('site-texts', 'Widget texts', texts, 'Your own words instead of the widget\'s: one "key = text" per line, e.g. greeting, title, offline, offlineHint, topicQuestion, queuedOffline, closed (keys of the widget\'s strings.js). Prefix a language for it alone: de.greeting = Hallo!'),
     [h('label', { for: 'site-required', text: 'Require verified identity' }),
       h('div', {}, h('label', { class: 'check' }, Object.assign(required, { id: 'site-required' }), 'Refuse visitors without a valid user hash'))],
     [h('label', { for: 'site-own-topics', text: 'Agents see their topics only' }),
@@ -260,6 +263,12 @@ function siteForm(ctx, site, info) {
     if (!notifyEmail.checkValidity()) { msg.textContent = 'The team address is not an email address: correct it or leave it empty.'; notifyEmail.focus(); return; }
     const schedule = hours.read();
     if (schedule.error) { msg.textContent = schedule.error; return; }
+    const widgetTexts = {};
+    for (const line of texts.value.split('\n').map((x) => x.trim()).filter(Boolean)) {
+      const i = line.indexOf('=');
+      if (i < 1) { msg.textContent = `Widget texts: write "key = text" (not ${JSON.stringify(line.slice(0, 40))}).`; texts.focus(); return; }
+      widgetTexts[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+    }
     const data = { name: name.value.trim(), allowedOrigins: lines(origins.value), topics: lines(topics.value), color: color.value.trim(),
       greeting: greeting.value, identityRequired: required.checked, restrictAgentsToTopics: ownTopics.checked,
       maxFileBytes: Math.max(1, Math.min(1024, Number(maxMb.value) || 10)) * 1048576, fileKinds: kinds.value,
@@ -268,7 +277,7 @@ function siteForm(ctx, site, info) {
       notifyEmail: notifyEmail.value,
       newConversationsPerIpHour: Math.max(0, Math.min(100000, Math.floor(Number(perIp.value) || 0))),
       autoResolveHours: Math.max(0, Math.min(8760, Math.floor(Number(autoResolve.value) || 0))),
-      ...schedule.value };
+      ...schedule.value, widgetTexts };
     save.disabled = true;
     try {
       if (site) {

@@ -284,6 +284,15 @@ pub fn ack(a: &v1::Ack) -> JsValue {
         .done()
 }
 
+/// The site's widget texts as `{ key: text }` (later keys win).
+fn widget_texts(texts: &[v1::WidgetText]) -> JsValue {
+    let o = js_sys::Object::new();
+    for t in texts {
+        let _ = Reflect::set(&o, &JsValue::from_str(&t.key), &JsValue::from_str(&t.text));
+    }
+    o.into()
+}
+
 pub fn site_info(s: &v1::SiteInfo) -> JsValue {
     let online: Array = s
         .agents_online
@@ -305,6 +314,7 @@ pub fn site_info(s: &v1::SiteInfo) -> JsValue {
         .n("opensAt", s.opens_at_ms as f64)
         .n("closesAt", s.closes_at_ms as f64)
         .n("typicalReplyS", s.typical_reply_s as f64)
+        .v("texts", widget_texts(&s.texts))
         .done()
 }
 
@@ -383,6 +393,7 @@ pub fn site(s: &v1::Site) -> JsValue {
         )
         .strs("closedDates", &s.closed_dates)
         .s("awayMessage", &s.away_message)
+        .v("widgetTexts", widget_texts(&s.widget_texts))
         .done()
 }
 
@@ -505,6 +516,23 @@ pub fn site_from(o: &JsValue) -> v1::Site {
         },
         closed_dates: get_strs(o, "closedDates"),
         away_message: get_str(o, "awayMessage"),
+        widget_texts: {
+            let v = get(o, "widgetTexts");
+            if v.is_object() {
+                js_sys::Object::entries(v.unchecked_ref())
+                    .iter()
+                    .filter_map(|e| {
+                        let e: Array = e.unchecked_into();
+                        Some(v1::WidgetText {
+                            key: e.get(0).as_string()?,
+                            text: e.get(1).as_string()?,
+                        })
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        },
     }
 }
 

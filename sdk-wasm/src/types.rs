@@ -99,6 +99,8 @@ export interface SiteInfo {
   closed: boolean; opensAt: number; closesAt: number;
   /** Median first-response time of the last 14 days, seconds (0: too few to tell). */
   typicalReplyS: number;
+  /** The site's own words for the widget in this session's language, by string key. */
+  texts: Record<string, string>;
 }
 
 export interface Agent {
@@ -130,6 +132,8 @@ export interface Site {
    *  minutes after local midnight (none: always open); whole local days closed ("YYYY-MM-DD");
    *  the out-of-office reply sent once per conversation outside hours ("" = none). */
   timeZone: string; openingHours: OpeningHours[]; closedDates: string[]; awayMessage: string;
+  /** The site's widget texts by key: "offline" for every language, "de.offline" for one. */
+  widgetTexts: Record<string, string>;
 }
 
 /** One opening interval: `openMinute < closeMinute <= 1440` after local midnight. */

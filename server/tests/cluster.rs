@@ -845,3 +845,168 @@ async fn queue_positions_agree_on_every_node_and_moves_reach_visitors_on_each() 
     );
     c.finish().await;
 }
+
+/// What staff change on one node holds on the others at once: a visitor blocked on node 0 is
+/// cut off on node 1 (open stream, cached token, a new session), and let back in when
+/// unblocked; a site's opening hours saved on node 0 are what node 1 tells the widget; a
+/// snooze on node 0 reaches an inbox on node 1.
+#[tokio::test]
+async fn blocks_hours_and_snoozes_reach_every_node_at_once() {
+    use tokio_stream::StreamExt;
+    use wsmschat::v1::session_service_client::SessionServiceClient;
+    let c = cluster(2).await;
+    let admin = c.login(0, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut chat0 = c.chat(0).await;
+    let mut chat1 = c.chat(1).await;
+    let mut sessions1 = SessionServiceClient::connect(c.nodes[1].url.clone())
+        .await
+        .unwrap();
+    let start = v1::StartVisitorSessionRequest {
+        site_key: "demo".into(),
+        ..Default::default()
+    };
+    let v = sessions1
+        .start_visitor_session(start.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let (conv, _) = start_conversation(&mut chat1, &v.visitor_token, "Order", "hi").await;
+    let mut stream = Sub::open(&mut chat1, &v.visitor_token, vec![(conv.clone(), 0)], false)
+        .await
+        .unwrap();
+
+    // Blocked on node 0: node 1 ends the stream and refuses the cached token.
+    let b = chat0
+        .create_block(authed(
+            &admin,
+            v1::CreateBlockRequest {
+                site_id: String::new(),
+                kind: v1::BlockKind::Visitor as i32,
+                value: v.visitor_id.clone(),
+                reason: "spam".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .block
+        .unwrap();
+    let end = loop {
+        match tokio::time::timeout(WAIT, stream.stream.next())
+            .await
+            .expect("the stream on the other node ends in time")
+        {
+            Some(Ok(_)) => continue,
+            Some(Err(status)) => break status,
+            None => panic!("the stream ended without a status"),
+        }
+    };
+    assert_eq!(end.code(), tonic::Code::PermissionDenied);
+    let e = publish(
+        &mut chat1,
+        &v.visitor_token,
+        send(&conv, "", &uuid(), "again"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    let e = sessions1
+        .start_visitor_session(v1::StartVisitorSessionRequest {
+            visitor_token: v.visitor_token.clone(),
+            ..start.clone()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    // Unblocked on node 0: node 1 lets the same token in.
+    chat0
+        .delete_block(authed(&admin, v1::DeleteBlockRequest { block_id: b.id }))
+        .await
+        .unwrap();
+    publish(
+        &mut chat1,
+        &v.visitor_token,
+        send(&conv, "", &uuid(), "back"),
+    )
+    .await
+    .unwrap();
+
+    // Hours saved on node 0: node 1 says closed (and sends the away reply) at once.
+    let mut adm0 =
+        wsmschat::v1::admin_service_client::AdminServiceClient::connect(c.nodes[0].url.clone())
+            .await
+            .unwrap();
+    let mut site = adm0
+        .list_sites(authed(&admin, v1::ListSitesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .sites
+        .into_iter()
+        .find(|s| s.site_key == "demo")
+        .unwrap();
+    site.opening_hours = (1..=7)
+        .map(|weekday| v1::OpeningHours {
+            weekday,
+            open_minute: 0,
+            close_minute: 1440,
+        })
+        .collect();
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date();
+    site.closed_dates = vec![today.to_string(), today.tomorrow().unwrap().to_string()];
+    site.away_message = "Closed today.".into();
+    adm0.update_site(authed(
+        &admin,
+        v1::UpdateSiteRequest {
+            site: Some(site),
+            rotate_identity_secret: false,
+        },
+    ))
+    .await
+    .unwrap();
+    let info = sessions1
+        .start_visitor_session(start.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let site_info = info.site.unwrap();
+    assert!(
+        site_info.closed,
+        "node 1 knows the new hours without waiting"
+    );
+    assert!(site_info.opens_at_ms > 0);
+    let (c2, ack) = start_conversation(&mut chat1, &info.visitor_token, "Order", "open?").await;
+    let mut vsub = Sub::open(&mut chat1, &info.visitor_token, vec![(c2, ack.seq)], false)
+        .await
+        .unwrap();
+    assert_eq!(vsub.next_message().await.text, "Closed today.");
+
+    // Snoozed on node 0: an inbox on node 1 gets the snapshot.
+    let agent = c.agent("Zed", &[], 5).await;
+    let zed = c.login(1, &agent.email, "agent-password").await;
+    let mut inbox1 = Sub::open(&mut chat1, &zed, vec![], true).await.unwrap();
+    publish(
+        &mut chat0,
+        &admin,
+        ev(Ce::Join(v1::JoinConversation {
+            conversation_id: conv.clone(),
+        })),
+    )
+    .await
+    .unwrap();
+    publish(
+        &mut chat0,
+        &admin,
+        ev(Ce::Snooze(v1::SnoozeConversation {
+            conversation_id: conv.clone(),
+            until_ms: 0,
+            wake: false,
+        })),
+    )
+    .await
+    .unwrap();
+    wait_conversation(&mut inbox1, &conv, |c| c.snoozed).await;
+    c.finish().await;
+}

@@ -843,3 +843,84 @@ async fn snooze_until_the_customer_writes_or_a_time() {
     assert_eq!(e.code(), Code::FailedPrecondition, "queued: take it first");
     s.stop().await;
 }
+
+/// A site's own widget texts: checked when saved, and a session gets those for every language
+/// plus its own language's (as plain keys, after the others).
+#[tokio::test]
+async fn a_sites_widget_texts_reach_the_widget_in_its_language() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let mut site = s
+        .admin_client()
+        .await
+        .list_sites(authed(&admin, v1::ListSitesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .sites
+        .remove(0);
+    let text = |key: &str, text: &str| v1::WidgetText {
+        key: key.into(),
+        text: text.into(),
+    };
+    site.widget_texts = vec![
+        text("ja.title", "サポート"),
+        text("topicQuestion", "What do you need?"),
+        text("de.offline", "Gerade weg"),
+    ];
+    let saved = save_site(&s, &admin, site.clone()).await.unwrap();
+    let keys: Vec<&str> = saved.widget_texts.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, ["de.offline", "ja.title", "topicQuestion"], "sorted");
+    let session = |locale: &'static str| {
+        let s = &s;
+        async move {
+            s.sessions()
+                .await
+                .start_visitor_session(v1::StartVisitorSessionRequest {
+                    site_key: "demo".into(),
+                    locale: locale.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .site
+                .unwrap()
+                .texts
+                .into_iter()
+                .map(|t| (t.key, t.text))
+                .collect::<Vec<_>>()
+        }
+    };
+    let q = ("topicQuestion".to_string(), "What do you need?".to_string());
+    assert_eq!(
+        session("de-DE").await,
+        [q.clone(), ("offline".into(), "Gerade weg".into())]
+    );
+    assert_eq!(
+        session("ja").await,
+        [q.clone(), ("title".into(), "サポート".into())]
+    );
+    assert_eq!(session("en-US").await, [q]);
+    for (bad, what) in [
+        (vec![text("xx.title", "a")], "key"),
+        (vec![text("title", "")], "one line"),
+        (vec![text("title", "a\nb")], "one line"),
+        (vec![text("title", "a"), text("title", "b")], "twice"),
+        (vec![text("title", "a"); 301], "at most"),
+    ] {
+        let e = save_site(
+            &s,
+            &admin,
+            v1::Site {
+                widget_texts: bad,
+                ..site.clone()
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{what}");
+        assert!(e.message().contains(what), "{what}: {}", e.message());
+    }
+    s.stop().await;
+}

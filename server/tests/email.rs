@@ -783,3 +783,49 @@ async fn replies_by_email_charge_the_visitors_event_budget() {
     );
     s.stop().await;
 }
+
+/// The unseen-replies email speaks the visitor's language (their browser's, as the widget
+/// reported it): Japanese, and Arabic laid out right to left; a language we lack gets English.
+#[tokio::test]
+async fn emails_speak_the_visitors_language_arabic_right_to_left() {
+    let smtp = SmtpServer::start().await;
+    let s = TestServer::start_with(config(&smtp, &[200])).await;
+    shop_origin(&s).await;
+    let (_, agent) = s.agent("Ann", &["Order"], 50).await;
+    let mut chat = s.chat().await;
+    let mut expected = Vec::new();
+    for (locale, subject, phrase, dir) in [
+        (
+            "ja-JP",
+            "Demo Shopから新しい返信があります",
+            "会話を続ける",
+            "ltr",
+        ),
+        ("ar-EG", "رد جديد من Demo Shop", "متابعة المحادثة", "rtl"),
+        (
+            "sw-KE",
+            "New reply from Demo Shop",
+            "Continue the conversation",
+            "ltr",
+        ),
+    ] {
+        let (_, vt) = visitor_with_email(&s, locale).await;
+        let (conv, _) = start_conversation(&mut chat, &vt, "Order", "hello").await;
+        reply(&mut chat, &agent, &conv, &format!("reply for {locale}")).await;
+        expected.push((locale, subject, phrase, dir));
+    }
+    let mails = smtp.wait(3, Duration::from_secs(15)).await;
+    for (locale, subject, phrase, dir) in expected {
+        let mail = mails
+            .iter()
+            .map(|m| m.parsed())
+            .find(|p| text_part(p).contains(&format!("reply for {locale}")))
+            .unwrap_or_else(|| panic!("an email for {locale}"));
+        assert_eq!(mail.subject(), Some(subject), "{locale}");
+        let text = text_part(&mail);
+        assert!(text.contains(phrase), "{locale}: {text}");
+        let html = mail.body_html(0).unwrap();
+        assert!(html.contains(&format!("dir=\"{dir}\"")), "{locale}: {html}");
+    }
+    s.stop().await;
+}

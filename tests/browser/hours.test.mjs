@@ -115,3 +115,27 @@ test('a site closed today shows when it reopens in two time zones, and replies o
   await waitFor(async () => /We are (online|away)/.test(await later.locator(subtitle).textContent()), { what: 'open again' });
   for (const p of [admin, ny, berlin, later]) await p.context().close();
 });
+
+test("a site's own widget texts replace the built-in ones, per language", async () => {
+  const admin = await consolePage();
+  await admin.locator('a.navlink:has-text("Admin")').click();
+  await admin.locator('#site-texts').fill('topicQuestion = What can we do for you?\nde.topicQuestion = Wobei können wir helfen?\ntitle = Shop <i>help</i>\nbroken line');
+  await admin.locator('form.grid-form button:has-text("Save site")').click();
+  await admin.locator('.action-msg:has-text("Widget texts: write")').waitFor();
+  await admin.locator('#site-texts').fill('topicQuestion = What can we do for you?\nde.topicQuestion = Wobei können wir helfen?\ntitle = Shop <i>help</i>');
+  await admin.locator('form.grid-form button:has-text("Save site")').click();
+  await admin.locator('.action-msg:has-text("Saved.")').waitFor();
+  await admin.reload();
+  await admin.locator('#site-texts').waitFor();
+  assert.match(await admin.locator('#site-texts').inputValue(), /^de\.topicQuestion = Wobei/);
+
+  const en = await customer('en-US', 'UTC');
+  await en.locator('wsmschat-widget .question:has-text("What can we do for you?")').waitFor({ timeout: 10000 });
+  assert.equal(await en.locator('wsmschat-widget .title').textContent(), 'Shop <i>help</i>', 'as text');
+  const de = await customer('de-DE', 'Europe/Berlin');
+  await de.locator('wsmschat-widget .question:has-text("Wobei können wir helfen?")').waitFor({ timeout: 10000 });
+  // Strings the site did not replace stay the widget's own German.
+  await de.locator('wsmschat-widget .topic:has-text("Order")').waitFor();
+  assert.match(await de.locator('wsmschat-widget .subtitle').textContent(), /Wir sind/);
+  for (const p of [admin, en, de]) await p.context().close();
+});

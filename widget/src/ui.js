@@ -33,8 +33,10 @@ class Widget {
   constructor({ root, host, frame, launcher, badge, cfg, locale, strings }) {
     Object.assign(this, { root, host, frame, launcher, badge, cfg });
     this.locale = locale;
+    // The site's own words (SiteInfo.texts, already for this language) win over ours.
+    this.texts = {};
     this.t = (key, vars) => {
-      let s = strings[key] || EN[key] || key;
+      let s = this.texts[key] || strings[key] || EN[key] || key;
       for (const [k, v] of Object.entries(vars || {})) s = s.replace('{' + k + '}', v);
       return s;
     };
@@ -248,7 +250,8 @@ class Widget {
     for (let attempt = 1; ; attempt++) {
       try {
         const client = await ChatClient.connect({
-          server: this.cfg.server, siteKey: this.cfg.site, locale: navigator.language, ...this.identity,
+          // The language shown when the page chose one (site texts, emails), else the browser's.
+          server: this.cfg.server, siteKey: this.cfg.site, locale: this.cfg.locale ? this.locale : navigator.language, ...this.identity,
           ...(this.cfg.continuation && { continuation: this.cfg.continuation })
         });
         delete this.cfg.continuation;
@@ -282,8 +285,16 @@ class Widget {
     this.site = client.site;
     this.watchHours();
     if (this.site) {
+      this.texts = this.site.texts || {};
       if (!this.cfg.color) this.applyColor(this.site.color);
-      if (!this.cfg.title) this.titleEl.textContent = this.site.name;
+      if (!this.cfg.title) this.titleEl.textContent = this.texts.title || this.site.name;
+      // The labels set when the panel was built, in the site's words where it has its own.
+      const t = this.t;
+      this.launcher.setAttribute('aria-label', t(this.isOpen ? 'closeChat' : 'openChat'));
+      this.input.placeholder = t('placeholder');
+      this.input.setAttribute('aria-label', t('placeholder'));
+      this.sendBtn.setAttribute('aria-label', t('send'));
+      this.dropEl.textContent = t('dropFiles');
     }
     client.on('message', (m) => this.onMessage(m));
     client.on('conversation', (c) => this.onConversation(c));
@@ -712,7 +723,7 @@ class Widget {
       topics = topics.filter((x) => only.includes(x));
     }
     const home = h('div', { class: 'home' },
-      h('p', { class: 'greeting', text: this.cfg.greeting || site.greeting || '' }));
+      h('p', { class: 'greeting', text: this.cfg.greeting || this.texts.greeting || site.greeting || '' }));
     if (this.cfg.prechat != null && this.cfg.prechat !== 'false') {
       this.nameInput = h('input', { class: 'field', type: 'text', autocomplete: 'name', placeholder: t('name'), 'aria-label': t('name') });
       this.emailInput = h('input', { class: 'field', type: 'email', autocomplete: 'email', placeholder: t('email'), 'aria-label': t('email') });
@@ -759,7 +770,7 @@ class Widget {
     const conv = this.conv;
     const nearBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80;
     const items = [];
-    const greeting = this.cfg.greeting || (this.site && this.site.greeting);
+    const greeting = this.cfg.greeting || this.texts.greeting || (this.site && this.site.greeting);
     const topic = (conv && conv.topic) || this.draftTopic;
     if (topic) items.push(h('div', { class: 'topic-chip', text: topic }));
     if (greeting) items.push(this.bubble({ authorKind: 'agent', authorName: (this.site && this.site.name) || '', text: greeting }, { intro: true }));

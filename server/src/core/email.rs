@@ -121,43 +121,7 @@ impl Mailer {
     }
 }
 
-/// The few strings of the email, per language.
-struct Words {
-    subject: &'static str,
-    hello: &'static str,
-    unseen: &'static str,
-    continue_: &'static str,
-    reply_in_chat: &'static str,
-    reply_here: &'static str,
-    why: &'static str,
-    unsubscribe: &'static str,
-}
-
-fn words(locale: &str) -> Words {
-    if locale.to_lowercase().starts_with("de") {
-        Words {
-            subject: "Neue Antwort von {site}",
-            hello: "Hallo {name},",
-            unseen: "Sie haben ungelesene Antworten von {site}:",
-            continue_: "Unterhaltung fortsetzen",
-            reply_in_chat: "Antworten Sie im Chat auf unserer Website.",
-            reply_here: "Sie können auch einfach auf diese E-Mail antworten.",
-            why: "Sie erhalten diese E-Mail, weil Sie im Chat von {site} Ihre Adresse angegeben haben.",
-            unsubscribe: "Keine E-Mails mehr erhalten",
-        }
-    } else {
-        Words {
-            subject: "New reply from {site}",
-            hello: "Hello {name},",
-            unseen: "you have replies from {site} that you have not read yet:",
-            continue_: "Continue the conversation",
-            reply_in_chat: "Reply in the chat on our website.",
-            reply_here: "You can also simply reply to this email.",
-            why: "You get this email because you left your address in the chat on {site}.",
-            unsubscribe: "Unsubscribe",
-        }
-    }
-}
+use super::email_words::words;
 
 /// The origin (`scheme://host[:port]`) of a URL.
 fn origin_of(url: &str) -> Option<String> {
@@ -236,22 +200,18 @@ impl Core {
         let unsubscribe = signer
             .token(UNSUBSCRIBE, &[&visitor.id], 0)
             .map(|t| format!("{public}/email/unsubscribe?t={t}"));
-        let name = if visitor.name.is_empty() {
-            "there"
-        } else {
-            visitor.name.as_str()
-        };
-        let name = if name == "there" && visitor.locale.starts_with("de") {
-            ""
-        } else {
-            name
-        };
+        let name = visitor.name.as_str();
         let fill = |s: &str| s.replace("{site}", &site.name).replace("{name}", name);
+        let hello = if name.is_empty() {
+            w.hello_anonymous.to_owned()
+        } else {
+            fill(w.hello)
+        };
         let agent = replies
             .last()
             .map(|m| m.author_name.clone())
             .unwrap_or_default();
-        let mut text = format!("{}\n\n{}\n\n", fill(w.hello), fill(w.unseen));
+        let mut text = format!("{hello}\n\n{}\n\n", fill(w.unseen));
         let mut items = String::new();
         for m in replies {
             let time = &crate::util::rfc3339(m.created_at_ms)[11..16];
@@ -264,11 +224,13 @@ impl Core {
             ));
         }
         let mut html = format!(
-            "<!doctype html><html><body style=\"font-family:system-ui,sans-serif;color:#222\">\
+            "<!doctype html><html lang=\"{lang}\" dir=\"{dir}\"><body style=\"font-family:system-ui,sans-serif;color:#222\">\
              <div style=\"border-top:4px solid {color};padding:16px;max-width:560px\">\
              <p>{hello}</p><p>{unseen}</p>{items}",
+            lang = w.lang,
+            dir = if w.rtl { "rtl" } else { "ltr" },
             color = esc(&site.color),
-            hello = esc(&fill(w.hello)),
+            hello = esc(&hello),
             unseen = esc(&fill(w.unseen)),
         );
         match &continue_link {

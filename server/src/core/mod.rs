@@ -21,6 +21,7 @@ pub mod blocks;
 mod charges;
 pub mod cluster;
 pub mod email;
+mod email_words;
 mod events;
 pub mod files;
 pub mod hours;

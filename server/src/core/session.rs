@@ -200,6 +200,7 @@ impl Core {
             .iter()
             .map(|t| self.presence.online_for(t).len() as u32)
             .collect();
+        let texts = super::sites::texts_for(&site, &visitor.locale);
         let (closed, opens_at_ms, closes_at_ms) = self.hours_now(&site.id);
         let typical_reply_s = self.typical_reply_s(&site.id).await;
         let max_file_bytes = crate::files::max_file_bytes(&site);
@@ -223,6 +224,7 @@ impl Core {
                 opens_at_ms,
                 closes_at_ms,
                 typical_reply_s,
+                texts,
             }),
             open_conversations: conversations
                 .into_iter()

@@ -93,3 +93,128 @@ impl Core {
         all
     }
 }
+
+/// The widget's languages: a site text's key may name one of them ("de.offline").
+const WIDGET_LANGUAGES: [&str; 11] = [
+    "en", "de", "fr", "es", "it", "pt", "nl", "pl", "tr", "ja", "ar",
+];
+/// Site texts at most, and bytes of one.
+pub const MAX_WIDGET_TEXTS: usize = 300;
+pub const MAX_WIDGET_TEXT_BYTES: usize = 500;
+
+/// Checks and normalises `Site.widget_texts`: keys `[lang.]name` (a widget language, a name of
+/// ASCII letters), texts one line of 1-500 bytes, no key twice; sorted by key.
+pub(super) fn normalize_texts(s: &mut v1::Site) -> CoreResult<()> {
+    let invalid = |m: String| CoreError::InvalidArgument(m);
+    if s.widget_texts.len() > MAX_WIDGET_TEXTS {
+        return Err(invalid(format!("at most {MAX_WIDGET_TEXTS} widget texts")));
+    }
+    for t in &mut s.widget_texts {
+        t.key = t.key.trim().to_owned();
+        t.text = t.text.trim().to_owned();
+        let (lang, name) = t.key.split_once('.').unwrap_or(("", &t.key));
+        let name_ok =
+            (1..=40).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphabetic());
+        if !name_ok || !(lang.is_empty() || WIDGET_LANGUAGES.contains(&lang)) {
+            return Err(invalid(format!(
+                "widget text key {:?} must be a string's name, optionally after a widget language (\"offline\", \"de.offline\")",
+                t.key
+            )));
+        }
+        if t.text.is_empty()
+            || t.text.len() > MAX_WIDGET_TEXT_BYTES
+            || t.text.contains(['\n', '\r'])
+        {
+            return Err(invalid(format!(
+                "widget text {:?} must be one line of 1 to {MAX_WIDGET_TEXT_BYTES} bytes",
+                t.key
+            )));
+        }
+        super::check_no_nul(&t.text, "a widget text")?;
+    }
+    s.widget_texts.sort_by(|a, b| a.key.cmp(&b.key));
+    if let Some(w) = s.widget_texts.windows(2).find(|w| w[0].key == w[1].key) {
+        return Err(invalid(format!(
+            "widget text {:?} is given twice",
+            w[0].key
+        )));
+    }
+    Ok(())
+}
+
+/// The site's texts a widget in `locale` ("de-DE") needs: those for every language, then that
+/// language's own under their plain name (so they win when applied in order).
+pub(super) fn texts_for(site: &v1::Site, locale: &str) -> Vec<v1::WidgetText> {
+    let lang = locale
+        .split(['-', '_'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let plain = site
+        .widget_texts
+        .iter()
+        .filter(|t| !t.key.contains('.'))
+        .cloned();
+    let own = site.widget_texts.iter().filter_map(|t| {
+        let (l, name) = t.key.split_once('.')?;
+        (l == lang).then(|| v1::WidgetText {
+            key: name.to_owned(),
+            text: t.text.clone(),
+        })
+    });
+    plain.chain(own).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(texts: &[(&str, &str)]) -> v1::Site {
+        v1::Site {
+            widget_texts: texts
+                .iter()
+                .map(|(k, t)| v1::WidgetText {
+                    key: k.to_string(),
+                    text: t.to_string(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn widget_texts_are_checked_and_picked_by_language() {
+        let mut s = site(&[
+            ("de.offline", " Weg "),
+            ("offline", "Away"),
+            ("title", "Help"),
+        ]);
+        normalize_texts(&mut s).unwrap();
+        assert_eq!(s.widget_texts[0].text, "Weg");
+        let de: Vec<_> = texts_for(&s, "de-AT")
+            .into_iter()
+            .map(|t| (t.key, t.text))
+            .collect();
+        assert_eq!(
+            de,
+            [
+                ("offline".into(), "Away".into()),
+                ("title".into(), "Help".into()),
+                ("offline".into(), "Weg".into())
+            ]
+        );
+        assert_eq!(texts_for(&s, "fr").len(), 2);
+        for bad in [
+            site(&[("xx.offline", "a")]),
+            site(&[("off line", "a")]),
+            site(&[("offline", "")]),
+            site(&[("offline", "two\nlines")]),
+            site(&[("offline", &"x".repeat(501))]),
+            site(&[("offline", "a"), ("offline", "b")]),
+            site(&[("offline", "a\0b")]),
+        ] {
+            let mut b = bad;
+            assert!(normalize_texts(&mut b).is_err(), "{:?}", b.widget_texts);
+        }
+    }
+}

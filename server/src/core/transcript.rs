@@ -140,12 +140,9 @@ impl Core {
         }
         let c = self.store.conversation(conversation_id).await?;
         let site = self.site(&c.site_id).await?;
-        let german = visitor.locale.to_lowercase().starts_with("de");
-        let subject = if german {
-            format!("Ihre Unterhaltung mit {}", site.name)
-        } else {
-            format!("Your conversation with {}", site.name)
-        };
+        let subject = super::email_words::words(&visitor.locale)
+            .transcript_subject
+            .replace("{site}", &site.name);
         let html = format!(
             "<!doctype html><html><body><pre style=\"font-family:ui-monospace,monospace;white-space:pre-wrap\">{}</pre></body></html>",
             text.replace('&', "&amp;")

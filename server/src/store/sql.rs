@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_auto_resolve.sql"),
     include_str!("migrations/0011_hours.sql"),
     include_str!("migrations/0012_snooze.sql"),
+    include_str!("migrations/0013_widget_texts.sql"),
 ];
 
 /// Columns of a conversation row, decoded by `conversation_from_row`. The queue position is not
@@ -34,7 +35,7 @@ pub const MESSAGE_SELECT: &str = "SELECT conversation_id, seq, COALESCE(client_m
 pub const SITE_SELECT: &str = "SELECT id, site_key, name, allowed_origins, topics, color, greeting, \
      identity_secret, identity_required, restrict_agents_to_topics, max_file_bytes, file_kinds, \
      file_retention_days, email_delay_minutes, notify_email, new_conversations_per_ip_hour, auto_resolve_hours, \
-     time_zone, opening_hours, closed_dates, away_message FROM sites";
+     time_zone, opening_hours, closed_dates, away_message, widget_texts FROM sites";
 
 /// Columns of an agent row (without the password hash).
 pub const AGENT_SELECT: &str = "SELECT id, email, name, role, topics, capacity, active, site_ids, email_alerts_off FROM agents";

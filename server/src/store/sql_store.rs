@@ -341,7 +341,28 @@ pub(super) fn site_from_row(r: &Row) -> v1::Site {
         opening_hours: decode_hours(&r.text(18)),
         closed_dates: split_list(&r.text(19)),
         away_message: r.text(20),
+        widget_texts: decode_texts(&r.text(21)),
     }
+}
+
+/// `Site.widget_texts` as a TEXT column: a JSON array of [key, text].
+fn encode_texts(texts: &[v1::WidgetText]) -> String {
+    if texts.is_empty() {
+        return String::new();
+    }
+    let pairs: Vec<[&str; 2]> = texts
+        .iter()
+        .map(|t| [t.key.as_str(), t.text.as_str()])
+        .collect();
+    serde_json::to_string(&pairs).unwrap_or_default()
+}
+
+fn decode_texts(json: &str) -> Vec<v1::WidgetText> {
+    serde_json::from_str::<Vec<[String; 2]>>(json)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|[key, text]| v1::WidgetText { key, text })
+        .collect()
 }
 
 /// `Site.opening_hours` as a TEXT column: "<weekday>:<open>-<close>" per line.
@@ -1370,9 +1391,9 @@ impl<E: Engine> Store for SqlStore<E> {
                          identity_secret, identity_required, created_at, restrict_agents_to_topics, \
                          max_file_bytes, file_kinds, file_retention_days, email_delay_minutes, notify_email, \
                          new_conversations_per_ip_hour, auto_resolve_hours, time_zone, opening_hours, \
-                         closed_dates, away_message) \
+                         closed_dates, away_message, widget_texts) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-                         $19, $20, $21, $22)",
+                         $19, $20, $21, $22, $23)",
                         args![
                             &site.id,
                             &site.site_key,
@@ -1395,7 +1416,8 @@ impl<E: Engine> Store for SqlStore<E> {
                             &site.time_zone,
                             encode_hours(&site.opening_hours),
                             join_list(&site.closed_dates),
-                            &site.away_message
+                            &site.away_message,
+                            encode_texts(&site.widget_texts)
                         ],
                     )
                     .await?;
@@ -1417,7 +1439,7 @@ impl<E: Engine> Store for SqlStore<E> {
                          max_file_bytes = $10, file_kinds = $11, file_retention_days = $12, \
                          email_delay_minutes = $13, notify_email = $14, new_conversations_per_ip_hour = $15, \
                          auto_resolve_hours = $16, time_zone = $17, opening_hours = $18, closed_dates = $19, \
-                         away_message = $20 WHERE id = $1",
+                         away_message = $20, widget_texts = $21 WHERE id = $1",
                         args![
                             &site.id,
                             &site.name,
@@ -1438,7 +1460,8 @@ impl<E: Engine> Store for SqlStore<E> {
                             &site.time_zone,
                             encode_hours(&site.opening_hours),
                             join_list(&site.closed_dates),
-                            &site.away_message
+                            &site.away_message,
+                            encode_texts(&site.widget_texts)
                         ],
                     )
                     .await?;
