@@ -119,3 +119,37 @@ test('reload and a second tab show the full history', async () => {
   assert.deepEqual(page.consoleErrors, []);
   await context.close();
 });
+
+test('several conversations: the home screen lists them, open first; a new one starts on another topic while one is open', async () => {
+  const context = await (await browser()).newContext();
+  const page = await newPage(context);
+  await openShop(page, shop, server);
+  await page.locator(W.launcher).click();
+  await page.locator(W.topic('Order')).click();
+  await sendText(page, 'Order question one');
+  await waitForBubble(page, 'Order question one');
+  // Back from an open conversation: it is listed, and the topics are there for a new one.
+  const back = 'wsmschat-widget button.back';
+  await page.locator(back).click();
+  const convs = 'wsmschat-widget .convs .conv';
+  await page.locator(`${convs}:has-text("Order question one")`).waitFor();
+  await page.locator('wsmschat-widget .question:has-text("Start a new conversation")').waitFor();
+  await page.locator(`wsmschat-widget .topics:not(.convs) .topic:has-text("Payment")`).click();
+  await sendText(page, 'Payment question two');
+  await waitForBubble(page, 'Payment question two');
+  assert.ok(!(await bubbleTexts(page)).includes('Order question one'), 'a conversation of its own');
+  await page.locator(back).click();
+  await page.locator(convs).nth(1).waitFor();
+  assert.match(await page.locator(convs).first().textContent(), /Payment question two/, 'newest first');
+  // After a reload both are still listed, and each opens its own messages.
+  await page.reload();
+  await page.locator(W.launcher).click();
+  await page.locator(back).click();
+  await page.locator(`${convs}:has-text("Order question one")`).waitFor();
+  await page.locator(W.panel).screenshot({ path: join(ARTIFACTS, 'widget-conversations.png') });
+  await page.locator(`${convs}:has-text("Order question one")`).click();
+  await waitForBubble(page, 'Order question one');
+  assert.ok(!(await bubbleTexts(page)).includes('Payment question two'));
+  assert.deepEqual(page.consoleErrors, []);
+  await context.close();
+});

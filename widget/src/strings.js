@@ -17,6 +17,8 @@ export const EN = {
   queued: 'You are number {n} in the queue. An agent will be with you shortly.',
   closed: 'We are closed now', backAt: 'back {when}', replyTime: 'We typically reply in {time}',
   queuedClosed: 'We are closed now. Leave your message: we will answer here when we are back ({when}).',
+  yourConversations: 'Your conversations',
+  openShort: 'Open', resolvedShort: 'Resolved',
   queuedOffline: 'No agent is online right now. Leave your message: we will answer here as soon as we are back.',
   leaveEmail: 'Get the reply by email too:', save: 'Save', saved: 'Thanks, we will write to {email}.',
   reconnecting: 'Connection lost. Reconnecting…', connecting: 'Connecting…',

@@ -44,6 +44,7 @@ class Widget {
     this.sessionPromise = null;
     this.site = null;
     this.conv = null;           // the current conversation (Conversation shape)
+    this.convs = new Map();     // the visitor's conversations by id (the home screen lists them)
     this.draftTopic = null;     // chosen topic before the first message creates the conversation
     // Messages, pending sends and read marks are the SDK's: `client.view(...)` merges them.
     this.isOpen = false;
@@ -218,7 +219,10 @@ class Widget {
       console.error(e.message || e);
       return;
     }
-    if (this.client.visitorId !== before) this.resetConversation(this.client.openConversations[0]);
+    if (this.client.visitorId !== before) {
+      this.convs = new Map(this.client.openConversations.map((c) => [c.id, c]));
+      this.resetConversation(this.client.openConversations[0]);
+    }
   }
 
   async shutdown() {
@@ -228,6 +232,7 @@ class Widget {
     if (c) await c.logout().catch(() => {});
     ChatClient.forget(this.cfg.site);
     this.identity = {};
+    this.convs = new Map();
     this.resetConversation(null);
     this.setUnread(0);
     this.close();
@@ -304,6 +309,7 @@ class Widget {
     client.on('view', (e) => this.onView(e));
     client.on('error', (e) => { this.failed = e.message; this.render(); });
     const pending = client.pending();
+    this.convs = new Map(client.openConversations.map((c) => [c.id, c]));
     const open = client.openConversations[0];
     if (open || pending.length) {
       // A conversation is going on: follow it live (for the unread badge) even while closed.
@@ -354,6 +360,7 @@ class Widget {
     this.conv = { id, topic, status: 'queued', queuePosition: 0, agentReadSeq: 0, visitorReadSeq: 0, agentsOnline: this.onlineFor(topic), rating: 0, assigneeName: '' };
     this.draftTopic = null;
     this.client.getConversation(id).then((c) => {
+      this.convs.set(c.id, c);
       if (this.conv && this.conv.id === c.id) { this.conv = c; this.render(); }
     }).catch(() => {});
     this.loadHistory();
@@ -390,6 +397,7 @@ class Widget {
   }
 
   onConversation(c) {
+    if (c.visitorId === this.client.visitorId) this.convs.set(c.id, c);
     const i = this.site ? this.site.topics.indexOf(c.topic) : -1;
     if (i >= 0 && c.status !== 'resolved') this.site.agentsOnline[i] = c.agentsOnline;
     if (this.conv && this.conv.id === c.id) {
@@ -658,7 +666,7 @@ class Widget {
 
   home() {
     this.stopTyping();
-    if (this.conv && this.conv.status !== 'resolved') return;
+    if (this.conv) this.convs.set(this.conv.id, this.conv);
     this.conv = null;
     this.draftTopic = null;
     this.render();
@@ -672,7 +680,8 @@ class Widget {
     this.renderBanner();
     const t = this.t;
     const chatting = !!(this.conv || this.draftTopic);
-    this.backBtn.hidden = !(this.draftTopic && !this.conv) && !(this.conv && this.conv.status === 'resolved');
+    // Back to the home screen: the visitor's conversations and a new one on any topic.
+    this.backBtn.hidden = !(this.draftTopic || this.conv);
     this.composer.hidden = !chatting || !!this.failed;
     this.attachBtn.hidden = !!(this.site && this.site.fileKinds === 'none');
     this.fileInput.accept = this.site && this.site.fileKinds === 'images' ? 'image/*' : '';
@@ -738,7 +747,17 @@ class Widget {
       h('span', { class: 'presence ' + (n ? 'on' : 'off'), text: n ? t('agentsOnline') : t('nobodyOnline') }),
       icon(ICONS.chevron, 'chev'))));
     }
-    home.append(h('p', { class: 'question', text: t('topicQuestion') }), list);
+    // The visitor's conversations, open ones first, newest first: back into any of them.
+    const convs = [...this.convs.values()].sort((a, b) => (a.status === 'resolved') - (b.status === 'resolved') || b.updatedAt - a.updatedAt);
+    if (convs.length) {
+      home.append(h('p', { class: 'question', text: t('yourConversations') }), h('ul', { class: 'topics convs', 'aria-label': t('yourConversations') },
+        convs.slice(0, 10).map((c) => h('li', {}, h('button', { type: 'button', class: 'topic conv', onclick: () => this.resetConversation(c) },
+          h('span', { class: 'topic-name' }, h('span', { text: c.topic }), h('span', { class: 'conv-preview', text: c.lastMessagePreview || '' })),
+          h('span', { class: 'presence ' + (c.status === 'resolved' ? 'off' : 'on'), text: t(c.status === 'resolved' ? 'resolvedShort' : 'openShort') }),
+          icon(ICONS.chevron, 'chev'))))));
+      home.append(h('p', { class: 'question', text: t('newConversation') }));
+    } else home.append(h('p', { class: 'question', text: t('topicQuestion') }));
+    home.append(list);
     return home;
   }
 

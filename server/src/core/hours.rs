@@ -534,6 +534,30 @@ mod tests {
         );
     }
 
+    /// Not a test: what one evaluation costs (README, opening hours). Run with
+    /// `cargo test --release -p wsmschat-server --lib measure_schedule_status -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, run by hand"]
+    fn measure_schedule_status() {
+        let typical: Vec<_> = (1..=5)
+            .flat_map(|d| [(d, 540, 720), (d, 780, 1020)])
+            .collect();
+        // The most a site may declare: 70 intervals, 10 a day.
+        let worst: Vec<_> = (1..=7)
+            .flat_map(|d| (0..10u32).map(move |i| (d, i * 140, i * 140 + 100)))
+            .collect();
+        for (what, hours) in [("typical (2 a weekday)", typical), ("worst (70)", worst)] {
+            let s = Schedule::of(&site("Europe/Berlin", &hours, &["2026-12-24"])).unwrap();
+            let now = ms("2026-12-05T10:00", "UTC"); // a Saturday: the next opening is days away
+            let n = 20_000;
+            let start = std::time::Instant::now();
+            for i in 0..n {
+                std::hint::black_box(s.status(now + i));
+            }
+            println!("{what}: {:?} per status()", start.elapsed() / n as u32);
+        }
+    }
+
     #[test]
     fn normalisation_refuses_what_cannot_be_evaluated() {
         let bad = |mut s: v1::Site| normalize(&mut s).unwrap_err().to_string();

@@ -14,6 +14,8 @@ export default {
   queued: 'Sie sind Nummer {n} in der Warteschlange. Gleich ist jemand für Sie da.',
   closed: 'Wir haben gerade geschlossen', backAt: 'wieder da: {when}', replyTime: 'Wir antworten meist innerhalb von {time}',
   queuedClosed: 'Wir haben gerade geschlossen. Hinterlassen Sie Ihre Nachricht: Wir antworten hier, sobald wir wieder da sind ({when}).',
+  yourConversations: 'Ihre Gespräche',
+  openShort: 'Offen', resolvedShort: 'Gelöst',
   queuedOffline: 'Gerade ist niemand online. Hinterlassen Sie Ihre Nachricht: Wir antworten hier, sobald wir zurück sind.',
   leaveEmail: 'Antwort auch per E-Mail erhalten:', save: 'Speichern', saved: 'Danke, wir schreiben an {email}.',
   reconnecting: 'Verbindung unterbrochen. Verbinde neu…', connecting: 'Verbinde…',

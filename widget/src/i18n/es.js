@@ -14,6 +14,8 @@ export default {
   queued: 'Ocupa el puesto {n} en la cola. Un agente le atenderá en breve.',
   closed: 'Ahora estamos cerrados', backAt: 'volvemos el {when}', replyTime: 'Solemos responder en {time}',
   queuedClosed: 'Ahora estamos cerrados. Deje su mensaje: le responderemos aquí en cuanto volvamos ({when}).',
+  yourConversations: 'Sus conversaciones',
+  openShort: 'Abierta', resolvedShort: 'Resuelta',
   queuedOffline: 'En este momento no hay ningún agente disponible. Deje su mensaje: le responderemos aquí en cuanto volvamos.',
   leaveEmail: 'Reciba también la respuesta por correo:', save: 'Guardar', saved: 'Gracias, le escribiremos a {email}.',
   reconnecting: 'Se perdió la conexión. Reconectando…', connecting: 'Conectando…',

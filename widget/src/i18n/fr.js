@@ -14,6 +14,8 @@ export default {
   queued: 'Vous êtes en position {n} dans la file d\'attente. Un conseiller va vous répondre dans quelques instants.',
   closed: 'Nous sommes fermés', backAt: 'de retour {when}', replyTime: 'Nous répondons généralement en {time}',
   queuedClosed: 'Nous sommes fermés. Laissez votre message : nous répondrons ici dès notre retour ({when}).',
+  yourConversations: 'Vos conversations',
+  openShort: 'Ouverte', resolvedShort: 'Résolue',
   queuedOffline: 'Aucun conseiller n\'est disponible pour le moment. Laissez votre message : nous vous répondrons ici dès notre retour.',
   leaveEmail: 'Recevez aussi la réponse par e-mail :', save: 'Enregistrer', saved: 'Merci, nous vous écrirons à {email}.',
   reconnecting: 'Connexion perdue. Reconnexion…', connecting: 'Connexion…',

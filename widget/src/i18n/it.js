@@ -14,6 +14,8 @@ export default {
   queued: 'È il numero {n} in coda. Un operatore le risponderà a breve.',
   closed: 'Al momento siamo chiusi', backAt: 'di nuovo disponibili {when}', replyTime: 'Di solito rispondiamo in {time}',
   queuedClosed: 'Al momento siamo chiusi. Lascia il tuo messaggio: ti risponderemo qui al nostro ritorno ({when}).',
+  yourConversations: 'Le tue conversazioni',
+  openShort: 'Aperta', resolvedShort: 'Risolta',
   queuedOffline: 'Al momento nessun operatore è online. Lasci il suo messaggio: le risponderemo qui appena saremo di nuovo disponibili.',
   leaveEmail: 'Per ricevere la risposta anche via email:', save: 'Salva', saved: 'Grazie, le scriveremo a {email}.',
   reconnecting: 'Connessione persa. Riconnessione in corso…', connecting: 'Connessione in corso…',

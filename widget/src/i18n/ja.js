@@ -14,6 +14,8 @@ export default {
   queued: '現在{n}番目にお待ちいただいています。まもなく担当者が対応いたします。',
   closed: 'ただいま営業時間外です', backAt: '再開: {when}', replyTime: '通常 {time}以内に返信します',
   queuedClosed: 'ただいま営業時間外です。メッセージを残してください。再開後（{when}）にこちらで返信します。',
+  yourConversations: 'あなたの会話',
+  openShort: '対応中', resolvedShort: '解決済み',
   queuedOffline: '現在対応できる担当者がおりません。メッセージを残していただければ、対応再開後にこちらでご返信します。',
   leaveEmail: '返信をメールでも受け取る：', save: '保存', saved: 'ありがとうございます。{email}宛にご連絡いたします。',
   reconnecting: '接続が切れました。再接続しています…', connecting: '接続しています…',

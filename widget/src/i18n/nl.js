@@ -14,6 +14,8 @@ export default {
   queued: 'U bent nummer {n} in de wachtrij. Een medewerker helpt u zo.',
   closed: 'We zijn nu gesloten', backAt: 'terug op {when}', replyTime: 'We antwoorden meestal binnen {time}',
   queuedClosed: 'We zijn nu gesloten. Laat uw bericht achter: we antwoorden hier zodra we terug zijn ({when}).',
+  yourConversations: 'Uw gesprekken',
+  openShort: 'Open', resolvedShort: 'Opgelost',
   queuedOffline: 'Er is op dit moment geen medewerker online. Laat uw bericht achter: we antwoorden hier zodra we terug zijn.',
   leaveEmail: 'Ontvang het antwoord ook per e-mail:', save: 'Opslaan', saved: 'Bedankt, we sturen ons antwoord naar {email}.',
   reconnecting: 'Verbinding verbroken. Opnieuw verbinden…', connecting: 'Verbinden…',

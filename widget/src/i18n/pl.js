@@ -14,6 +14,8 @@ export default {
   queued: 'Miejsce w kolejce: {n}. Wkrótce odpowie ktoś z naszego zespołu.',
   closed: 'Teraz jesteśmy nieczynni', backAt: 'wracamy: {when}', replyTime: 'Zwykle odpowiadamy w ciągu {time}',
   queuedClosed: 'Teraz jesteśmy nieczynni. Zostaw wiadomość: odpowiemy tutaj, gdy wrócimy ({when}).',
+  yourConversations: 'Twoje rozmowy',
+  openShort: 'Otwarta', resolvedShort: 'Rozwiązana',
   queuedOffline: 'W tej chwili nikt z naszego zespołu nie jest dostępny. Prosimy zostawić wiadomość: odpowiemy tutaj, gdy tylko wrócimy.',
   leaveEmail: 'Odpowiedź możemy wysłać także e-mailem:', save: 'Zapisz', saved: 'Dziękujemy, napiszemy na adres {email}.',
   reconnecting: 'Utracono połączenie. Ponowne łączenie…', connecting: 'Łączenie…',

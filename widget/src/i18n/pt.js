@@ -14,6 +14,8 @@ export default {
   queued: 'Sua posição na fila é {n}. Um atendente responderá em breve.',
   closed: 'Estamos fechados agora', backAt: 'voltamos {when}', replyTime: 'Normalmente respondemos em {time}',
   queuedClosed: 'Estamos fechados agora. Deixe a sua mensagem: responderemos aqui assim que voltarmos ({when}).',
+  yourConversations: 'As suas conversas',
+  openShort: 'Aberta', resolvedShort: 'Resolvida',
   queuedOffline: 'Nenhum atendente está online no momento. Deixe sua mensagem: responderemos aqui assim que voltarmos.',
   leaveEmail: 'Receba a resposta também por e-mail:', save: 'Salvar', saved: 'Obrigado! Vamos escrever para {email}.',
   reconnecting: 'Conexão perdida. Reconectando…', connecting: 'Conectando…',

@@ -14,6 +14,8 @@ export default {
   queued: 'Sıradaki yeriniz: {n}. Bir müşteri temsilcimiz kısa süre içinde sizinle ilgilenecek.',
   closed: 'Şu anda kapalıyız', backAt: 'dönüş: {when}', replyTime: 'Genellikle {time} içinde yanıt veriyoruz',
   queuedClosed: 'Şu anda kapalıyız. Mesajınızı bırakın: döndüğümüzde burada yanıtlayacağız ({when}).',
+  yourConversations: 'Sohbetleriniz',
+  openShort: 'Açık', resolvedShort: 'Çözüldü',
   queuedOffline: 'Şu anda çevrimiçi temsilcimiz yok. Mesajınızı bırakın: döndüğümüzde size buradan yanıt vereceğiz.',
   leaveEmail: 'Yanıtı e-postayla da almak için:', save: 'Kaydet', saved: 'Teşekkürler, {email} adresine yazacağız.',
   reconnecting: 'Bağlantı koptu. Yeniden bağlanılıyor…', connecting: 'Bağlanılıyor…',
