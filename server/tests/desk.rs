@@ -420,20 +420,6 @@ async fn a_conversation_the_customer_left_unanswered_resolves_itself_after_the_s
     s.stop().await;
 }
 
-async fn save_site(s: &TestServer, admin: &str, site: v1::Site) -> Result<v1::Site, tonic::Status> {
-    s.admin_client()
-        .await
-        .update_site(authed(
-            admin,
-            v1::UpdateSiteRequest {
-                site: Some(site),
-                rotate_identity_secret: false,
-            },
-        ))
-        .await
-        .map(|r| r.into_inner().site.unwrap())
-}
-
 async fn site_info(s: &TestServer, site_key: &str) -> v1::SiteInfo {
     s.sessions()
         .await
@@ -467,14 +453,7 @@ async fn opening_hours_away_reply_and_typical_reply_time() {
     use jiff::{Timestamp, tz::TimeZone};
     let s = TestServer::start().await;
     let admin = s.admin_token().await;
-    let mut adm = s.admin_client().await;
-    let mut site = adm
-        .list_sites(authed(&admin, v1::ListSitesRequest {}))
-        .await
-        .unwrap()
-        .into_inner()
-        .sites
-        .remove(0);
+    let mut site = s.demo_site(&admin).await;
     assert!(!site_info(&s, "demo").await.closed, "no hours: open");
 
     let tokyo = TimeZone::get("Asia/Tokyo").unwrap();
@@ -492,7 +471,7 @@ async fn opening_hours_away_reply_and_typical_reply_time() {
     site.opening_hours = every_day(9 * 60, 17 * 60);
     site.closed_dates = vec![tomorrow.to_string(), today.to_string()];
     site.away_message = "We are out until <b>Monday</b>.".into();
-    let saved = save_site(&s, &admin, site.clone()).await.unwrap();
+    let saved = s.save_site(&admin, site.clone()).await.unwrap();
     assert_eq!(
         saved.closed_dates,
         [today.to_string(), tomorrow.to_string()],
@@ -568,7 +547,7 @@ async fn opening_hours_away_reply_and_typical_reply_time() {
             ]
         })
         .collect();
-    save_site(&s, &admin, site.clone()).await.unwrap();
+    s.save_site(&admin, site.clone()).await.unwrap();
     let info = site_info(&s, "demo").await;
     let now = Timestamp::now().to_zoned_datetime(tokyo.clone());
     if now.time().hour() < 23 || now.time().minute() < 59 {
@@ -589,7 +568,7 @@ async fn opening_hours_away_reply_and_typical_reply_time() {
     .await;
     assert_eq!(served.assignee_id, agent.id);
     site.opening_hours = every_day(0, 1440);
-    save_site(&s, &admin, site.clone()).await.unwrap();
+    s.save_site(&admin, site.clone()).await.unwrap();
     let info = site_info(&s, "demo").await;
     assert_eq!(
         (info.closed, info.opens_at_ms, info.closes_at_ms),
@@ -655,7 +634,7 @@ async fn opening_hours_away_reply_and_typical_reply_time() {
             "NUL",
         ),
     ] {
-        let e = save_site(&s, &admin, bad).await.unwrap_err();
+        let e = s.save_site(&admin, bad).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{what}");
         assert!(e.message().contains(what), "{what}: {}", e.message());
     }
@@ -850,15 +829,7 @@ async fn snooze_until_the_customer_writes_or_a_time() {
 async fn a_sites_widget_texts_reach_the_widget_in_its_language() {
     let s = TestServer::start().await;
     let admin = s.admin_token().await;
-    let mut site = s
-        .admin_client()
-        .await
-        .list_sites(authed(&admin, v1::ListSitesRequest {}))
-        .await
-        .unwrap()
-        .into_inner()
-        .sites
-        .remove(0);
+    let mut site = s.demo_site(&admin).await;
     let text = |key: &str, text: &str| v1::WidgetText {
         key: key.into(),
         text: text.into(),
@@ -868,7 +839,7 @@ async fn a_sites_widget_texts_reach_the_widget_in_its_language() {
         text("topicQuestion", "What do you need?"),
         text("de.offline", "Gerade weg"),
     ];
-    let saved = save_site(&s, &admin, site.clone()).await.unwrap();
+    let saved = s.save_site(&admin, site.clone()).await.unwrap();
     let keys: Vec<&str> = saved.widget_texts.iter().map(|t| t.key.as_str()).collect();
     assert_eq!(keys, ["de.offline", "ja.title", "topicQuestion"], "sorted");
     let session = |locale: &'static str| {
@@ -909,16 +880,16 @@ async fn a_sites_widget_texts_reach_the_widget_in_its_language() {
         (vec![text("title", "a"), text("title", "b")], "twice"),
         (vec![text("title", "a"); 301], "at most"),
     ] {
-        let e = save_site(
-            &s,
-            &admin,
-            v1::Site {
-                widget_texts: bad,
-                ..site.clone()
-            },
-        )
-        .await
-        .unwrap_err();
+        let e = s
+            .save_site(
+                &admin,
+                v1::Site {
+                    widget_texts: bad,
+                    ..site.clone()
+                },
+            )
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{what}");
         assert!(e.message().contains(what), "{what}: {}", e.message());
     }

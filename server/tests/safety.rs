@@ -19,19 +19,6 @@ fn reason(s: &tonic::Status) -> String {
         .unwrap_or_default()
 }
 
-async fn demo_site(s: &TestServer, admin: &str) -> v1::Site {
-    s.admin_client()
-        .await
-        .list_sites(authed(admin, v1::ListSitesRequest {}))
-        .await
-        .unwrap()
-        .into_inner()
-        .sites
-        .into_iter()
-        .find(|x| x.site_key == "demo")
-        .unwrap()
-}
-
 async fn block(
     s: &TestServer,
     token: &str,
@@ -88,7 +75,7 @@ async fn audit(s: &TestServer, admin: &str, site_id: &str) -> Vec<v1::AuditEntry
 async fn a_blocked_visitor_loses_every_call_and_stream_at_once_and_others_keep_theirs() {
     let s = TestServer::start().await;
     let admin = s.admin_token().await;
-    let site = demo_site(&s, &admin).await;
+    let site = s.demo_site(&admin).await;
     let (_, agent) = s.agent("Dora", &[], 5).await;
     let (a_id, a) = s.visitor("Mallory").await;
     let (_, b) = s.visitor("Bob").await;
@@ -227,7 +214,7 @@ async fn a_blocked_visitor_loses_every_call_and_stream_at_once_and_others_keep_t
 async fn email_and_ip_blocks_refuse_sessions_and_hold_off_known_visitors() {
     let s = TestServer::start().await;
     let admin = s.admin_token().await;
-    let site = demo_site(&s, &admin).await;
+    let site = s.demo_site(&admin).await;
     let known = session(&s, "", "Spammer@Example.com").await.unwrap();
 
     let r = block(
@@ -307,7 +294,7 @@ async fn email_and_ip_blocks_refuse_sessions_and_hold_off_known_visitors() {
 async fn new_conversations_per_address_are_capped_per_hour_even_across_a_restart() {
     let mut s = TestServer::start().await;
     let admin = s.admin_token().await;
-    let mut site = demo_site(&s, &admin).await;
+    let mut site = s.demo_site(&admin).await;
     site.new_conversations_per_ip_hour = 3;
     s.admin_client()
         .await

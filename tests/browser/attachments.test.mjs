@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import {
-  stack, ROOT, BIN, ARTIFACTS, browser, newPage, openShop, sendText, waitForBubble, waitFor, sleep, W
+  stack, ROOT, BIN, ARTIFACTS, browser, newPage, openConsole, openShop, sendText, waitForBubble, waitFor, sleep, W
 } from './harness.mjs';
 
 const s = stack();
@@ -66,23 +66,12 @@ async function pasteScreenshot(page, bytes) {
   }, bytes.toString('base64'));
 }
 
-async function consoleLogin(server, email) {
-  const context = await (await browser()).newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
-  const page = await newPage(context);
-  await page.goto(`${server.url}/console/`);
-  await page.locator('#login-email').fill(email);
-  await page.locator('#login-password').fill(AGENT_PW);
-  await page.locator('form.login button[type=submit]').click();
-  await page.locator('.conn:has-text("Connected")').waitFor({ timeout: 15000 });
-  return page;
-}
-
 test('attachments: widget and console, images and files, viewer, retry, limits, notes', async () => {
   const server = await s.startServer({ args: ['--console-dir', join(ROOT, 'console/dist')] });
   const shop = await s.startStatic();
   execFileSync(BIN, ['agent', 'create', '--data-dir', server.dataDir, '--email', 'ana@example.com', '--name', 'Ana Order',
     '--password', AGENT_PW, '--topic', 'Order', '--capacity', '5'], { stdio: 'pipe' });
-  const agent = await consoleLogin(server, 'ana@example.com');
+  const agent = await openConsole(server, { email: 'ana@example.com', password: AGENT_PW, viewport: { width: 1280, height: 800 }, acceptDownloads: true });
 
   const shopCtx = await (await browser()).newContext({ acceptDownloads: true });
   const customer = await newPage(shopCtx);

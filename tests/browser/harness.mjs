@@ -220,6 +220,19 @@ export async function newPage(context, { viewport } = {}) {
   return page;
 }
 
+/** A console page in a context of its own, logged in (the demo admin unless told) and
+ *  connected; extra options go to the context (e.g. `acceptDownloads`). */
+export async function openConsole(server, { email = 'admin@example.com', password = PASSWORD, viewport = { width: 1400, height: 900 }, ...contextOptions } = {}) {
+  const context = await (await browser()).newContext({ viewport, ...contextOptions });
+  const page = await newPage(context);
+  await page.goto(`${server.url}/console/`);
+  await page.locator('#login-email').fill(email);
+  await page.locator('#login-password').fill(password);
+  await page.locator('form.login button[type=submit]').click();
+  await page.locator('.conn:has-text("Connected")').waitFor({ timeout: 15000 });
+  return page;
+}
+
 /** Opens the example page (origin A) pointed at the chat server (origin B). */
 export async function openShop(page, shop, server, query = '') {
   shop.useServer(server.url);

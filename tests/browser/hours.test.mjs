@@ -6,7 +6,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { stack, ROOT, PASSWORD, ARTIFACTS, browser, newPage, openShop, sendText, waitForBubble, waitFor, W } from './harness.mjs';
+import { stack, ROOT, ARTIFACTS, browser, newPage, openConsole, openShop, sendText, waitForBubble, waitFor, W } from './harness.mjs';
 
 const s = stack();
 let server, shop;
@@ -15,17 +15,6 @@ before(async () => {
   server = await s.startServer({ args: ['--console-dir', join(ROOT, 'console/dist')] });
   shop = await s.startStatic();
 });
-
-async function consolePage() {
-  const context = await (await browser()).newContext({ viewport: { width: 1400, height: 1000 } });
-  const page = await newPage(context);
-  await page.goto(`${server.url}/console/`);
-  await page.locator('#login-email').fill('admin@example.com');
-  await page.locator('#login-password').fill(PASSWORD);
-  await page.locator('form.login button[type=submit]').click();
-  await page.locator('.conn:has-text("Connected")').waitFor({ timeout: 15000 });
-  return page;
-}
 
 async function customer(locale, timezoneId) {
   const ctx = await (await browser()).newContext({ locale, timezoneId, viewport: { width: 1280, height: 800 } });
@@ -45,7 +34,7 @@ test('a site closed today shows when it reopens in two time zones, and replies o
   const [today, tomorrow, after] = [0, 1, 2].map((d) => tokyoDate(now + d * DAY));
   const back = Date.parse(`${after}T00:00:00Z`); // 09:00 in Tokyo, the day after tomorrow
 
-  const admin = await consolePage();
+  const admin = await openConsole(server, { viewport: { width: 1400, height: 1000 } });
   await admin.locator('a.navlink:has-text("Admin")').click();
   await admin.locator('#site-time-zone').fill('Asia/Tokyo');
   for (let d = 1; d <= 7; d++) await admin.locator(`#site-hours-${d}`).fill('09:00-12:00, 12:00-17:00');
@@ -117,7 +106,7 @@ test('a site closed today shows when it reopens in two time zones, and replies o
 });
 
 test("a site's own widget texts replace the built-in ones, per language", async () => {
-  const admin = await consolePage();
+  const admin = await openConsole(server, { viewport: { width: 1400, height: 1000 } });
   await admin.locator('a.navlink:has-text("Admin")').click();
   await admin.locator('#site-texts').fill('topicQuestion = What can we do for you?\nde.topicQuestion = Wobei können wir helfen?\ntitle = Shop <i>help</i>\nbroken line');
   await admin.locator('form.grid-form button:has-text("Save site")').click();

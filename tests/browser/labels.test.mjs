@@ -5,7 +5,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { stack, ROOT, PASSWORD, ARTIFACTS, browser, newPage, openShop, sendText, waitForBubble, W } from './harness.mjs';
+import { stack, ROOT, ARTIFACTS, browser, newPage, openConsole, openShop, sendText, waitForBubble, W } from './harness.mjs';
 
 const s = stack();
 let server, shop;
@@ -14,17 +14,6 @@ before(async () => {
   server = await s.startServer({ args: ['--console-dir', join(ROOT, 'console/dist')] });
   shop = await s.startStatic();
 });
-
-async function consolePage() {
-  const context = await (await browser()).newContext({ viewport: { width: 1400, height: 900 } });
-  const page = await newPage(context);
-  await page.goto(`${server.url}/console/`);
-  await page.locator('#login-email').fill('admin@example.com');
-  await page.locator('#login-password').fill(PASSWORD);
-  await page.locator('form.login button[type=submit]').click();
-  await page.locator('.conn:has-text("Connected")').waitFor({ timeout: 15000 });
-  return page;
-}
 
 async function ask(text) {
   const ctx = await (await browser()).newContext({ viewport: { width: 1280, height: 800 } });
@@ -38,7 +27,7 @@ async function ask(text) {
 }
 
 test('a label defined by an admin goes on a conversation, shows live, filters the inbox, is counted', async () => {
-  const a = await consolePage();
+  const a = await openConsole(server);
   await a.locator('a.navlink:has-text("Admin")').click();
   await a.locator('#label-add-name').fill('Refund <b>now</b>');
   await a.locator('#label-add-color').fill('#dc2626');
@@ -47,7 +36,7 @@ test('a label defined by an admin goes on a conversation, shows live, filters th
 
   const c1 = await ask('I want my money back');
   const c2 = await ask('Where is the shop?');
-  const watcher = await consolePage(); // a second console: sees the label arrive live
+  const watcher = await openConsole(server); // a second console: sees the label arrive live
 
   // Back in the inbox (the console reads the labels when it starts: a reload).
   await a.locator('a.navlink:has-text("Inbox")').click();

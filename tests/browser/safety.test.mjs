@@ -6,7 +6,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { stack, ROOT, PASSWORD, ARTIFACTS, browser, newPage, openShop, sendText, waitForBubble, W } from './harness.mjs';
+import { stack, ROOT, ARTIFACTS, browser, newPage, openConsole, openShop, sendText, waitForBubble, W } from './harness.mjs';
 
 const s = stack();
 let server, shop;
@@ -30,17 +30,6 @@ async function ask(page, text) {
   await waitForBubble(page, text);
 }
 
-async function admin() {
-  const context = await (await browser()).newContext({ viewport: { width: 1400, height: 900 } });
-  const page = await newPage(context);
-  await page.goto(`${server.url}/console/`);
-  await page.locator('#login-email').fill('admin@example.com');
-  await page.locator('#login-password').fill(PASSWORD);
-  await page.locator('form.login button[type=submit]').click();
-  await page.locator('.conn:has-text("Connected")').waitFor({ timeout: 15000 });
-  return page;
-}
-
 const unavailable = 'wsmschat-widget p.error:has-text("The chat is not available right now.")';
 
 test('a customer blocked from the console sees "chat unavailable"; others chat on; unblock', async () => {
@@ -49,7 +38,7 @@ test('a customer blocked from the console sees "chat unavailable"; others chat o
   const bob = await customer();
   await ask(bob, 'Where is my parcel?');
 
-  const a = await admin();
+  const a = await openConsole(server);
   await a.locator('#conv-list li', { hasText: 'You will all pay for this' }).locator('a').click();
   await a.locator('#safety #block-reason').waitFor();
   assert.match(await a.locator('#visitor-pane').textContent(), /IP address127\.0\.0\.1/);
@@ -90,7 +79,7 @@ test('the hourly cap on new conversations from one address says when to come bac
   const first = await customer();
   await ask(first, 'My first question');
   await first.context().close();
-  const a = await admin();
+  const a = await openConsole(server);
   await a.locator('a.navlink:has-text("Admin")').click();
   await a.locator('#site-per-ip').fill('1');
   await a.locator('form.grid-form button:has-text("Save site")').click();

@@ -5,7 +5,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { stack, ROOT, PASSWORD, ARTIFACTS, browser, newPage, openShop, sendText, waitForBubble, W } from './harness.mjs';
+import { stack, ROOT, ARTIFACTS, browser, newPage, openConsole, openShop, sendText, waitForBubble, W } from './harness.mjs';
 
 const s = stack();
 let server, shop;
@@ -24,13 +24,7 @@ test('an agent snoozes a conversation until the customer replies, or for an hour
   await sendText(customer, 'My parcel is late');
   await waitForBubble(customer, 'My parcel is late');
 
-  const context = await (await browser()).newContext({ viewport: { width: 1400, height: 900 } });
-  const a = await newPage(context);
-  await a.goto(`${server.url}/console/`);
-  await a.locator('#login-email').fill('admin@example.com');
-  await a.locator('#login-password').fill(PASSWORD);
-  await a.locator('form.login button[type=submit]').click();
-  await a.locator('.conn:has-text("Connected")').waitFor({ timeout: 15000 });
+  const a = await openConsole(server);
   const mine = a.locator('.tabs button.tab:has-text("Mine")');
   const snoozedTab = a.locator('.tabs button.tab:has-text("Snoozed")');
   const row = a.locator('#conv-list li', { hasText: 'My parcel is late' });
@@ -64,6 +58,6 @@ test('an agent snoozes a conversation until the customer replies, or for an hour
   const texts = await customer.locator('wsmschat-widget .panel').innerText();
   assert.doesNotMatch(texts, /snooz/i);
   assert.deepEqual(a.consoleErrors, []);
-  await context.close();
+  await a.context().close();
   await ctx.close();
 });

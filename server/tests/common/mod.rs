@@ -208,6 +208,35 @@ impl TestServer {
         (r.visitor_id, r.visitor_token)
     }
 
+    /// The demo site, as the admin `admin` sees it.
+    pub async fn demo_site(&self, admin: &str) -> v1::Site {
+        self.admin_client()
+            .await
+            .list_sites(authed(admin, v1::ListSitesRequest {}))
+            .await
+            .unwrap()
+            .into_inner()
+            .sites
+            .into_iter()
+            .find(|x| x.site_key == "demo")
+            .unwrap()
+    }
+
+    /// Saves a site (every field; the identity secret kept).
+    pub async fn save_site(&self, admin: &str, site: v1::Site) -> Result<v1::Site, tonic::Status> {
+        self.admin_client()
+            .await
+            .update_site(authed(
+                admin,
+                v1::UpdateSiteRequest {
+                    site: Some(site),
+                    rotate_identity_secret: false,
+                },
+            ))
+            .await
+            .map(|r| r.into_inner().site.unwrap())
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await.unwrap();
