@@ -182,13 +182,23 @@ const ALL: [Words; 11] = [
     },
 ];
 
-/// The words for a locale such as "fr-CA" (its language), English when we have none.
-pub fn words(locale: &str) -> &'static Words {
-    let lang = locale
+/// The language of a locale: "fr-CA" and "fr_CA" are "fr".
+pub fn language(locale: &str) -> String {
+    locale
         .split(['-', '_'])
         .next()
         .unwrap_or_default()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+/// One of the widget's languages (the same list as `LOCALES` in `widget/src/strings.js`)?
+pub fn is_widget_language(lang: &str) -> bool {
+    ALL.iter().any(|w| w.lang == lang)
+}
+
+/// The words for a locale such as "fr-CA" (its language), English when we have none.
+pub fn words(locale: &str) -> &'static Words {
+    let lang = language(locale);
     ALL.iter().find(|w| w.lang == lang).unwrap_or(&ALL[0])
 }
 

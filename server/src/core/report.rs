@@ -10,7 +10,8 @@ use crate::util::now_ms;
 
 const DAY_MS: i64 = 86_400_000;
 
-fn median(mut v: Vec<i64>) -> i64 {
+/// The median (the mean of the middle two for an even count); 0 for none.
+pub(super) fn median(mut v: Vec<i64>) -> i64 {
     if v.is_empty() {
         return 0;
     }

@@ -94,15 +94,12 @@ impl Core {
     }
 }
 
-/// The widget's languages: a site text's key may name one of them ("de.offline").
-const WIDGET_LANGUAGES: [&str; 11] = [
-    "en", "de", "fr", "es", "it", "pt", "nl", "pl", "tr", "ja", "ar",
-];
 /// Site texts at most, and bytes of one.
 pub const MAX_WIDGET_TEXTS: usize = 300;
 pub const MAX_WIDGET_TEXT_BYTES: usize = 500;
 
-/// Checks and normalises `Site.widget_texts`: keys `[lang.]name` (a widget language, a name of
+/// Checks and normalises `Site.widget_texts`: keys `[lang.]name` (a widget language as
+/// `email_words` lists them, a name of
 /// ASCII letters), texts one line of 1-500 bytes, no key twice; sorted by key.
 pub(super) fn normalize_texts(s: &mut v1::Site) -> CoreResult<()> {
     let invalid = |m: String| CoreError::InvalidArgument(m);
@@ -115,7 +112,7 @@ pub(super) fn normalize_texts(s: &mut v1::Site) -> CoreResult<()> {
         let (lang, name) = t.key.split_once('.').unwrap_or(("", &t.key));
         let name_ok =
             (1..=40).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphabetic());
-        if !name_ok || !(lang.is_empty() || WIDGET_LANGUAGES.contains(&lang)) {
+        if !name_ok || !(lang.is_empty() || super::email_words::is_widget_language(lang)) {
             return Err(invalid(format!(
                 "widget text key {:?} must be a string's name, optionally after a widget language (\"offline\", \"de.offline\")",
                 t.key
@@ -145,11 +142,7 @@ pub(super) fn normalize_texts(s: &mut v1::Site) -> CoreResult<()> {
 /// The site's texts a widget in `locale` ("de-DE") needs: those for every language, then that
 /// language's own under their plain name (so they win when applied in order).
 pub(super) fn texts_for(site: &v1::Site, locale: &str) -> Vec<v1::WidgetText> {
-    let lang = locale
-        .split(['-', '_'])
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let lang = super::email_words::language(locale);
     let plain = site
         .widget_texts
         .iter()
