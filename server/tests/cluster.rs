@@ -852,7 +852,6 @@ async fn queue_positions_agree_on_every_node_and_moves_reach_visitors_on_each() 
 /// snooze on node 0 reaches an inbox on node 1.
 #[tokio::test]
 async fn blocks_hours_and_snoozes_reach_every_node_at_once() {
-    use tokio_stream::StreamExt;
     use wsmschat::v1::session_service_client::SessionServiceClient;
     let c = cluster(2).await;
     let admin = c.login(0, ADMIN_EMAIL, ADMIN_PASSWORD).await;
@@ -891,16 +890,7 @@ async fn blocks_hours_and_snoozes_reach_every_node_at_once() {
         .into_inner()
         .block
         .unwrap();
-    let end = loop {
-        match tokio::time::timeout(WAIT, stream.stream.next())
-            .await
-            .expect("the stream on the other node ends in time")
-        {
-            Some(Ok(_)) => continue,
-            Some(Err(status)) => break status,
-            None => panic!("the stream ended without a status"),
-        }
-    };
+    let end = stream.end_status().await;
     assert_eq!(end.code(), tonic::Code::PermissionDenied);
     let e = publish(
         &mut chat1,

@@ -38,25 +38,32 @@ fn labelling(conversation_id: &str, add: &[&str], remove: &[&str]) -> v1::Client
     }))
 }
 
+/// The ids of the conversations `token` lists with `filter`.
+async fn ids(
+    chat: &mut wsmschat::v1::chat_service_client::ChatServiceClient<tonic::transport::Channel>,
+    token: &str,
+    filter: v1::ListConversationsRequest,
+) -> Vec<String> {
+    chat.list_conversations(authed(token, filter))
+        .await
+        .unwrap()
+        .into_inner()
+        .conversations
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
+
 async fn list(
     chat: &mut wsmschat::v1::chat_service_client::ChatServiceClient<tonic::transport::Channel>,
     token: &str,
     label_id: &str,
 ) -> Vec<String> {
-    chat.list_conversations(authed(
-        token,
-        v1::ListConversationsRequest {
-            label_id: label_id.into(),
-            ..Default::default()
-        },
-    ))
-    .await
-    .unwrap()
-    .into_inner()
-    .conversations
-    .into_iter()
-    .map(|c| c.id)
-    .collect()
+    let filter = v1::ListConversationsRequest {
+        label_id: label_id.into(),
+        ..Default::default()
+    };
+    ids(chat, token, filter).await
 }
 
 #[tokio::test]
@@ -671,20 +678,11 @@ async fn listed(
     token: &str,
     snooze: v1::SnoozeFilter,
 ) -> Vec<String> {
-    chat.list_conversations(authed(
-        token,
-        v1::ListConversationsRequest {
-            snooze: snooze as i32,
-            ..Default::default()
-        },
-    ))
-    .await
-    .unwrap()
-    .into_inner()
-    .conversations
-    .into_iter()
-    .map(|c| c.id)
-    .collect()
+    let filter = v1::ListConversationsRequest {
+        snooze: snooze as i32,
+        ..Default::default()
+    };
+    ids(chat, token, filter).await
 }
 
 /// Snooze: an agent puts an open conversation aside until the customer writes (which wakes it,

@@ -34,26 +34,9 @@ fn config(smtp: &SmtpServer, retry_ms: &[u64]) -> CoreConfig {
 /// The demo site answers on https://shop.test too (where the continuation link points).
 async fn shop_origin(s: &TestServer) {
     let admin = s.admin_token().await;
-    let mut a = s.admin_client().await;
-    let mut site = a
-        .list_sites(authed(&admin, v1::ListSitesRequest {}))
-        .await
-        .unwrap()
-        .into_inner()
-        .sites
-        .into_iter()
-        .find(|x| x.site_key == "demo")
-        .unwrap();
+    let mut site = s.demo_site(&admin).await;
     site.allowed_origins.insert(0, "https://shop.test".into());
-    a.update_site(authed(
-        &admin,
-        v1::UpdateSiteRequest {
-            site: Some(site),
-            rotate_identity_secret: false,
-        },
-    ))
-    .await
-    .unwrap();
+    s.save_site(&admin, site).await.unwrap();
 }
 
 /// A visitor who left an address; (id, token).

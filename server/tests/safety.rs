@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tokio_stream::StreamExt;
 use tonic::Code;
 use wsmschat::errors::{CHAT_UNAVAILABLE, NEW_CONVERSATION_QUOTA, error_info};
 use wsmschat::v1;
@@ -110,16 +109,7 @@ async fn a_blocked_visitor_loses_every_call_and_stream_at_once_and_others_keep_t
     assert_eq!(e.code(), Code::AlreadyExists);
 
     // The open stream ends with the neutral refusal (not a retryable error).
-    let end = loop {
-        match tokio::time::timeout(WAIT, stream.stream.next())
-            .await
-            .expect("the blocked visitor's stream ends in time")
-        {
-            Some(Ok(_)) => continue,
-            Some(Err(status)) => break status,
-            None => panic!("the stream ended without a status"),
-        }
-    };
+    let end = stream.end_status().await;
     assert_eq!(end.code(), Code::PermissionDenied);
     assert_eq!(reason(&end), CHAT_UNAVAILABLE);
     assert_eq!(end.message(), "the chat is not available");

@@ -433,6 +433,21 @@ impl Sub {
         .await
     }
 
+    /// Reads on until the stream ends with an error status (a revoked or blocked caller);
+    /// panics after WAIT or on an end without one.
+    pub async fn end_status(&mut self) -> tonic::Status {
+        loop {
+            match tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("the stream ends in time")
+            {
+                Some(Ok(_)) => continue,
+                Some(Err(status)) => return status,
+                None => panic!("the stream ended without a status"),
+            }
+        }
+    }
+
     /// Asserts that no message arrives within `d`.
     pub async fn no_message_within(&mut self, d: Duration) {
         let deadline = tokio::time::Instant::now() + d;
