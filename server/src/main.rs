@@ -152,6 +152,14 @@ struct ServeArgs {
         default_value_t = 60
     )]
     new_conversations_per_minute: u32,
+    /// Custom-attribute writes and page reports (`SetAttributes`, `TrackPage`) per minute per
+    /// caller.
+    #[arg(
+        long,
+        env = "WSMSCHAT_CONTEXT_UPDATES_PER_MINUTE",
+        default_value_t = 60
+    )]
+    context_updates_per_minute: u32,
     /// Unresolved conversations one visitor may have at once (0: no cap).
     #[arg(
         long,
@@ -386,6 +394,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             streams_per_ip: args.streams_per_ip,
             new_visitors_per_minute: args.new_visitors_per_minute,
             new_conversations_per_minute: args.new_conversations_per_minute,
+            context_updates_per_minute: args.context_updates_per_minute,
             open_conversations_per_visitor: args.open_conversations_per_visitor,
             new_conversations_per_ip_hour: args.new_conversations_per_ip_hour,
             idle_visitor_retention: (args.idle_visitor_days > 0)

@@ -98,6 +98,9 @@ const OPS: &[&str] = &[
     "Chat.ListLabels (site 1)",
     "Publish.Label (A's, site 1's label)",
     "Publish.Snooze (A's, open)",
+    "Chat.SetAttributes (A's, page-writable)",
+    "Chat.SetAttributes (A's, staff-only)",
+    "Chat.TrackPage",
 ];
 
 /// A new label of the site (each with its own name).
@@ -287,6 +290,17 @@ async fn world() -> World {
         .into_inner()
         .site
         .unwrap();
+    // Site 1 declares a page-writable and a staff-only attribute.
+    let mut demo = s.demo_site(&admin).await;
+    demo.attributes = ["plan", "tier"]
+        .into_iter()
+        .map(|key| v1::AttributeDefinition {
+            key: key.into(),
+            page_writable: key == "plan",
+            ..Default::default()
+        })
+        .collect();
+    s.save_site(&admin, demo).await.unwrap();
     let (visitor_a_id, visitor_a) = s.visitor("Alice").await;
     let (_, visitor_b) = s.visitor("Bob").await;
     let visitor_2 = s
@@ -1189,6 +1203,32 @@ impl World {
                     .await
                     .map(drop)
             }
+            "Chat.SetAttributes (A's, page-writable)" | "Chat.SetAttributes (A's, staff-only)" => {
+                chat.set_attributes(req(
+                    token,
+                    v1::SetAttributesRequest {
+                        visitor_id: self.visitor_a_id.clone(),
+                        conversation_id: String::new(),
+                        attributes: vec![v1::AttributeValue {
+                            key: if op.contains("staff") { "tier" } else { "plan" }.into(),
+                            value: "gold".into(),
+                        }],
+                    },
+                ))
+                .await
+                .map(drop)
+            }
+            "Chat.TrackPage" => chat
+                .track_page(req(
+                    token,
+                    v1::TrackPageRequest {
+                        url: "https://shop.example/pricing".into(),
+                        title: "Pricing".into(),
+                        referrer: String::new(),
+                    },
+                ))
+                .await
+                .map(drop),
             "Chat.ListLabels (site 1)" => chat
                 .list_labels(req(
                     token,

@@ -187,6 +187,7 @@ impl Core {
             p if !self.may_see(p, &c.site_id, &c.topic) => {
                 Err(CoreError::NotFound("conversation not found".into()))
             }
+            Principal::Visitor { .. } => Ok(super::context::visitor_copy(self.decorate(c))),
             _ => Ok(self.decorate(c)),
         }
     }

@@ -66,6 +66,7 @@ fn normalize_site(mut s: v1::Site) -> CoreResult<v1::Site> {
     }
     super::hours::normalize(&mut s)?;
     super::sites::normalize_texts(&mut s)?;
+    super::context::normalize_definitions(&mut s)?;
     if s.new_conversations_per_ip_hour > 100_000 {
         return Err(invalid(
             "new_conversations_per_ip_hour is at most 100000 (0: the server's default)",

@@ -20,6 +20,7 @@ pub mod alerts;
 pub mod blocks;
 mod charges;
 pub mod cluster;
+pub mod context;
 pub mod email;
 mod email_words;
 mod events;
@@ -92,6 +93,8 @@ pub struct CoreConfig {
     pub new_visitors_per_minute: u32,
     /// New conversations per minute per client address (burst the same).
     pub new_conversations_per_minute: u32,
+    /// Attribute writes and page reports per minute per caller (burst the same).
+    pub context_updates_per_minute: u32,
     /// Unresolved conversations one visitor may have at once (0: no cap).
     pub open_conversations_per_visitor: u32,
     /// How often idle conversations are looked for (sites with `auto_resolve_hours`).
@@ -154,6 +157,7 @@ impl Default for CoreConfig {
             site_refresh: Duration::from_secs(5),
             new_visitors_per_minute: 120,
             new_conversations_per_minute: 60,
+            context_updates_per_minute: 60,
             open_conversations_per_visitor: 5,
             new_conversations_per_ip_hour: 30,
             auto_resolve_every: Duration::from_secs(60),
@@ -240,6 +244,8 @@ pub struct Core {
     /// New visitors and new conversations per client address.
     new_visitor_limiter: RateLimiter,
     new_conversation_limiter: RateLimiter,
+    /// Attribute writes and page reports per caller (see [`context`]).
+    context_limiter: RateLimiter,
     /// Attachments: where bytes go, the upload rate, image decoding slots.
     files: files::Files,
     /// Webhook dispatcher state (see [`webhooks`]).
@@ -288,6 +294,7 @@ impl Core {
             .and_then(|c| email::Mailer::new(c).ok());
         let core = Arc::new(Self {
             token_limiter: RateLimiter::new(config.events_per_second, config.events_burst),
+            context_limiter: RateLimiter::per_minute(config.context_updates_per_minute),
             ip_limiter: RateLimiter::new(config.ip_events_per_second, config.ip_events_burst),
             streams: StreamCounter::new(config.streams_per_token),
             config,

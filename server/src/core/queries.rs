@@ -46,7 +46,23 @@ impl Core {
                 "label_id is not a label id".into(),
             ));
         }
+        let attribute = match r.attribute {
+            Some(a) if !a.key.is_empty() => {
+                if a.key.len() > super::context::MAX_KEY_BYTES
+                    || a.value.len() > super::context::MAX_URL_BYTES
+                    || a.key.contains('\0')
+                    || a.value.contains('\0')
+                {
+                    return Err(CoreError::InvalidArgument(
+                        "attribute: a declared key and a value of at most 2,048 bytes".into(),
+                    ));
+                }
+                Some((a.key, a.value.trim().to_owned()))
+            }
+            _ => None,
+        };
         let mut filter = ConversationFilter {
+            attribute,
             status: v1::ConversationStatus::try_from(r.status)
                 .ok()
                 .filter(|s| *s != v1::ConversationStatus::Unspecified),
@@ -71,6 +87,7 @@ impl Core {
                 filter.visitor_id = Some(visitor_id.clone());
                 filter.label_id = None; // labels are staff business
                 filter.snoozed = None; // and so is snoozing
+                filter.attribute = None; // and attributes
             }
             Principal::Agent { agent } if filter.assignee_id.as_deref() == Some("me") => {
                 filter.assignee_id = Some(agent.id.clone());
@@ -93,8 +110,15 @@ impl Core {
         } else {
             String::new()
         };
+        let visitor = matches!(principal, Principal::Visitor { .. });
         Ok(v1::ListConversationsResponse {
-            conversations: rows.into_iter().map(|c| self.decorate(c)).collect(),
+            conversations: rows
+                .into_iter()
+                .map(|c| match visitor {
+                    true => super::context::visitor_copy(self.decorate(c)),
+                    false => self.decorate(c),
+                })
+                .collect(),
             next_page_token,
             total,
         })
@@ -140,8 +164,9 @@ impl Core {
             }
         }
         let mut visitor = self.store.visitor_by_id(&visitor_id).await?;
-        if matches!(principal, Principal::Visitor { .. }) {
-            visitor.last_ip.clear(); // staff only
+        let own = matches!(principal, Principal::Visitor { .. });
+        if own {
+            visitor = super::context::visitor_self(visitor); // address, attributes, pages: staff only
         }
         if !self.may_see_site(principal, &visitor.site_id) {
             return Err(CoreError::NotFound("visitor not found".into()));
@@ -155,9 +180,20 @@ impl Core {
                 ..Default::default()
             })
             .await?;
+        let attributes = match own {
+            true => Vec::new(),
+            false => self.site(&visitor.site_id).await?.attributes,
+        };
         Ok(v1::GetVisitorResponse {
             visitor: Some(visitor),
-            conversations,
+            attributes,
+            conversations: match own {
+                true => conversations
+                    .into_iter()
+                    .map(super::context::visitor_copy)
+                    .collect(),
+                false => conversations,
+            },
         })
     }
 

@@ -148,6 +148,7 @@ impl Core {
             self.charge_new_visitor(ip)?;
             new_token(VISITOR_TOKEN_PREFIX)
         };
+        let page = super::context::page_view(&r.page_url, &r.page_title, &r.referrer);
         let visitor = self
             .store
             .upsert_visitor(VisitorUpsert {
@@ -168,6 +169,7 @@ impl Core {
                     .map(|ip| ip.to_canonical().to_string())
                     .unwrap_or_default(),
                 new_visitor_id: new_id("v_"),
+                page,
                 new_token_hash: if reuse {
                     String::new()
                 } else {
@@ -229,7 +231,7 @@ impl Core {
             open_conversations: conversations
                 .into_iter()
                 .filter(|c| c.status != v1::ConversationStatus::Resolved as i32)
-                .map(|c| self.decorate(c))
+                .map(|c| super::context::visitor_copy(self.decorate(c)))
                 .collect(),
             continued_conversation_id: continued.map(|(_, c)| c).unwrap_or_default(),
         })

@@ -383,6 +383,8 @@ impl State {
             Some(Se::Typing(t)) => (&t.conversation_id, None),
             Some(Se::Read(r)) => (&r.conversation_id, None),
             Some(Se::Conversation(c)) => (&c.id, Some((c.site_id.clone(), c.topic.clone()))),
+            // A visitor's context: for staff who may see the visitor's site.
+            Some(Se::Visitor(v)) => return self.core.may_see_site(&self.principal, &v.site_id),
             _ => return true,
         };
         if let Some(&ok) = self.scope.as_ref().and_then(|s| s.get(id)) {
@@ -438,7 +440,22 @@ impl State {
             }
             Some(Se::Typing(t)) => Some(&t.conversation_id),
             Some(Se::Read(r)) => Some(&r.conversation_id),
-            Some(Se::Conversation(c)) => Some(&c.id),
+            Some(Se::Conversation(c)) => {
+                if self.visitor_view && !c.attributes.is_empty() {
+                    // Attributes are staff business.
+                    if self.followed(&c.id) {
+                        let mut c = c.clone();
+                        c.attributes.clear();
+                        self.pending.push_back(v1::ServerEvent {
+                            event: Some(Se::Conversation(c)),
+                        });
+                    }
+                    return;
+                }
+                Some(&c.id)
+            }
+            // Visitors' context is for staff (it only reaches inbox streams anyway).
+            Some(Se::Visitor(_)) if self.visitor_view => return,
             _ => None,
         };
         if let Some(id) = conversation {

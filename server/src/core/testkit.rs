@@ -34,6 +34,7 @@ pub(crate) fn config() -> CoreConfig {
         ip_events_burst: 100_000,
         new_visitors_per_minute: 1_000_000,
         new_conversations_per_minute: 1_000_000,
+        context_updates_per_minute: 1_000_000,
         open_conversations_per_visitor: 0,
         new_conversations_per_ip_hour: 0,
         auto_resolve_every: std::time::Duration::from_millis(200),

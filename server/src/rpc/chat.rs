@@ -504,6 +504,39 @@ impl ChatService for ChatApi {
             .await?;
         Ok(Response::new(v1::ListLabelsResponse { labels }))
     }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "ChatService/SetAttributes", principal, principal_id)
+    )]
+    async fn set_attributes(
+        &self,
+        req: Request<v1::SetAttributesRequest>,
+    ) -> Result<Response<v1::SetAttributesResponse>, Status> {
+        let who = charged_caller(&self.core, &req).await?;
+        Ok(Response::new(
+            self.core
+                .set_attributes(&who.principal, req.into_inner())
+                .await?,
+        ))
+    }
+
+    #[tracing::instrument(
+        name = "rpc",
+        skip_all,
+        fields(method = "ChatService/TrackPage", principal, principal_id)
+    )]
+    async fn track_page(
+        &self,
+        req: Request<v1::TrackPageRequest>,
+    ) -> Result<Response<v1::TrackPageResponse>, Status> {
+        let who = charged_caller(&self.core, &req).await?;
+        self.core
+            .track_page(&who.principal, req.into_inner())
+            .await?;
+        Ok(Response::new(v1::TrackPageResponse {}))
+    }
 }
 
 #[cfg(test)]

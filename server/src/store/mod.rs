@@ -7,6 +7,7 @@
 //! SQLite-only syntax), so a PostgreSQL store can share the statements in [`sql`].
 
 pub mod blocks;
+pub mod context;
 pub mod db;
 pub mod email;
 pub mod labels;
@@ -263,6 +264,9 @@ pub struct ConversationFilter {
     pub label_id: Option<String>,
     /// Some(true): only snoozed ones; Some(false): only those not snoozed.
     pub snoozed: Option<bool>,
+    /// Only where the conversation's or its visitor's attribute (key) equals the value
+    /// (case-insensitively).
+    pub attribute: Option<(String, String)>,
     /// Case-insensitive search in visitor name/email and message text.
     pub query: Option<String>,
     /// Page size.
@@ -304,6 +308,8 @@ pub struct VisitorUpsert {
     pub new_visitor_id: String,
     /// Hash of the new token to store when a new token is issued.
     pub new_token_hash: String,
+    /// The page the session starts on, for the page trail (None: none valid).
+    pub page: Option<v1::PageView>,
 }
 
 /// One conversation's times for the site report (ms since epoch).
@@ -574,6 +580,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<v1::Conversation>;
     /// Conversations created since `since` per label (one site, or all with "").
     async fn label_report(&self, site_id: String, since: i64) -> StoreResult<Vec<v1::LabelCount>>;
+
+    // --- customer context (see [`context`])
+    /// Sets and removes validated attribute values in one transaction.
+    async fn set_attributes(
+        &self,
+        write: context::AttributeWrite,
+    ) -> StoreResult<context::AttributesWritten>;
+    /// Adds a page to a visitor's trail; the visitor, and whether they have a conversation
+    /// that is not resolved.
+    async fn track_page(
+        &self,
+        visitor_id: String,
+        page: v1::PageView,
+    ) -> StoreResult<(v1::Visitor, bool)>;
 
     // --- email (see [`email`])
     /// Conversations whose continuity email is due.

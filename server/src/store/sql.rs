@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_hours.sql"),
     include_str!("migrations/0012_snooze.sql"),
     include_str!("migrations/0013_widget_texts.sql"),
+    include_str!("migrations/0014_context.sql"),
 ];
 
 /// Columns of a conversation row, decoded by `conversation_from_row`. The queue position is not
@@ -23,7 +24,7 @@ pub const MIGRATIONS: &[&str] = &[
 pub const CONVERSATION_SELECT: &str = "SELECT c.id, c.site_id, c.visitor_id, v.name, c.topic, c.status, \
      COALESCE(c.assignee_id, ''), COALESCE(a.name, ''), c.queued_at, c.last_seq, c.last_preview, \
      c.visitor_read_seq, c.agent_read_seq, c.created_at, c.updated_at, c.rating, c.rating_comment, c.labels, \
-     c.snoozed_until \
+     c.snoozed_until, c.attributes \
      FROM conversations c JOIN visitors v ON v.id = c.visitor_id \
      LEFT JOIN agents a ON a.id = c.assignee_id";
 
@@ -35,14 +36,14 @@ pub const MESSAGE_SELECT: &str = "SELECT conversation_id, seq, COALESCE(client_m
 pub const SITE_SELECT: &str = "SELECT id, site_key, name, allowed_origins, topics, color, greeting, \
      identity_secret, identity_required, restrict_agents_to_topics, max_file_bytes, file_kinds, \
      file_retention_days, email_delay_minutes, notify_email, new_conversations_per_ip_hour, auto_resolve_hours, \
-     time_zone, opening_hours, closed_dates, away_message, widget_texts FROM sites";
+     time_zone, opening_hours, closed_dates, away_message, widget_texts, attributes FROM sites";
 
 /// Columns of an agent row (without the password hash).
 pub const AGENT_SELECT: &str = "SELECT id, email, name, role, topics, capacity, active, site_ids, email_alerts_off FROM agents";
 
 /// Columns of a visitor row.
 pub const VISITOR_SELECT: &str = "SELECT id, site_id, name, email, COALESCE(user_id, ''), page_url, user_agent, \
-     locale, first_seen, last_seen, last_ip, CASE WHEN blocked_by IS NULL THEN 0 ELSE 1 END FROM visitors";
+     locale, first_seen, last_seen, last_ip, CASE WHEN blocked_by IS NULL THEN 0 ELSE 1 END, attributes, pages FROM visitors";
 
 /// Columns of an API key row.
 pub const API_KEY_SELECT: &str =

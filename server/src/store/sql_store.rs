@@ -241,6 +241,7 @@ pub(super) fn conversation_from_row(r: &Row) -> v1::Conversation {
         label_ids: split_list(&r.text(17)),
         snoozed: r.opt_int(18).is_some(),
         snoozed_until_ms: r.opt_int(18).unwrap_or(0),
+        attributes: super::context::decode_values(&r.text(19)),
     }
 }
 
@@ -342,6 +343,7 @@ pub(super) fn site_from_row(r: &Row) -> v1::Site {
         closed_dates: split_list(&r.text(19)),
         away_message: r.text(20),
         widget_texts: decode_texts(&r.text(21)),
+        attributes: super::context::decode_definitions(&r.text(22)),
     }
 }
 
@@ -419,6 +421,8 @@ pub(super) fn visitor_from_row(r: &Row) -> v1::Visitor {
         last_seen_ms: r.int(9),
         last_ip: r.text(10),
         blocked: r.bool(11),
+        attributes: super::context::decode_values(&r.text(12)),
+        pages: super::context::decode_pages(&r.text(13)),
     }
 }
 
@@ -1217,6 +1221,9 @@ async fn upsert_visitor_in_tx(db: &mut dyn Db, u: &VisitorUpsert) -> StoreResult
             u.new_visitor_id.clone()
         }
     };
+    if let Some(page) = &u.page {
+        super::context::push_page(db, &id, page).await?;
+    }
     if !u.new_token_hash.is_empty() {
         db.exec(
             "INSERT INTO visitor_tokens (token_hash, visitor_id, created_at) VALUES ($1, $2, $3)",
@@ -1284,6 +1291,9 @@ async fn list_conversations_in(
             "EXISTS (SELECT 1 FROM conversation_labels cl WHERE cl.conversation_id = c.id AND cl.label_id = {p})"
         ));
     }
+    if let Some((key, value)) = &f.attribute {
+        clauses.push(super::context::filter_clause(key.clone(), value, &mut arg));
+    }
     if let Some(scope) = &f.scope {
         let mut any = Vec::new();
         for s in scope {
@@ -1318,7 +1328,9 @@ async fn list_conversations_in(
         let p = arg(Value::Text(format!("%{escaped}%")));
         clauses.push(format!(
             "(LOWER(v.name) LIKE {p} ESCAPE '\\' OR LOWER(v.email) LIKE {p} ESCAPE '\\' OR EXISTS \
-             (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.kind = 1 AND LOWER(m.text) LIKE {p} ESCAPE '\\'))"
+             (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.kind = 1 AND LOWER(m.text) LIKE {p} ESCAPE '\\') \
+             OR EXISTS (SELECT 1 FROM attribute_values av WHERE av.owner_id IN (c.id, c.visitor_id) \
+             AND av.folded LIKE {p} ESCAPE '\\'))"
         ));
     }
     let where_of = |clauses: &[String]| {
@@ -1391,9 +1403,9 @@ impl<E: Engine> Store for SqlStore<E> {
                          identity_secret, identity_required, created_at, restrict_agents_to_topics, \
                          max_file_bytes, file_kinds, file_retention_days, email_delay_minutes, notify_email, \
                          new_conversations_per_ip_hour, auto_resolve_hours, time_zone, opening_hours, \
-                         closed_dates, away_message, widget_texts) \
+                         closed_dates, away_message, widget_texts, attributes) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-                         $19, $20, $21, $22, $23)",
+                         $19, $20, $21, $22, $23, $24)",
                         args![
                             &site.id,
                             &site.site_key,
@@ -1417,7 +1429,8 @@ impl<E: Engine> Store for SqlStore<E> {
                             encode_hours(&site.opening_hours),
                             join_list(&site.closed_dates),
                             &site.away_message,
-                            encode_texts(&site.widget_texts)
+                            encode_texts(&site.widget_texts),
+                            super::context::encode_definitions(&site.attributes)
                         ],
                     )
                     .await?;
@@ -1431,6 +1444,12 @@ impl<E: Engine> Store for SqlStore<E> {
         self.write(move |ctx| {
             let site = site.clone();
             Box::pin(async move {
+                let before = ctx
+                    .db
+                    .query_opt("SELECT attributes FROM sites WHERE id = $1", args![&site.id])
+                    .await?
+                    .map(|r| super::context::decode_definitions(&r.text(0)))
+                    .unwrap_or_default();
                 let n = ctx
                     .db
                     .exec(
@@ -1439,7 +1458,7 @@ impl<E: Engine> Store for SqlStore<E> {
                          max_file_bytes = $10, file_kinds = $11, file_retention_days = $12, \
                          email_delay_minutes = $13, notify_email = $14, new_conversations_per_ip_hour = $15, \
                          auto_resolve_hours = $16, time_zone = $17, opening_hours = $18, closed_dates = $19, \
-                         away_message = $20, widget_texts = $21 WHERE id = $1",
+                         away_message = $20, widget_texts = $21, attributes = $22 WHERE id = $1",
                         args![
                             &site.id,
                             &site.name,
@@ -1461,13 +1480,16 @@ impl<E: Engine> Store for SqlStore<E> {
                             encode_hours(&site.opening_hours),
                             join_list(&site.closed_dates),
                             &site.away_message,
-                            encode_texts(&site.widget_texts)
+                            encode_texts(&site.widget_texts),
+                            super::context::encode_definitions(&site.attributes)
                         ],
                     )
                     .await?;
                 if n == 0 {
                     return Err(StoreError::NotFound("site"));
                 }
+                super::context::drop_undeclared(ctx.db, &site.id, &before, &site.attributes)
+                    .await?;
                 let row = ctx
                     .db
                     .query_one(&format!("{SITE_SELECT} WHERE id = $1"), args![&site.id], "site")
@@ -1771,6 +1793,12 @@ impl<E: Engine> Store for SqlStore<E> {
                 ctx.db
                     .exec(
                         &format!("DELETE FROM visitor_tokens WHERE visitor_id IN ({IDLE})"),
+                        args![seen_before_ms, limit as i64],
+                    )
+                    .await?;
+                ctx.db
+                    .exec(
+                        &format!("DELETE FROM attribute_values WHERE owner_id IN ({IDLE})"),
                         args![seen_before_ms, limit as i64],
                     )
                     .await?;
@@ -2565,6 +2593,29 @@ impl<E: Engine> Store for SqlStore<E> {
     async fn label_report(&self, site_id: String, since: i64) -> StoreResult<Vec<v1::LabelCount>> {
         self.read(move |db| {
             Box::pin(async move { super::labels::report(db, &site_id, since).await })
+        })
+        .await
+    }
+
+    async fn set_attributes(
+        &self,
+        write: super::context::AttributeWrite,
+    ) -> StoreResult<super::context::AttributesWritten> {
+        self.write(move |ctx| {
+            let write = write.clone();
+            Box::pin(async move { super::context::write(ctx.db, &write).await })
+        })
+        .await
+    }
+
+    async fn track_page(
+        &self,
+        visitor_id: String,
+        page: v1::PageView,
+    ) -> StoreResult<(v1::Visitor, bool)> {
+        self.write(move |ctx| {
+            let (id, page) = (visitor_id.clone(), page.clone());
+            Box::pin(async move { super::context::track_page(ctx.db, &id, &page).await })
         })
         .await
     }

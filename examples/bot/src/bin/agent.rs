@@ -54,6 +54,8 @@ fn to_json(ev: Se) -> Value {
             "message": e.message}),
         Se::Heartbeat(_) => json!({"event": "heartbeat"}),
         Se::ResyncRequired(r) => json!({"event": "resync", "reason": r.reason}),
+        Se::Visitor(v) => json!({"event": "visitor", "visitorId": v.visitor_id,
+            "siteId": v.site_id}),
     }
 }
 
