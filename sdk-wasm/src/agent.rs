@@ -248,6 +248,7 @@ impl ChatClient {
                     "conversations",
                     js::array(&r.conversations, js::conversation),
                 )
+                .v("attributes", js::attribute_definitions(&r.attributes))
                 .done())
         })
     }

@@ -269,9 +269,21 @@ pub fn conversation(c: &v1::Conversation) -> JsValue {
     let o = o
         .strs("labelIds", &c.label_ids)
         .b("snoozed", c.snoozed)
-        .n("snoozedUntil", c.snoozed_until_ms as f64);
+        .n("snoozedUntil", c.snoozed_until_ms as f64)
+        .v("attributes", attribute_values(&c.attributes));
     o.done()
 }
+
+/// Attribute values as `{ key: value }`.
+pub fn attribute_values(values: &[v1::AttributeValue]) -> JsValue {
+    let o = js_sys::Object::new();
+    for a in values {
+        let _ = Reflect::set(&o, &JsValue::from_str(&a.key), &JsValue::from_str(&a.value));
+    }
+    o.into()
+}
+
+const ATTRIBUTE_TYPES: [&str; 5] = ["text", "text", "number", "date", "link"];
 
 pub fn ack(a: &v1::Ack) -> JsValue {
     O::new()
@@ -394,7 +406,34 @@ pub fn site(s: &v1::Site) -> JsValue {
         .strs("closedDates", &s.closed_dates)
         .s("awayMessage", &s.away_message)
         .v("widgetTexts", widget_texts(&s.widget_texts))
+        .v("attributes", attribute_definitions(&s.attributes))
         .done()
+}
+
+/// A site's attribute declarations as `AttributeDefinition[]`.
+pub fn attribute_definitions(defs: &[v1::AttributeDefinition]) -> JsValue {
+    array(defs, |d| {
+        O::new()
+            .s("key", &d.key)
+            .s("name", &d.name)
+            .s(
+                "type",
+                ATTRIBUTE_TYPES
+                    .get(d.r#type as usize)
+                    .copied()
+                    .unwrap_or("text"),
+            )
+            .s(
+                "target",
+                if d.target == v1::AttributeTarget::Conversation as i32 {
+                    "conversation"
+                } else {
+                    "visitor"
+                },
+            )
+            .b("pageWritable", d.page_writable)
+            .done()
+    })
 }
 
 pub fn api_key(k: &v1::ApiKey) -> JsValue {
@@ -433,6 +472,18 @@ pub fn visitor(v: &v1::Visitor) -> JsValue {
         .n("lastSeen", v.last_seen_ms as f64)
         .s("lastIp", &v.last_ip)
         .b("blocked", v.blocked)
+        .v("attributes", attribute_values(&v.attributes))
+        .v(
+            "pages",
+            array(&v.pages, |p| {
+                O::new()
+                    .s("url", &p.url)
+                    .s("title", &p.title)
+                    .s("referrer", &p.referrer)
+                    .n("at", p.at_ms as f64)
+                    .done()
+            }),
+        )
         .done()
 }
 
@@ -533,6 +584,32 @@ pub fn site_from(o: &JsValue) -> v1::Site {
                 Vec::new()
             }
         },
+        attributes: {
+            let v = get(o, "attributes");
+            if Array::is_array(&v) {
+                v.unchecked_into::<Array>()
+                    .iter()
+                    .map(|d| v1::AttributeDefinition {
+                        key: get_str(&d, "key"),
+                        name: get_str(&d, "name"),
+                        r#type: ATTRIBUTE_TYPES
+                            .iter()
+                            .skip(1)
+                            .position(|t| *t == get_str(&d, "type"))
+                            .map(|i| i as i32 + 1)
+                            .unwrap_or(v1::AttributeType::Unspecified as i32),
+                        target: if get_str(&d, "target") == "conversation" {
+                            v1::AttributeTarget::Conversation as i32
+                        } else {
+                            v1::AttributeTarget::Visitor as i32
+                        },
+                        page_writable: get_bool(&d, "pageWritable"),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        },
     }
 }
 
@@ -575,5 +652,12 @@ pub fn list_filter_from(o: &JsValue) -> v1::ListConversationsRequest {
             "snoozed" => v1::SnoozeFilter::Snoozed,
             _ => v1::SnoozeFilter::Unspecified,
         } as i32,
+        attribute: {
+            let a = get(o, "attribute");
+            a.is_object().then(|| v1::AttributeValue {
+                key: get_str(&a, "key"),
+                value: get_str(&a, "value"),
+            })
+        },
     }
 }

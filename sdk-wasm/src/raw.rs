@@ -52,7 +52,7 @@ fn bytes_request<T: Message>(r: Request<T>) -> Request<Vec<u8>> {
     Request::from_parts(meta, ext, msg.encode_to_vec())
 }
 
-async fn unary_bytes(
+pub async fn unary_bytes(
     client: Client,
     req: Request<Vec<u8>>,
     path: &'static str,

@@ -79,6 +79,8 @@ export interface Conversation {
   /** Snoozed by staff (the full SDK only): until `snoozedUntil` (ms), or the customer's next
    *  message when that is 0. */
   snoozed?: boolean; snoozedUntil?: number;
+  /** The conversation's custom attributes, by key (staff only; the full SDK only). */
+  attributes?: Record<string, string>;
 }
 
 export interface Ack {
@@ -134,6 +136,8 @@ export interface Site {
   timeZone: string; openingHours: OpeningHours[]; closedDates: string[]; awayMessage: string;
   /** The site's widget texts by key: "offline" for every language, "de.offline" for one. */
   widgetTexts: Record<string, string>;
+  /** Custom attributes of visitors and conversations (at most 50). */
+  attributes: AttributeDefinition[];
 }
 
 /** One opening interval: `openMinute < closeMinute <= 1440` after local midnight. */
@@ -182,6 +186,17 @@ export interface Visitor {
   lastIp: string;
   /** A block holds this visitor off the chat. */
   blocked: boolean;
+  /** Custom attributes, by key (staff only). */
+  attributes: Record<string, string>;
+  /** Pages seen, newest first, at most 20 (staff only). */
+  pages: { url: string; title: string; referrer: string; at: number }[];
+}
+/** A custom attribute a site declares. */
+export interface AttributeDefinition {
+  key: string; name: string; type: "text" | "number" | "date" | "link";
+  target: "visitor" | "conversation";
+  /** The page may set it (`WsmsChat('update', {...})`). */
+  pageWritable: boolean;
 }
 export interface AgentPresence { agentId: string; name: string; status: Presence; topics: string[]; load: number; capacity: number; }
 export interface SiteReport {
@@ -254,11 +269,17 @@ export interface ListFilter {
   siteId?: string; query?: string; pageSize?: number; pageToken?: string; labelId?: string;
   /** "awake": leave snoozed conversations out; "snoozed": only them; absent: both. */
   snooze?: "awake" | "snoozed";
+  /** Only where the conversation's or its visitor's attribute equals the value. */
+  attribute?: { key: string; value: string };
 }
 /** A site's label (admins define them; staff put them on conversations). */
 export interface Label { id: string; siteId: string; name: string; color: string; conversations: number; }
 export interface ConversationPage { conversations: Conversation[]; nextPageToken: string; total: number; }
-export interface VisitorProfile { visitor: Visitor; conversations: Conversation[]; }
+export interface VisitorProfile {
+  visitor: Visitor; conversations: Conversation[];
+  /** The attributes the visitor's site declares (what the visitor panel shows and edits). */
+  attributes: AttributeDefinition[];
+}
 export interface Identity { userId?: string; userHash?: string; name?: string; email?: string; }
 "#;
 

@@ -51,6 +51,8 @@ class Widget {
     this.unread = 0;
     this.handlers = {};
     this.identity = {};
+    this.attrs = {};
+    this.watchPage();
     this.typingOn = false;
     this.agentTyping = null;
     this.connState = 'idle';
@@ -155,11 +157,38 @@ class Widget {
       case 'show': this.host.hidden = false; return;
       case 'hide': this.host.hidden = true; return;
       case 'identify': return this.identify(args[0] || {});
+      case 'update':
+        // Numbers and dates as the server reads them; null removes.
+        for (const [k, v] of Object.entries(args[0] || {})) this.attrs[k] = v == null ? '' : v instanceof Date ? v.toISOString().slice(0, 10) : String(v);
+        return this.sendAttrs();
       case 'shutdown': return this.shutdown();
       case 'on': (this.handlers[args[0]] ||= []).push(args[1]); return;
       case 'off': this.handlers[args[0]] = (this.handlers[args[0]] || []).filter((f) => f !== args[1]); return;
       default: console.warn('wsmschat: unknown command', name);
     }
+  }
+
+  // The page's custom attributes (WsmsChat('update', {...})): kept here, sent once a session
+  // exists, and again when a conversation starts (its conversation attributes).
+  sendAttrs() {
+    if (this.client && Object.keys(this.attrs).length) this.client.setAttributes(this.attrs).catch((e) => console.error('wsmschat: update: ' + e.message));
+  }
+
+  // Single-page apps: a navigation is reported once it settled (the title follows the route).
+  watchPage() {
+    let last = location.href.split('#')[0];
+    const check = () => {
+      const now = location.href.split('#')[0];
+      if (now === last) return;
+      last = now;
+      clearTimeout(this.pageTimer);
+      this.pageTimer = setTimeout(() => this.client && this.client.trackPage().catch(() => {}), 800);
+    };
+    for (const m of ['pushState', 'replaceState']) {
+      const f = history[m];
+      history[m] = function () { const r = f.apply(this, arguments); check(); return r; };
+    }
+    addEventListener('popstate', check);
   }
 
   emit(name, payload) {
@@ -232,6 +261,7 @@ class Widget {
     if (c) await c.logout().catch(() => {});
     ChatClient.forget(this.cfg.site);
     this.identity = {};
+    this.attrs = {};
     this.convs = new Map();
     this.resetConversation(null);
     this.setUnread(0);
@@ -301,6 +331,7 @@ class Widget {
       this.sendBtn.setAttribute('aria-label', t('send'));
       this.dropEl.textContent = t('dropFiles');
     }
+    this.sendAttrs();
     client.on('message', (m) => this.onMessage(m));
     client.on('conversation', (c) => this.onConversation(c));
     client.on('typing', (e) => this.onTypingEvent(e));
@@ -397,7 +428,10 @@ class Widget {
   }
 
   onConversation(c) {
-    if (c.visitorId === this.client.visitorId) this.convs.set(c.id, c);
+    if (c.visitorId === this.client.visitorId) {
+      if (!this.convs.has(c.id)) this.sendAttrs();
+      this.convs.set(c.id, c);
+    }
     const i = this.site ? this.site.topics.indexOf(c.topic) : -1;
     if (i >= 0 && c.status !== 'resolved') this.site.agentsOnline[i] = c.agentsOnline;
     if (this.conv && this.conv.id === c.id) {

@@ -5,6 +5,7 @@
  * Commands, also before this script has loaded (queue them with the snippet in the README):
  *   WsmsChat('open' | 'close' | 'toggle' | 'show' | 'hide')
  *   WsmsChat('identify', { userId, userHash, name, email })
+ *   WsmsChat('update', { plan: 'pro', orderId: '1001' })   custom attributes the site declares
  *   WsmsChat('shutdown')                       forget the visitor on this browser (logout)
  *   WsmsChat('on' | 'off', 'message' | 'unread' | 'open' | 'close' | 'ready', fn)
  */

@@ -4,6 +4,7 @@ use std::rc::{Rc, Weak};
 
 use futures_channel::mpsc::unbounded;
 use js_sys::{Array, Function, Promise};
+use prost::Message as _;
 use tonic::Code;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -528,10 +529,88 @@ impl ChatClient {
         })
     }
 
+    /// Sets custom attributes the site declares: `{ plan: "pro", orderId: "1001" }` (text in
+    /// each type's form: "42", "2026-12-24", "https://..."; `""` removes one). A visitor sets
+    /// its own (only those the site marks page-writable; conversation attributes go to its
+    /// conversations that are not resolved); staff name `{ visitorId }` or `{ conversationId }`.
+    /// The agent build resolves to `{ visitor, conversations }`.
+    #[wasm_bindgen(js_name = setAttributes, unchecked_return_type = "Promise<any>")]
+    pub fn set_attributes(&self, attributes: JsValue, target: JsValue) -> Promise {
+        let sh = self.sh.clone();
+        let mut values = Vec::new();
+        if attributes.is_object() {
+            for e in js_sys::Object::entries(attributes.unchecked_ref()).iter() {
+                let e: Array = e.unchecked_into();
+                values.push(v1::AttributeValue {
+                    key: e.get(0).as_string().unwrap_or_default(),
+                    value: e.get(1).as_string().unwrap_or_default(),
+                });
+            }
+        }
+        let req = v1::SetAttributesRequest {
+            visitor_id: get_str(&target, "visitorId"),
+            conversation_id: get_str(&target, "conversationId"),
+            attributes: values,
+        };
+        #[cfg(not(feature = "agent"))]
+        return fire(
+            sh,
+            "/wsmschat.v1.ChatService/SetAttributes",
+            req.encode_to_vec(),
+        );
+        #[cfg(feature = "agent")]
+        promise(async move {
+            let r = sh
+                .chat()
+                .set_attributes(sh.req(req))
+                .await
+                .map_err(|s| sh.err(&s))?;
+            Ok(O::new()
+                .v(
+                    "visitor",
+                    r.visitor.as_ref().map(js::visitor).unwrap_or_default(),
+                )
+                .v(
+                    "conversations",
+                    js::array(&r.conversations, js::conversation),
+                )
+                .done())
+        })
+    }
+
+    /// Visitors: tells the server the page shown now (call it after a single-page app
+    /// navigated; a page load is reported by `connect`). Opens no stream.
+    #[wasm_bindgen(js_name = trackPage, unchecked_return_type = "Promise<void>")]
+    pub fn track_page(&self) -> Promise {
+        let req = v1::TrackPageRequest {
+            url: web_sys::window()
+                .and_then(|w| w.location().href().ok())
+                .unwrap_or_default(),
+            title: super::document_title(),
+            referrer: String::new(),
+        };
+        fire(
+            self.sh.clone(),
+            "/wsmschat.v1.ChatService/TrackPage",
+            req.encode_to_vec(),
+        )
+    }
+
     /// Where `POST` uploads go (`<server>/uploads`): the widget and console upload with
     /// `XMLHttpRequest` for progress, with `Authorization: Bearer <token>`.
     #[wasm_bindgen(getter, js_name = uploadUrl)]
     pub fn upload_url(&self) -> String {
         format!("{}/uploads", self.sh.server.trim_end_matches('/'))
     }
+}
+
+/// A unary call whose answer is only its status (page trail, the widget's attribute writes):
+/// one future for all of them, and no response decoding.
+fn fire(sh: Rc<Shared>, path: &'static str, body: Vec<u8>) -> Promise {
+    promise(async move {
+        crate::raw::unary_bytes(sh.unary.clone(), sh.req(body), path)
+            .await
+            .map_err(|s| sh.err(&s))?;
+        Ok(JsValue::UNDEFINED)
+    })
 }

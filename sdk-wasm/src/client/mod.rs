@@ -219,6 +219,12 @@ impl Shared {
                     .and_then(|w| w.location().href().ok())
                     .unwrap_or_default()
             }),
+            page_title: document_title(),
+            referrer: window
+                .as_ref()
+                .and_then(|w| w.document())
+                .map(|d| d.referrer())
+                .unwrap_or_default(),
             locale: get_opt_str(o, "locale")
                 .unwrap_or_else(|| nav.as_ref().and_then(|n| n.language()).unwrap_or_default()),
             user_agent: nav
@@ -435,4 +441,12 @@ fn pending_attachments(p: &Pending) -> JsValue {
         .ok()
         .filter(js_sys::Array::is_array)
         .unwrap_or_else(|| js_sys::Array::new().into())
+}
+
+/// The page's title (`document.title`), "" when there is none.
+pub(super) fn document_title() -> String {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .map(|d| d.title())
+        .unwrap_or_default()
 }

@@ -33,6 +33,11 @@ rpcs! {
 
 #[cfg(feature = "agent")]
 rpcs! {
+    set_attributes: "/wsmschat.v1.ChatService/SetAttributes", v1::SetAttributesRequest => v1::SetAttributesResponse;
+}
+
+#[cfg(feature = "agent")]
+rpcs! {
     list_attachments: "/wsmschat.v1.ChatService/ListAttachments", v1::ListAttachmentsRequest => v1::ListAttachmentsResponse;
     get_attachment: "/wsmschat.v1.ChatService/GetAttachment", v1::GetAttachmentRequest => v1::GetAttachmentResponse;
     list_conversations: "/wsmschat.v1.ChatService/ListConversations", v1::ListConversationsRequest => v1::ListConversationsResponse;

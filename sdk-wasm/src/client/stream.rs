@@ -77,6 +77,16 @@ impl Shared {
             }
             Se::Presence(p) => self.emit("presence", &js::presence_changed(&p)),
             Se::ResyncRequired(_) => return true,
+            #[cfg(feature = "agent")]
+            Se::Visitor(v) => self.emit(
+                "visitor",
+                &O::new()
+                    .s("visitorId", &v.visitor_id)
+                    .s("siteId", &v.site_id)
+                    .done(),
+            ),
+            #[cfg(not(feature = "agent"))]
+            Se::Visitor(_) => {}
             Se::Heartbeat(_) | Se::Ack(_) | Se::Error(_) => {}
         }
         false
