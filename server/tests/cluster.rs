@@ -1000,3 +1000,98 @@ async fn blocks_hours_and_snoozes_reach_every_node_at_once() {
     wait_conversation(&mut inbox1, &conv, |c| c.snoozed).await;
     c.finish().await;
 }
+
+/// Waits for the `VisitorChanged` of `visitor_id`.
+async fn visitor_changed(inbox: &mut Sub, visitor_id: &str) {
+    inbox
+        .next_where(|e| match e {
+            Se::Visitor(v) if v.visitor_id == visitor_id => Some(()),
+            _ => None,
+        })
+        .await
+}
+
+#[tokio::test]
+async fn attribute_declarations_and_visitor_changes_reach_every_node() {
+    let c = cluster(2).await;
+    let admin = c.login(0, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut chat0 = c.chat(0).await;
+    let mut chat1 = c.chat(1).await;
+    let visitor = c.visitor(1).await;
+    let (conv, _) = start_conversation(&mut chat1, &visitor, "Order", "hi").await;
+    let mut inbox = Sub::open(&mut chat0, &admin, vec![], true).await.unwrap();
+
+    // Declared on node 0: node 1 takes the key at once (its site cache heard of the change).
+    let mut adm0 =
+        wsmschat::v1::admin_service_client::AdminServiceClient::connect(c.nodes[0].url.clone())
+            .await
+            .unwrap();
+    let mut site = adm0
+        .list_sites(authed(&admin, v1::ListSitesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .sites
+        .into_iter()
+        .find(|s| s.site_key == "demo")
+        .unwrap();
+    site.attributes = vec![v1::AttributeDefinition {
+        key: "plan".into(),
+        page_writable: true,
+        ..Default::default()
+    }];
+    adm0.update_site(authed(
+        &admin,
+        v1::UpdateSiteRequest {
+            site: Some(site),
+            rotate_identity_secret: false,
+        },
+    ))
+    .await
+    .unwrap();
+    let r = chat1
+        .set_attributes(authed(
+            &visitor,
+            v1::SetAttributesRequest {
+                attributes: vec![v1::AttributeValue {
+                    key: "plan".into(),
+                    value: "pro".into(),
+                }],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let visitor_id = r.visitor.unwrap().id;
+    // The inbox on node 0 hears of it, and of a page the visitor opens on node 1.
+    visitor_changed(&mut inbox, &visitor_id).await;
+    chat1
+        .track_page(authed(
+            &visitor,
+            v1::TrackPageRequest {
+                url: "https://shop.example/pricing".into(),
+                title: "Pricing".into(),
+                referrer: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    visitor_changed(&mut inbox, &visitor_id).await;
+    let p = chat0
+        .get_visitor(authed(
+            &admin,
+            v1::GetVisitorRequest {
+                visitor_id: visitor_id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let v = p.visitor.unwrap();
+    assert_eq!(v.pages[0].url, "https://shop.example/pricing");
+    assert_eq!(v.attributes[0].value, "pro");
+    let _ = conv;
+    drop(inbox);
+    c.finish().await;
+}

@@ -285,8 +285,21 @@ impl Core {
                 ));
             }
         };
-        let site = self.site(&site_id).await?;
         let page = matches!(principal, Principal::Visitor { .. });
+        let mut site = self.site(&site_id).await?;
+        let refused = |site: &v1::Site| {
+            r.attributes.iter().any(|a| {
+                !site
+                    .attributes
+                    .iter()
+                    .any(|d| d.key == a.key && (d.page_writable || !page))
+            })
+        };
+        if refused(&site) {
+            // Declared a moment ago, maybe on another node whose news has not reached this
+            // node's cache yet: the store decides (one read, after the limiter charged).
+            site = self.store.site_by_id(&site_id).await?;
+        }
         let mut visitor_values = Vec::new();
         let mut conversation_values = Vec::new();
         for a in &r.attributes {
