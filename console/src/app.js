@@ -8,12 +8,14 @@
 //
 // This file boots the console (login, session), draws the shell and routes; the parts live in
 // inbox.js, live.js (stream events, notifications), conversation.js (the log and composer),
-// visitor.js (the visitor panel), admin.js; state.js holds what they share.
+// visitor.js (the visitor panel), admin.js; state.js holds what they share; i18n.js the
+// languages (English, German: the agent's choice, else the browser's).
 import { h, replace } from './dom.js';
 import { announce, errText } from './format.js';
-import { SESSION_KEY, HISTORY_PAGE, BASE_TITLE, SERVER, SDK, loadSdk, readJson, writeJson, prefs, savePrefs, S, app, shell, ui } from './state.js';
+import { t, LANGS, lang, pickLang, setLang } from './i18n.js';
+import { SESSION_KEY, HISTORY_PAGE, baseTitle, SERVER, SDK, loadSdk, readJson, writeJson, prefs, savePrefs, S, app, shell, ui } from './state.js';
 import { renderInbox, loadList, countsTimer, fillLabels, scheduleRenderList } from './inbox.js';
-import { onMessage, onConversation, agentsTimer, onTyping, onRead, onView } from './live.js';
+import { onMessage, onConversation, onVisitor, agentsTimer, onTyping, onRead, onView, updateTitle } from './live.js';
 import { closeConversation, openConversation, readTimer, renderAssignOptions, renderConvHeader } from './conversation.js';
 
 // ---- boot -----------------------------------------------------------------------------------
@@ -24,20 +26,31 @@ function fatal(title, text) {
   app().removeAttribute('aria-busy');
 }
 
+/** The words of the static page (index.html is English until the language is known). */
+function pageTexts() {
+  const skip = document.querySelector('a.skip');
+  if (skip) skip.textContent = t('page.skip');
+  const boot = app().querySelector('.boot');
+  if (boot) boot.textContent = t('boot.loading');
+  document.title = baseTitle();
+}
+
 async function boot() {
+  // The language first (German loads beside the SDK), so nothing shows in the wrong one.
+  const langReady = setLang(pickLang(prefs.lang)).then(pageTexts);
   if (!SERVER) {
-    return fatal('The console is misconfigured',
-      'The wsmschat-server meta tag of this page must be an http(s) origin such as https://chat.example.com.');
+    await langReady;
+    return fatal(t('boot.misconfigured'), t('boot.misconfiguredText'));
+  }
+  try {
+    await Promise.all([loadSdk(), langReady]);
+  } catch (e) {
+    await langReady;
+    return fatal(t('boot.loadFailed'), t('boot.loadFailedText', { server: SERVER, error: errText(e) }));
   }
   if (new URLSearchParams(location.search).has('server')) {
     // Old links: say why the parameter does nothing instead of silently using another server.
-    announce('The ?server= parameter is ignored: this console talks to ' + SERVER);
-  }
-  try {
-    await loadSdk();
-  } catch (e) {
-    return fatal('The console could not load',
-      `The chat SDK was not found at ${SERVER}/widget/ (${errText(e)}). Is the widget built (scripts/build-web)?`);
+    announce(t('boot.serverParam', { server: SERVER }));
   }
   const saved = readJson(SESSION_KEY, null);
   if (saved && saved.token && saved.server === SERVER && saved.expiresAt > Date.now() && saved.agent) {
@@ -49,35 +62,38 @@ async function boot() {
     } catch (e) {
       client.close();
       if (e && (e.code === 16 || e.code === 7)) localStorage.removeItem(SESSION_KEY);
-      else return showLogin(`Could not reach the chat server: ${errText(e)}`);
+      else return showLogin(['boot.unreachable', { error: errText(e) }]);
     }
   }
   showLogin();
 }
 
-function showLogin(message) {
+/** `message`: a string, or [key, vars] (said again in the new language after a switch). */
+function showLogin(message, keep) {
   app().removeAttribute('aria-busy');
-  document.title = BASE_TITLE;
+  document.title = baseTitle();
   const err = h('p', { class: 'form-error', role: 'alert', id: 'login-error' });
-  if (message) err.textContent = message;
-  const email = h('input', { id: 'login-email', type: 'email', name: 'email', autocomplete: 'username', required: true });
-  const password = h('input', { id: 'login-password', type: 'password', name: 'password', autocomplete: 'current-password', required: true });
-  const button = h('button', { class: 'btn primary', type: 'submit', text: 'Log in' });
+  let said = message;
+  const say = (m) => { said = m; err.textContent = !m ? '' : Array.isArray(m) ? t(...m) : m; };
+  say(message);
+  const email = h('input', { id: 'login-email', type: 'email', name: 'email', autocomplete: 'username', required: true, value: keep?.email });
+  const password = h('input', { id: 'login-password', type: 'password', name: 'password', autocomplete: 'current-password', required: true, value: keep?.password });
+  const button = h('button', { class: 'btn primary', type: 'submit', text: t('login.submit') });
   const form = h('form', { class: 'card login', 'aria-labelledby': 'login-title', novalidate: true },
-    h('h1', { id: 'login-title', text: 'Agent console' }),
-    h('p', { class: 'muted', text: 'Log in to answer your customers.' }),
-    h('label', { for: 'login-email', text: 'Email' }), email,
-    h('label', { for: 'login-password', text: 'Password' }), password,
+    h('h1', { id: 'login-title', text: t('login.title') }),
+    h('p', { class: 'muted', text: t('login.lead') }),
+    h('label', { for: 'login-email', text: t('login.email') }), email,
+    h('label', { for: 'login-password', text: t('login.password') }), password,
     err, button);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    err.textContent = '';
+    say(null);
     if (!email.value.trim() || !password.value) {
-      err.textContent = 'Enter your email and password.';
+      say(['login.missing']);
       return;
     }
     button.disabled = true;
-    button.textContent = 'Logging in…';
+    button.textContent = t('login.busy');
     try {
       const client = await SDK.ChatClient.login({ server: SERVER, email: email.value.trim(), password: password.value });
       const agent = client.agent;
@@ -88,18 +104,50 @@ function showLogin(message) {
       enter(client, agent, expiresAt);
     } catch (e) {
       button.disabled = false;
-      button.textContent = 'Log in';
+      button.textContent = t('login.submit');
       if (e && (e.code === 16 || e.code === 7 || e.code === 5 || e.code === 3)) {
-        err.textContent = 'Wrong email or password. Check them and try again.';
+        say(['login.wrong']);
       } else {
-        err.textContent = `Could not log in: ${errText(e)}`;
+        say(['login.failed', { error: errText(e) }]);
       }
       password.select();
       password.focus();
     }
   });
-  replace(app(), h('main', { id: 'main', class: 'login-wrap' }, form));
+  // The language switch keeps what was typed (and the message, in the new language).
+  const langs = langSwitch('login-lang', () => showLogin(said, { email: email.value, password: password.value }));
+  replace(app(), h('main', { id: 'main', class: 'login-wrap' }, h('div', { class: 'login-col' }, form, langs)));
   email.focus();
+}
+
+/** The language picker (login screen, my menu): each language named in itself. `redraw`
+ *  runs once the new language is loaded; the choice is kept for the next visits. */
+function langSwitch(id, redraw) {
+  const sel = h('select', { id, class: 'lang-pick', onchange: async () => {
+    sel.disabled = true;
+    prefs.lang = await setLang(sel.value);
+    savePrefs();
+    pageTexts();
+    redraw();
+    document.getElementById(id)?.focus();
+  } }, LANGS.map(([code, name]) => h('option', { value: code, lang: code, text: name, selected: code === lang() })));
+  return h('div', { class: 'lang-switch' }, h('label', { for: id, text: t('lang.label') }), sel);
+}
+
+/** Everything drawn again in the language now shown; the session, the stream, the lists and
+ *  the open conversation (with its draft) stay. */
+function redrawAll() {
+  if (!S.client) return;
+  const draft = document.getElementById('composer')?.value || '';
+  const menuOpen = !!shell.menu?.open;
+  S.route = '';
+  S.cv = null;
+  renderShell();
+  route();
+  if (menuOpen) shell.menu.open = true;
+  const composer = document.getElementById('composer');
+  if (composer && draft) composer.value = draft;
+  updateTitle();
 }
 
 async function logout() {
@@ -120,7 +168,7 @@ export function sessionExpired() {
   S.client = null;
   resetState();
   try { c.close(); } catch { /* closed */ }
-  showLogin('Your session has ended. Please log in again.');
+  showLogin(['session.ended']);
 }
 
 function resetState() {
@@ -144,6 +192,7 @@ function enter(client, agent, expiresAt) {
   client.on('typing', onTyping);
   client.on('read', onRead);
   client.on('presence', onPresence);
+  client.on('visitor', onVisitor);
   client.on('state', onState);
   client.on('view', onView);
   client.on('ready', () => {
@@ -162,43 +211,45 @@ function enter(client, agent, expiresAt) {
 function renderShell() {
   app().removeAttribute('aria-busy');
   const isAdmin = S.me.role === 'admin';
-  shell.conn = h('span', { class: 'conn', role: 'status', text: 'Connecting…' });
-  shell.presence = h('select', { id: 'presence', 'aria-label': 'My status', onchange: (e) => setPresence(e.target.value) },
-    h('option', { value: 'online', text: 'Online' }), h('option', { value: 'away', text: 'Away' }));
+  shell.conn = h('span', { class: 'conn', role: 'status' });
+  showConn();
+  shell.presence = h('select', { id: 'presence', 'aria-label': t('presence.mine'), onchange: (e) => setPresence(e.target.value) },
+    h('option', { value: 'online', text: t('presence.online') }), h('option', { value: 'away', text: t('presence.away') }));
   shell.presence.value = S.presence;
   shell.dot = h('span', { class: `dot ${S.presence}`, 'aria-hidden': 'true' });
   shell.notify = h('button', { class: 'btn ghost small', type: 'button', onclick: askNotifications });
   updateNotifyButton();
   const sound = h('input', { type: 'checkbox', id: 'sound', checked: prefs.sound, onchange: (e) => { prefs.sound = e.target.checked; savePrefs(); } });
-  shell.navInbox = h('a', { href: '#/inbox', class: 'navlink', text: 'Inbox' });
-  shell.navAdmin = isAdmin ? h('a', { href: '#/admin/sites', class: 'navlink', text: 'Admin' }) : null;
+  shell.navInbox = h('a', { href: '#/inbox', class: 'navlink', text: t('nav.inbox') });
+  shell.navAdmin = isAdmin ? h('a', { href: '#/admin/sites', class: 'navlink', text: t('nav.admin') }) : null;
   shell.main = h('main', { id: 'main', tabindex: '-1' });
   replace(app(), h('div', { class: 'shell' },
     h('header', { class: 'topbar' },
       h('span', { class: 'brand', text: 'wsmschat' }),
-      h('nav', { 'aria-label': 'Main' }, shell.navInbox, shell.navAdmin),
+      h('nav', { 'aria-label': t('nav.main') }, shell.navInbox, shell.navAdmin),
       h('div', { class: 'spacer' }),
       shell.conn,
-      h('label', { class: 'presence' }, shell.dot, h('span', { class: 'sr-only', text: 'My status' }), shell.presence),
+      h('label', { class: 'presence' }, shell.dot, h('span', { class: 'sr-only', text: t('presence.mine') }), shell.presence),
       shell.notify,
-      h('label', { class: 'check small' }, sound, ' Sound'),
+      h('label', { class: 'check small' }, sound, ' ', t('shell.sound')),
       myMenu(),
-      h('button', { class: 'btn ghost small', type: 'button', onclick: logout, text: 'Log out' })),
+      h('button', { class: 'btn ghost small', type: 'button', onclick: logout, text: t('shell.logout') })),
     shell.main));
 }
 
-/** The logged-in agent's own menu (their name in the top bar): who they are and whether the
- *  server emails them alerts (customers waiting while nobody of their topics is online, and the
- *  daily digest). */
+/** The logged-in agent's own menu (their name in the top bar): who they are, the console's
+ *  language, and whether the server emails them alerts (customers waiting while nobody of
+ *  their topics is online, and the daily digest). */
 function myMenu() {
   const msg = h('p', { class: 'action-msg', role: 'status', id: 'my-alerts-msg' });
   const alerts = h('input', { type: 'checkbox', id: 'my-email-alerts', checked: !S.me.emailAlertsOff });
   alerts.addEventListener('change', () => setEmailAlerts(alerts, msg));
   const menu = h('details', { class: 'me-menu' },
-    h('summary', { class: 'me', title: S.me.email }, S.me.name, S.me.role === 'admin' ? h('span', { class: 'tag', text: 'admin' }) : null),
-    h('div', { class: 'me-panel card', role: 'group', 'aria-label': 'My settings' },
+    h('summary', { class: 'me', title: S.me.email }, S.me.name, S.me.role === 'admin' ? h('span', { class: 'tag', text: t('me.tagAdmin') }) : null),
+    h('div', { class: 'me-panel card', role: 'group', 'aria-label': t('me.settings') },
       h('p', { class: 'muted small', text: S.me.email }),
-      h('label', { class: 'check', for: 'my-email-alerts' }, alerts, 'Email me alerts (customers waiting while nobody is online, daily digest)'),
+      langSwitch('my-lang', redrawAll),
+      h('label', { class: 'check', for: 'my-email-alerts' }, alerts, t('me.alerts')),
       msg));
   // A menu: closed by Escape or a click elsewhere.
   menu.addEventListener('keydown', (e) => { if (e.key === 'Escape' && menu.open) { menu.open = false; menu.querySelector('summary').focus(); } });
@@ -213,7 +264,7 @@ document.addEventListener('click', (e) => {
 async function setEmailAlerts(box, msg) {
   const off = !box.checked;
   box.disabled = true;
-  msg.textContent = 'Saving…';
+  msg.textContent = t('common.saving');
   try {
     const agent = await S.client.setEmailAlerts(off);
     if (!S.client) return;
@@ -222,9 +273,9 @@ async function setEmailAlerts(box, msg) {
     // server has no call for an agent to read themselves again).
     const saved = readJson(SESSION_KEY, null);
     if (saved && saved.token === S.client.token) writeJson(SESSION_KEY, { ...saved, agent: S.me });
-    msg.textContent = S.me.emailAlertsOff ? 'Alert emails are off.' : 'Alert emails are on.';
+    msg.textContent = t(S.me.emailAlertsOff ? 'me.alertsOff' : 'me.alertsOn');
   } catch (e) {
-    msg.textContent = `Could not save: ${errText(e)}`;
+    msg.textContent = t('common.saveFailed', { error: errText(e) });
   } finally {
     box.disabled = false;
     if (S.me) box.checked = !S.me.emailAlertsOff;
@@ -236,7 +287,7 @@ function updateNotifyButton() {
   if (!('Notification' in window)) { shell.notify.hidden = true; return; }
   const p = Notification.permission;
   shell.notify.hidden = p === 'granted';
-  shell.notify.textContent = p === 'denied' ? 'Notifications blocked' : 'Enable notifications';
+  shell.notify.textContent = t(p === 'denied' ? 'notify.blocked' : 'notify.enable');
   shell.notify.disabled = p === 'denied';
 }
 
@@ -252,9 +303,9 @@ async function setPresence(v) {
   shell.dot.className = `dot ${v}`;
   try {
     await S.client.setPresence(v);
-    announce(`Your status is now ${v}`);
+    announce(t('presence.now', { status: t(`presence.${v}`) }));
   } catch (e) {
-    announce(`Could not change your status: ${errText(e)}`);
+    announce(t('presence.failed', { error: errText(e) }));
   }
 }
 
@@ -263,10 +314,16 @@ function onState(s) {
   S.conn = s.state;
   if (s.state === 'online' && (was === 'offline' || was === 'connecting') && S.everOnline) catchUp();
   if (s.state === 'online') S.everOnline = true;
+  showConn();
+}
+
+const CONN = ['online', 'connecting', 'offline', 'closed'];
+/** The connection's state in the top bar (before the stream's first word: connecting). */
+function showConn() {
   if (!shell.conn) return;
-  const label = { online: 'Connected', connecting: 'Connecting…', offline: 'Reconnecting…', closed: 'Disconnected', idle: '' }[s.state] || s.state;
-  shell.conn.textContent = label;
-  shell.conn.className = `conn ${s.state}`;
+  const state = S.conn === 'idle' ? 'connecting' : S.conn;
+  shell.conn.textContent = CONN.includes(state) ? t(`conn.${state}`) : state;
+  shell.conn.className = S.conn === 'idle' ? 'conn' : `conn ${S.conn}`;
 }
 
 /** After a reconnect: the stream replays the conversations it knows; the lists and the open
@@ -276,6 +333,7 @@ function catchUp() {
   const cv = S.cv;
   // The page merges into the conversation's view (a `view` event renders it).
   if (cv) S.client.history(cv.id, { limit: HISTORY_PAGE }).catch(() => {});
+  cv?.refreshContext?.(); // visitor events missed while offline
 }
 
 function onPresence(p) {
@@ -324,9 +382,9 @@ export function route() {
     S.cv = null;
     if (S.me.role !== 'admin') {
       replace(shell.main, h('div', { class: 'page' }, h('div', { class: 'card notice', role: 'alert' },
-        h('h1', { text: 'Admins only' }),
-        h('p', { text: 'The admin pages need the admin role. Ask an admin of your team if you need a change.' }),
-        h('a', { href: '#/inbox', class: 'btn', text: 'Back to the inbox' }))));
+        h('h1', { text: t('adminOnly.title') }),
+        h('p', { text: t('adminOnly.text') }),
+        h('a', { href: '#/inbox', class: 'btn', text: t('adminOnly.back') }))));
       return;
     }
     import('./admin.js').then((m) => m.renderAdmin(shell.main, { client: S.client, server: SERVER, me: S.me, section: parts[1] || 'sites', arg: parts[2] }));

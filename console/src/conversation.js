@@ -2,26 +2,17 @@
 // view), read marks and the composer.
 import { h, replace } from './dom.js';
 import { time, fullTime, announce, errText } from './format.js';
-import { HISTORY_PAGE, STATUS_LABEL, SDK, S, ui } from './state.js';
+import { t, num, dateFormat } from './i18n.js';
+import { HISTORY_PAGE, statusLabel, SDK, S, ui } from './state.js';
 import { upsertConv, placeInList, scheduleRenderList, labelChips } from './inbox.js';
 import { refreshAgentsSoon } from './live.js';
 import { loadVisitor } from './visitor.js';
 import { attachmentsView } from './files.js';
 import { Tray, Viewer } from './upload.js';
 
-// The attachment UI's strings (shared code with the widget, which has its own languages).
-const FILE_TEXT = {
-  attach: 'Attach files', removeFile: 'Remove', cancelUpload: 'Cancel upload', retryUpload: 'Retry upload',
-  fileTooLarge: '{name} is too large: files up to {max} can be sent', tooManyFiles: 'At most {n} files per message',
-  onlyImages: 'Only images can be sent on this site', uploadNetwork: 'Network lost: retry',
-  uploadFailedSend: 'Some files did not upload: retry or remove them.', fileDeleted: 'deleted (retention)',
-  openImage: 'Open image {name}', closeViewer: 'Close', download: 'Download', dropFiles: 'Drop files to attach them'
-};
-export const ft = (key, vars) => {
-  let s = FILE_TEXT[key] || key;
-  for (const [k, v] of Object.entries(vars || {})) s = s.replace('{' + k + '}', v);
-  return s;
-};
+// The attachment UI (code shared with the widget, which has its own strings) asks for its
+// strings by the widget's keys: the console's are those under `file.`.
+export const ft = (key, vars) => t(`file.${key}`, vars);
 const refresh = (a) => S.client.attachment(a.id);
 export const viewer = new Viewer(document.body, { t: ft, refresh });
 const files = (m) => attachmentsView(m.attachments, { t: ft, open: (a, el) => viewer.open(a, el), refresh });
@@ -31,8 +22,8 @@ const files = (m) => attachmentsView(m.attachments, { t: ft, open: (a, el) => vi
 export function closeConversation() {
   clearTimeout(readTimer);
   S.cv = null;
-  replace(ui.convPane, h('div', { class: 'empty' }, h('p', { text: 'Pick a conversation from the inbox.' })));
-  replace(ui.visitorPane, h('p', { class: 'muted', text: 'Visitor details appear here.' }));
+  replace(ui.convPane, h('div', { class: 'empty' }, h('p', { text: t('inbox.pick') })));
+  replace(ui.visitorPane, h('p', { class: 'muted', text: t('inbox.visitorHint') }));
   scheduleRenderList();
 }
 
@@ -44,15 +35,15 @@ export async function openConversation(id) {
   };
   S.cv = cv;
   cv.header = h('div', { class: 'conv-header' });
-  cv.older = h('button', { type: 'button', class: 'btn ghost small older', text: 'Load earlier messages', hidden: true, onclick: loadOlder });
-  cv.msgs = h('ol', { class: 'messages', 'aria-label': 'Messages' });
-  cv.log = h('div', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', tabindex: '0', 'aria-label': 'Conversation history' },
+  cv.older = h('button', { type: 'button', class: 'btn ghost small older', text: t('conv.loadEarlier'), hidden: true, onclick: loadOlder });
+  cv.msgs = h('ol', { class: 'messages', 'aria-label': t('conv.messages') });
+  cv.log = h('div', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', tabindex: '0', 'aria-label': t('conv.history') },
     cv.older, cv.msgs);
   cv.log.addEventListener('scroll', () => {
     if (cv.log.scrollTop < 40 && cv.hasMore && !cv.loadingOlder) loadOlder();
     if (nearBottom()) cv.jump.hidden = true;
   });
-  cv.jump = h('button', { type: 'button', class: 'btn small jump', hidden: true, text: 'New messages ↓', onclick: () => { scrollToBottom(); cv.jump.hidden = true; } });
+  cv.jump = h('button', { type: 'button', class: 'btn small jump', hidden: true, text: t('conv.newMessages'), onclick: () => { scrollToBottom(); cv.jump.hidden = true; } });
   cv.typing = h('div', { class: 'typing', 'aria-live': 'polite' });
   cv.composer = renderComposer(cv);
   replace(ui.convPane, cv.header, h('div', { class: 'log-wrap' }, cv.log, cv.jump), cv.typing, cv.composer);
@@ -70,7 +61,7 @@ export async function openConversation(id) {
     markRead();
     loadVisitor(cv);
   } catch (e) {
-    if (S.cv === cv) replace(ui.convPane, h('div', { class: 'empty', role: 'alert' }, h('p', { text: `Could not open the conversation: ${errText(e)}` })));
+    if (S.cv === cv) replace(ui.convPane, h('div', { class: 'empty', role: 'alert' }, h('p', { text: t('conv.openFailed', { error: errText(e) }) })));
   }
 }
 
@@ -84,7 +75,7 @@ async function loadOlder() {
   const cv = S.cv;
   if (!cv || cv.loadingOlder || !cv.hasMore) return;
   cv.loadingOlder = true;
-  cv.older.textContent = 'Loading…';
+  cv.older.textContent = t('common.loading');
   try {
     cv.log.setAttribute('aria-busy', 'true'); // older messages are not news: keep the live region quiet
     // The page merges into the view; renderLog keeps what the agent was reading in place.
@@ -92,29 +83,30 @@ async function loadOlder() {
     if (S.cv !== cv) return;
     renderLog();
   } catch (e) {
-    announce(`Could not load earlier messages: ${errText(e)}`);
+    announce(t('conv.loadEarlierFailed', { error: errText(e) }));
   } finally {
     setTimeout(() => cv.log.removeAttribute('aria-busy'), 0);
     cv.loadingOlder = false;
-    cv.older.textContent = 'Load earlier messages';
+    cv.older.textContent = t('conv.loadEarlier');
   }
 }
 
+/** A system message's line, from its structured event (the stored text is English). */
 const SYSTEM_TEXT = {
-  assigned: (s) => `Assigned to ${s.agentName}`,
-  joined: (s) => `${s.agentName} joined`,
-  transferred: (s) => `Transferred to ${s.agentName}`,
-  resolved: () => 'Resolved',
-  reopened: () => 'Reopened',
-  rated: (s) => `The visitor rated ${s.score} of 5`,
-  away: (s, m) => `Out-of-office reply sent: ${m.text}`,
+  assigned: (s) => t('sys.assigned', { name: s.agentName }),
+  joined: (s) => t('sys.joined', { name: s.agentName }),
+  transferred: (s) => t('sys.transferred', { name: s.agentName }),
+  resolved: () => t('sys.resolved'),
+  reopened: () => t('sys.reopened'),
+  rated: (s) => t('sys.rated', { score: s.score }),
+  away: (s, m) => t('sys.away', { text: m.text }),
 };
 
 function messageEl(m) {
   const when = h('time', { datetime: new Date(m.createdAt).toISOString(), title: fullTime(m.createdAt), text: time(m.createdAt) });
   if (m.kind === 'system') {
     const s = m.system || { kind: '' };
-    const text = (SYSTEM_TEXT[s.kind] || (() => m.text || 'System'))(s, m);
+    const text = (SYSTEM_TEXT[s.kind] || (() => m.text || t('sys.other')))(s, m);
     return h('li', { class: 'msg system', dataset: { seq: m.seq } }, h('span', { text }), ' · ', when);
   }
   const mine = m.authorKind !== 'visitor';
@@ -122,8 +114,8 @@ function messageEl(m) {
   const status = mine && m.kind === 'text' ? h('span', { class: 'send-status' }) : null;
   const li = h('li', { class: cls, dataset: { seq: m.seq, who: `${m.authorKind}:${m.authorId}:${m.kind}`, at: m.createdAt } },
     h('div', { class: 'meta' },
-      h('span', { class: 'author', text: m.authorName || (m.authorId === S.me.id ? S.me.name : mine ? 'Agent' : 'Visitor') }),
-      m.kind === 'note' ? h('span', { class: 'tag note-tag', text: 'Private note' }) : null,
+      h('span', { class: 'author', text: m.authorName || (m.authorId === S.me.id ? S.me.name : t(mine ? 'common.agent' : 'common.visitor')) }),
+      m.kind === 'note' ? h('span', { class: 'tag note-tag', text: t('conv.note') }) : null,
       when, status),
     m.text ? h('div', { class: 'bubble', title: `${m.authorName} · ${fullTime(m.createdAt)}`, text: m.text }) : null,
     files(m));
@@ -190,15 +182,15 @@ function renderLog() {
 
 /** A send of this console not stored yet: sending, waiting for the network, or refused. */
 function sendEl(cv, m) {
-  const [cls, label] = m.status === 'failed' ? ['failed', `Not sent: ${m.error || 'refused'}`]
-    : m.status === 'waiting' ? ['waiting', 'Waiting for the network…'] : ['sending', 'Sending…'];
+  const [cls, label] = m.status === 'failed' ? ['failed', t('conv.notSent', { error: m.error || t('conv.refused') })]
+    : m.status === 'waiting' ? ['waiting', t('conv.waiting')] : ['sending', t('conv.sending')];
   return h('li', { class: `msg out own ${m.kind === 'note' ? 'note' : ''} pending`, dataset: { cmid: m.clientMsgId } },
     h('div', { class: 'meta' }, h('span', { class: 'author', text: S.me.name }),
-      m.kind === 'note' ? h('span', { class: 'tag note-tag', text: 'Private note' }) : null,
+      m.kind === 'note' ? h('span', { class: 'tag note-tag', text: t('conv.note') }) : null,
       h('span', { class: `send-status ${cls}`, text: label }),
       m.status === 'failed' ? [
-        h('button', { type: 'button', class: 'btn small retry', text: 'Retry', onclick: () => sendMessage(cv, m.text, m.kind, m.clientMsgId, m.attachments) }),
-        h('button', { type: 'button', class: 'btn small ghost', text: 'Discard', onclick: () => S.client.discard(m.clientMsgId) }),
+        h('button', { type: 'button', class: 'btn small retry', text: t('conv.retry'), onclick: () => sendMessage(cv, m.text, m.kind, m.clientMsgId, m.attachments) }),
+        h('button', { type: 'button', class: 'btn small ghost', text: t('conv.discard'), onclick: () => S.client.discard(m.clientMsgId) }),
       ] : null),
     m.text ? h('div', { class: 'bubble', text: m.text }) : null,
     files(m));
@@ -218,8 +210,9 @@ function updateReadMarks(viewRead = 0) {
   const read = Math.max(cv.conv.visitorReadSeq || 0, viewRead);
   for (const el of cv.msgs.querySelectorAll('.msg.out:not(.pending) .send-status')) {
     const seq = Number(el.closest('li').dataset.seq);
-    const t = seq <= read ? 'Read' : 'Sent';
-    if (el.textContent !== t) { el.textContent = t; el.className = `send-status ${t.toLowerCase()}`; }
+    const state = seq <= read ? 'read' : 'sent';
+    const label = t(`conv.${state}`);
+    if (el.textContent !== label) { el.textContent = label; el.className = `send-status ${state}`; }
   }
 }
 
@@ -246,8 +239,12 @@ export function setTyping(text) {
   if (text) cv.typingTimer = setTimeout(() => { cv.typing.textContent = ''; }, 8000);
 }
 
-const SNOOZES = [['', 'Snooze…'], ['reply', 'Until the customer replies'], ['1h', 'For an hour'],
-  ['tomorrow', 'Until tomorrow 09:00'], ['monday', 'Until next Monday 09:00']];
+/** [value, label] of the snooze menu (09:00 in the agent's clock, see snoozeUntil). */
+function snoozes() {
+  const nine = dateFormat({ hour: '2-digit', minute: '2-digit' }).format(new Date(2000, 0, 1, 9, 0));
+  return [['', t('conv.snoozePick')], ['reply', t('conv.snoozeReply')], ['1h', t('conv.snoozeHour')],
+    ['tomorrow', t('conv.snoozeTomorrow', { time: nine })], ['monday', t('conv.snoozeMonday', { time: nine })]];
+}
 
 /** When a snooze choice ends, ms (0: at the customer's next message), in the agent's clock. */
 function snoozeUntil(choice) {
@@ -265,51 +262,52 @@ export function renderConvHeader() {
   if (!c) return;
   const mine = c.assigneeId === S.me.id;
   const actions = [];
-  if (!mine && c.status !== 'resolved') actions.push(h('button', { type: 'button', class: 'btn primary', onclick: () => act('join', 'Taken'), text: 'Take' }));
-  cv.assignSel = h('select', { id: 'assign-to', 'aria-label': c.assigneeId ? 'Transfer to' : 'Assign to' });
+  if (!mine && c.status !== 'resolved') actions.push(h('button', { type: 'button', class: 'btn primary', onclick: () => act('join', 'conv.taken'), text: t('conv.take') }));
+  cv.assignSel = h('select', { id: 'assign-to', 'aria-label': t(c.assigneeId ? 'conv.transferTo' : 'conv.assignTo') });
   actions.push(h('span', { class: 'assign' }, cv.assignSel,
-    h('button', { type: 'button', class: 'btn', text: c.assigneeId ? 'Transfer' : 'Assign', onclick: () => {
-      if (cv.assignSel.value) act('assign', 'Assigned', cv.assignSel.value);
+    h('button', { type: 'button', class: 'btn', text: t(c.assigneeId ? 'conv.transfer' : 'conv.assign'), onclick: () => {
+      if (cv.assignSel.value) act('assign', 'conv.assignedDone', cv.assignSel.value);
     } })));
-  if (c.status === 'resolved') actions.push(h('button', { type: 'button', class: 'btn', onclick: () => act('reopen', 'Reopened'), text: 'Reopen' }));
-  else actions.push(h('button', { type: 'button', class: 'btn', onclick: () => act('resolve', 'Resolved'), text: 'Resolve' }));
+  if (c.status === 'resolved') actions.push(h('button', { type: 'button', class: 'btn', onclick: () => act('reopen', 'conv.reopenedDone'), text: t('conv.reopen') }));
+  else actions.push(h('button', { type: 'button', class: 'btn', onclick: () => act('resolve', 'conv.resolvedDone'), text: t('conv.resolve') }));
   if (c.status === 'open') {
-    if (c.snoozed) actions.push(h('button', { type: 'button', class: 'btn', id: 'wake', onclick: () => act('wake', 'Woken up: back in the lists'), text: 'Wake' }));
+    if (c.snoozed) actions.push(h('button', { type: 'button', class: 'btn', id: 'wake', onclick: () => act('wake', 'conv.woken'), text: t('conv.wake') }));
     else {
-      actions.push(h('select', { id: 'snooze-pick', class: 'snooze-pick', 'aria-label': 'Snooze', onchange: (e) => {
+      actions.push(h('select', { id: 'snooze-pick', class: 'snooze-pick', 'aria-label': t('conv.snooze'), onchange: (e) => {
         const v = e.target.value;
         e.target.value = '';
-        if (v) act('snooze', 'Snoozed', snoozeUntil(v));
-      } }, SNOOZES.map(([v, label]) => h('option', { value: v, text: label }))));
+        if (v) act('snooze', 'conv.snoozedDone', snoozeUntil(v));
+      } }, snoozes().map(([v, label]) => h('option', { value: v, text: label }))));
     }
   }
-  actions.push(h('button', { type: 'button', class: 'btn ghost', id: 'download-transcript', onclick: downloadTranscript, text: 'Download transcript' }));
+  actions.push(h('button', { type: 'button', class: 'btn ghost', id: 'download-transcript', onclick: downloadTranscript, text: t('conv.transcript') }));
   const siteLabels = [...S.labels.values()].filter((l) => l.siteId === c.siteId);
   if (siteLabels.length) {
     const has = new Set(c.labelIds || []);
     actions.push(h('details', { class: 'label-picker', id: 'label-picker' },
-      h('summary', { class: 'btn ghost', text: 'Labels' }),
-      h('div', { class: 'label-menu', role: 'group', 'aria-label': 'Labels' }, siteLabels.map((l) => h('label', { class: 'check' },
+      h('summary', { class: 'btn ghost', text: t('conv.labels') }),
+      h('div', { class: 'label-menu', role: 'group', 'aria-label': t('conv.labels') }, siteLabels.map((l) => h('label', { class: 'check' },
         h('input', { type: 'checkbox', checked: has.has(l.id), dataset: { label: l.id }, onchange: async (e) => {
           const on = e.target.checked;
-          try { await S.client.labelConversation(c.id, on ? [l.id] : [], on ? [] : [l.id]); } catch (err) { cv.actionMsg.textContent = `Could not change the labels: ${errText(err)}`; e.target.checked = !on; }
+          try { await S.client.labelConversation(c.id, on ? [l.id] : [], on ? [] : [l.id]); } catch (err) { cv.actionMsg.textContent = t('conv.labelsFailed', { error: errText(err) }); e.target.checked = !on; }
         } }),
         h('span', { class: 'label-chip', style: `--label: ${l.color}`, text: l.name }))))));
   }
   replace(cv.header,
     h('div', { class: 'conv-title' },
-      h('h2', { text: c.visitorName || 'Visitor' }),
-      h('span', { class: `status ${c.status}`, text: STATUS_LABEL[c.status] || c.status }),
+      h('h2', { text: c.visitorName || t('common.visitor') }),
+      h('span', { class: `status ${c.status}`, text: statusLabel(c.status) }),
       h('span', { class: 'topic', text: c.topic }),
-      h('span', { class: 'muted', text: c.assigneeName ? `Assigned to ${mine ? 'me' : c.assigneeName}` : (c.status === 'queued' ? `In queue (#${c.queuePosition || '?'})` : 'Unassigned') }),
-      c.rating ? h('span', { class: 'rating', text: `Rated ${c.rating}/5` }) : null,
-      c.snoozed ? h('span', { class: 'snoozed', id: 'snoozed-chip', text: c.snoozedUntil ? `Snoozed until ${fullTime(c.snoozedUntil)}` : 'Snoozed until the customer replies' }) : null,
+      h('span', { class: 'muted', text: c.assigneeName ? t('conv.assignedTo', { name: mine ? t('common.me') : c.assigneeName })
+        : (c.status === 'queued' ? t('conv.inQueue', { position: c.queuePosition || '?' }) : t('conv.unassigned')) }),
+      c.rating ? h('span', { class: 'rating', text: t('conv.rated', { rating: c.rating }) }) : null,
+      c.snoozed ? h('span', { class: 'snoozed', id: 'snoozed-chip', text: c.snoozedUntil ? t('conv.snoozedUntil', { when: fullTime(c.snoozedUntil) }) : t('conv.snoozedReply') }) : null,
       labelChips(c),
       h('button', { type: 'button', class: 'btn ghost small visitor-toggle', 'aria-controls': 'visitor-pane', onclick: () => {
         // Shown (narrow screens): its emails read again, they change while the panel is away.
         if (ui.layout.classList.toggle('show-visitor') && cv.refreshEmails) cv.refreshEmails();
-      }, text: 'Visitor' })),
-    h('div', { class: 'actions', role: 'group', 'aria-label': 'Actions' }, actions),
+      }, text: t('conv.visitorToggle') })),
+    h('div', { class: 'actions', role: 'group', 'aria-label': t('conv.actions') }, actions),
     cv.actionMsg = h('p', { class: 'action-msg', role: 'status' }));
   renderAssignOptions();
 }
@@ -319,11 +317,13 @@ export function renderAssignOptions() {
   if (!cv || !cv.assignSel || !cv.conv) return;
   const cur = cv.assignSel.value;
   const others = S.agents.filter((a) => a.agentId !== cv.conv.assigneeId);
-  replace(cv.assignSel, h('option', { value: '', text: cv.conv.assigneeId ? 'Transfer to…' : 'Assign to…' }),
-    others.map((a) => h('option', { value: a.agentId, text: `${a.agentId === S.me.id ? 'Me' : a.name} · ${a.status}${a.capacity ? ` · ${a.load}/${a.capacity}` : ''}` })));
+  const status = (s) => (['online', 'away', 'offline'].includes(s) ? t(`presence.${s}`) : s);
+  replace(cv.assignSel, h('option', { value: '', text: t(cv.conv.assigneeId ? 'conv.transferToPick' : 'conv.assignToPick') }),
+    others.map((a) => h('option', { value: a.agentId, text: `${a.agentId === S.me.id ? t('conv.agentMe') : a.name} · ${status(a.status)}${a.capacity ? ` · ${num(a.load)}/${num(a.capacity)}` : ''}` })));
   if ([...cv.assignSel.options].some((o) => o.value === cur)) cv.assignSel.value = cur;
 }
 
+/** `done`: the key of what the status line says when it worked. */
 async function act(what, done, arg) {
   const cv = S.cv;
   if (!cv) return;
@@ -337,12 +337,12 @@ async function act(what, done, arg) {
     if (S.cv === cv) {
       cv.conv = c;
       renderConvHeader();
-      cv.actionMsg.textContent = done;
+      cv.actionMsg.textContent = t(done);
     }
     placeInList(c, before);
     refreshAgentsSoon();
   } catch (e) {
-    if (S.cv === cv) cv.actionMsg.textContent = `Could not do that: ${errText(e)}`;
+    if (S.cv === cv) cv.actionMsg.textContent = t('conv.actFailed', { error: errText(e) });
   }
 }
 
@@ -350,7 +350,7 @@ async function act(what, done, arg) {
 async function downloadTranscript() {
   const cv = S.cv;
   if (!cv) return;
-  cv.actionMsg.textContent = 'Preparing the transcript…';
+  cv.actionMsg.textContent = t('conv.transcriptBusy');
   try {
     const r = await S.client.transcript(cv.id);
     const filename = r.filename || `conversation-${cv.id}.txt`;
@@ -361,32 +361,32 @@ async function downloadTranscript() {
     a.remove();
     // Revoked once the browser has started the download (at once can cancel it in some).
     setTimeout(() => URL.revokeObjectURL(url), 10000);
-    if (S.cv === cv) cv.actionMsg.textContent = `Downloaded ${filename}`;
+    if (S.cv === cv) cv.actionMsg.textContent = t('conv.transcriptDone', { file: filename });
   } catch (e) {
-    if (S.cv === cv) cv.actionMsg.textContent = `Could not download the transcript: ${errText(e)}`;
+    if (S.cv === cv) cv.actionMsg.textContent = t('conv.transcriptFailed', { error: errText(e) });
   }
 }
 
 // ---- composer -------------------------------------------------------------------------------
 
 function renderComposer(cv) {
-  const ta = h('textarea', { id: 'composer', rows: '3', placeholder: 'Reply… (Enter sends, Shift+Enter new line, / for canned replies)', 'aria-label': 'Reply',
+  const ta = h('textarea', { id: 'composer', rows: '3', placeholder: t('compose.replyPlaceholder'), 'aria-label': t('compose.reply'),
     'aria-autocomplete': 'list', 'aria-controls': 'canned-list', 'aria-expanded': 'false' });
-  const modeReply = h('button', { type: 'button', class: 'mode', 'aria-pressed': 'true', text: 'Reply' });
-  const modeNote = h('button', { type: 'button', class: 'mode', 'aria-pressed': 'false', text: 'Private note' });
+  const modeReply = h('button', { type: 'button', class: 'mode', 'aria-pressed': 'true', text: t('compose.reply') });
+  const modeNote = h('button', { type: 'button', class: 'mode', 'aria-pressed': 'false', text: t('compose.note') });
   const setMode = (m) => {
     cv.mode = m;
     modeReply.setAttribute('aria-pressed', String(m === 'text'));
     modeNote.setAttribute('aria-pressed', String(m === 'note'));
     form.classList.toggle('note-mode', m === 'note');
-    ta.setAttribute('aria-label', m === 'note' ? 'Private note (agents only)' : 'Reply');
-    ta.placeholder = m === 'note' ? 'Private note: only agents see it' : 'Reply… (Enter sends, Shift+Enter new line, / for canned replies)';
+    ta.setAttribute('aria-label', t(m === 'note' ? 'compose.noteLabel' : 'compose.reply'));
+    ta.placeholder = t(m === 'note' ? 'compose.notePlaceholder' : 'compose.replyPlaceholder');
     ta.focus();
   };
   modeReply.addEventListener('click', () => setMode('text'));
   modeNote.addEventListener('click', () => setMode('note'));
-  const popup = h('ul', { id: 'canned-list', class: 'canned', role: 'listbox', 'aria-label': 'Canned replies', hidden: true });
-  const sendBtn = h('button', { type: 'submit', class: 'btn primary', text: 'Send' });
+  const popup = h('ul', { id: 'canned-list', class: 'canned', role: 'listbox', 'aria-label': t('compose.canned'), hidden: true });
+  const sendBtn = h('button', { type: 'submit', class: 'btn primary', text: t('compose.send') });
   // Files: the paperclip, drop onto the composer, paste; a note's files stay with agents.
   const tray = new Tray({
     client: () => S.client, conversationId: () => cv.id,
@@ -396,7 +396,7 @@ function renderComposer(cv) {
   const picker = h('input', { type: 'file', multiple: true, hidden: true, tabindex: '-1', onchange: () => { tray.add([...picker.files]); picker.value = ''; } });
   const attachBtn = h('button', { type: 'button', class: 'btn ghost attach', 'aria-label': ft('attach'), title: ft('attach'), text: '📎', onclick: () => picker.click() });
   const form = h('form', { class: 'composer' },
-    h('div', { class: 'modes', role: 'group', 'aria-label': 'Message kind' }, modeReply, modeNote),
+    h('div', { class: 'modes', role: 'group', 'aria-label': t('compose.kind') }, modeReply, modeNote),
     popup, tray.errorEl, tray.el,
     h('div', { class: 'compose-row' }, attachBtn, picker, ta, sendBtn));
   ta.addEventListener('paste', (e) => {
@@ -426,7 +426,7 @@ function renderComposer(cv) {
     const siteId = cv.conv?.siteId;
     items = S.canned.filter((r) => (!r.siteId || r.siteId === siteId) && (r.shortcut.toLowerCase().startsWith(q) || r.text.toLowerCase().includes(q))).slice(0, 8);
     if (!items.length) {
-      replace(popup, h('li', { class: 'none', text: 'No canned reply matches.' }));
+      replace(popup, h('li', { class: 'none', text: t('compose.noCanned') }));
     } else {
       active = Math.min(active, items.length - 1);
       replace(popup, items.map((r, i) => h('li', { id: `canned-${i}`, role: 'option', 'aria-selected': String(i === active), class: i === active ? 'active' : '',

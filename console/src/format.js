@@ -1,31 +1,30 @@
 // The console's formatting and small browser helpers (times, durations, screen-reader
-// announcements, error texts, the clipboard).
+// announcements, error texts, the clipboard), in the language shown (i18n.js).
+import { t, dateFormat } from './i18n.js';
 
-const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
-const dayFmt = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short' });
-const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+const timeFmt = () => dateFormat({ hour: '2-digit', minute: '2-digit' });
+const dayFmt = () => dateFormat({ day: 'numeric', month: 'short' });
 
-export function time(ms) { return ms ? timeFmt.format(new Date(ms)) : ''; }
-export function fullTime(ms) { return ms ? fullFmt.format(new Date(ms)) : '—'; }
-const preciseFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'medium' });
+export function time(ms) { return ms ? timeFmt().format(new Date(ms)) : ''; }
+export function fullTime(ms) { return ms ? dateFormat({ dateStyle: 'medium', timeStyle: 'short' }).format(new Date(ms)) : '—'; }
 /** With the seconds (logs where attempts are seconds apart). */
-export function preciseTime(ms) { return ms ? preciseFmt.format(new Date(ms)) : '—'; }
+export function preciseTime(ms) { return ms ? dateFormat({ dateStyle: 'short', timeStyle: 'medium' }).format(new Date(ms)) : '—'; }
 /** "14:05" today, "3 Mar" otherwise. */
 export function shortWhen(ms) {
   if (!ms) return '';
   const d = new Date(ms);
   const now = new Date();
-  return d.toDateString() === now.toDateString() ? timeFmt.format(d) : dayFmt.format(d);
+  return d.toDateString() === now.toDateString() ? timeFmt().format(d) : dayFmt().format(d);
 }
 
 export function duration(ms) {
   if (!ms) return '—';
   const s = Math.round(ms / 1000);
-  if (s < 60) return `${s} s`;
+  if (s < 60) return t('dur.s', { n: s });
   const m = Math.round(s / 60);
-  if (m < 60) return `${m} min`;
+  if (m < 60) return t('dur.min', { n: m });
   const hh = Math.floor(m / 60);
-  return `${hh} h ${m % 60} min`;
+  return t('dur.h', { h: hh, m: m % 60 });
 }
 
 const announcer = () => document.getElementById('announcer');

@@ -1,7 +1,8 @@
 // The inbox: the lists (mine, unassigned, all), their filters, counts and search.
 import { h, clear, replace } from './dom.js';
 import { shortWhen, errText } from './format.js';
-import { PAGE, STATUS_LABEL, S, ui, shell } from './state.js';
+import { t, num } from './i18n.js';
+import { PAGE, statusLabel, S, ui, shell } from './state.js';
 import { sessionExpired } from './app.js';
 import { updateTitle } from './live.js';
 
@@ -17,31 +18,32 @@ export function renderInbox() {
     return b;
   };
   ui.status = h('select', { id: 'f-status', onchange: (e) => setList({ status: e.target.value }) },
-    h('option', { value: '', text: 'Any status' }), h('option', { value: 'queued', text: 'Queued' }),
-    h('option', { value: 'open', text: 'Open' }), h('option', { value: 'resolved', text: 'Resolved' }));
+    h('option', { value: '', text: t('inbox.anyStatus') }), h('option', { value: 'queued', text: t('status.queued') }),
+    h('option', { value: 'open', text: t('status.open') }), h('option', { value: 'resolved', text: t('status.resolved') }));
   ui.status.value = S.list.status;
   ui.topic = h('select', { id: 'f-topic', onchange: (e) => setList({ topic: e.target.value }) });
   fillTopics();
   ui.label = h('select', { id: 'f-label', onchange: (e) => setList({ labelId: e.target.value }) });
   fillLabels();
   let searchTimer = 0;
-  ui.search = h('input', { id: 'f-search', type: 'search', placeholder: 'Search name, email, text', value: S.list.query,
+  ui.search = h('input', { id: 'f-search', type: 'search', placeholder: t('inbox.searchPlaceholder'), title: t('inbox.searchHint'), value: S.list.query,
     oninput: (e) => { clearTimeout(searchTimer); searchTimer = setTimeout(() => setList({ query: e.target.value.trim() }), 300); } });
-  ui.listEl = h('ul', { class: 'conv-list', id: 'conv-list', 'aria-label': 'Conversations', onkeydown: listKeys });
+  ui.listEl = h('ul', { class: 'conv-list', id: 'conv-list', 'aria-label': t('inbox.conversations'), onkeydown: listKeys });
   ui.listInfo = h('p', { class: 'list-info muted', role: 'status' });
-  ui.more = h('button', { type: 'button', class: 'btn ghost more', text: 'Load more', hidden: true, onclick: () => loadList(false) });
+  ui.more = h('button', { type: 'button', class: 'btn ghost more', text: t('inbox.loadMore'), hidden: true, onclick: () => loadList(false) });
   ui.rows = new Map();
-  ui.inboxPane = h('section', { class: 'pane inbox', 'aria-label': 'Inbox' },
-    h('div', { class: 'tabs', role: 'group', 'aria-label': 'Lists' }, tab('mine', 'Mine'), tab('unassigned', 'Unassigned'), tab('all', 'All'), tab('snoozed', 'Snoozed')),
+  ui.inboxPane = h('section', { class: 'pane inbox', 'aria-label': t('inbox.label') },
+    h('div', { class: 'tabs', role: 'group', 'aria-label': t('inbox.lists') },
+      tab('mine', t('inbox.mine')), tab('unassigned', t('inbox.unassigned')), tab('all', t('inbox.all')), tab('snoozed', t('inbox.snoozed'))),
     h('div', { class: 'filters' },
-      h('label', { class: 'sr-only', for: 'f-status', text: 'Status' }), ui.status,
-      h('label', { class: 'sr-only', for: 'f-topic', text: 'Topic' }), ui.topic,
-      h('label', { class: 'sr-only', for: 'f-label', text: 'Label' }), ui.label,
-      h('label', { class: 'sr-only', for: 'f-search', text: 'Search' }), ui.search),
+      h('label', { class: 'sr-only', for: 'f-status', text: t('inbox.status') }), ui.status,
+      h('label', { class: 'sr-only', for: 'f-topic', text: t('inbox.topic') }), ui.topic,
+      h('label', { class: 'sr-only', for: 'f-label', text: t('inbox.labelFilter') }), ui.label,
+      h('label', { class: 'sr-only', for: 'f-search', text: t('inbox.search') }), ui.search),
     ui.listEl, ui.listInfo, ui.more);
-  ui.convPane = h('section', { class: 'pane conversation', 'aria-label': 'Conversation' },
-    h('div', { class: 'empty' }, h('p', { text: 'Pick a conversation from the inbox.' })));
-  ui.visitorPane = h('aside', { class: 'pane visitor', 'aria-label': 'Visitor' }, h('p', { class: 'muted', text: 'Visitor details appear here.' }));
+  ui.convPane = h('section', { class: 'pane conversation', 'aria-label': t('inbox.conversationPane') },
+    h('div', { class: 'empty' }, h('p', { text: t('inbox.pick') })));
+  ui.visitorPane = h('aside', { class: 'pane visitor', 'aria-label': t('inbox.visitorPane') }, h('p', { class: 'muted', text: t('inbox.visitorHint') }));
   ui.layout = h('div', { class: 'inbox-layout' }, ui.inboxPane, ui.convPane, ui.visitorPane);
   replace(shell.main, ui.layout);
   updateCounts();
@@ -56,14 +58,14 @@ export function renderInbox() {
 export function fillTopics() {
   if (!ui.topic) return;
   const cur = S.list.topic;
-  replace(ui.topic, h('option', { value: '', text: 'Any topic' }), [...S.topics].sort().map((t) => h('option', { value: t, text: t })));
+  replace(ui.topic, h('option', { value: '', text: t('inbox.anyTopic') }), [...S.topics].sort().map((t) => h('option', { value: t, text: t })));
   ui.topic.value = cur;
 }
 
 export function fillLabels() {
   if (!ui.label) return;
   const cur = S.list.labelId;
-  replace(ui.label, h('option', { value: '', text: 'Any label' }),
+  replace(ui.label, h('option', { value: '', text: t('inbox.anyLabel') }),
     [...S.labels.values()].map((l) => h('option', { value: l.id, text: l.name })));
   ui.label.value = S.labels.has(cur) ? cur : '';
   ui.label.hidden = S.labels.size === 0;
@@ -78,8 +80,14 @@ export function labelChips(c) {
 
 function setList(change) {
   Object.assign(S.list, change);
-  if (ui.tabs) for (const [n, t] of Object.entries(ui.tabs)) t.b.setAttribute('aria-pressed', String(n === S.list.name));
+  if (ui.tabs) for (const [n, tb] of Object.entries(ui.tabs)) tb.b.setAttribute('aria-pressed', String(n === S.list.name));
   loadList(true);
+}
+
+/** "plan:pro" (an attribute key, a colon, a value) searches that attribute exactly. */
+function attributeQuery(q) {
+  const m = /^([A-Za-z][A-Za-z0-9_]{0,39}):\s*([^/\s].*)$/.exec(q);
+  return m ? { key: m[1], value: m[2].trim() } : null;
 }
 
 function filterFor(name, withPaging) {
@@ -90,7 +98,11 @@ function filterFor(name, withPaging) {
   f.snooze = name === 'snoozed' ? 'snoozed' : 'awake';
   if (S.list.status) f.status = S.list.status;
   if (S.list.topic) f.topic = S.list.topic;
-  if (S.list.query) f.query = S.list.query;
+  if (S.list.query) {
+    const a = attributeQuery(S.list.query);
+    if (a) f.attribute = a;
+    else f.query = S.list.query;
+  }
   if (S.list.labelId) f.labelId = S.list.labelId;
   if (withPaging) f.pageSize = PAGE;
   return f;
@@ -106,7 +118,7 @@ export async function loadList(reset) {
     f.pageToken = S.nextPageToken;
   }
   S.listLoading = true;
-  if (reset) ui.listInfo.textContent = 'Loading…';
+  if (reset) ui.listInfo.textContent = t('common.loading');
   try {
     const page = await S.client.listConversations(f);
     if (gen !== listGen) return;
@@ -118,7 +130,7 @@ export async function loadList(reset) {
     renderList();
     refreshCounts();
   } catch (e) {
-    if (gen === listGen) ui.listInfo.textContent = `Could not load the inbox: ${errText(e)}`;
+    if (gen === listGen) ui.listInfo.textContent = t('inbox.loadFailed', { error: errText(e) });
     if (e && e.code === 16) sessionExpired();
   } finally {
     S.listLoading = false;
@@ -141,9 +153,9 @@ function refreshCounts() {
 
 function updateCounts() {
   if (!ui.tabs) return;
-  for (const [n, t] of Object.entries(ui.tabs)) {
+  for (const [n, tb] of Object.entries(ui.tabs)) {
     const v = S.counts[n];
-    t.count.textContent = v === null || v === undefined ? '' : String(v);
+    tb.count.textContent = v === null || v === undefined ? '' : num(v);
   }
 }
 
@@ -164,7 +176,11 @@ function matches(c, name = S.list.name) {
   if (l.status && c.status !== l.status) return false;
   if (l.topic && c.topic !== l.topic) return false;
   if (l.labelId && !(c.labelIds || []).includes(l.labelId)) return false;
-  if (l.query) {
+  const attr = l.query && attributeQuery(l.query);
+  if (attr) {
+    // Visitor attributes are not on the conversation: the server's answer decides for those.
+    if ((c.attributes?.[attr.key] || '').toLowerCase() !== attr.value.toLowerCase() && !S.listIds.includes(c.id)) return false;
+  } else if (l.query) {
     const q = l.query.toLowerCase();
     if (!(`${c.visitorName} ${c.lastMessagePreview}`.toLowerCase().includes(q)) && !S.listIds.includes(c.id)) return false;
   }
@@ -211,19 +227,19 @@ function renderRow(c) {
   const selected = S.cv && S.cv.id === c.id;
   const key = `${c.updatedAt}|${c.lastSeq}|${c.status}|${c.assigneeId}|${unread}|${selected}|${c.visitorName}|${c.rating}|${(c.labelIds || []).join()}|${S.labels.size}|${c.snoozed}|${c.snoozedUntil}`;
   if (li && li.dataset.key === key) return li;
-  const name = c.visitorName || 'Visitor';
+  const name = c.visitorName || t('common.visitor');
   const a = h('a', { href: `#/c/${encodeURIComponent(c.id)}`, class: 'row', 'aria-current': selected ? 'true' : null },
     h('span', { class: 'row-top' },
-      unread ? h('span', { class: 'unread-dot', title: 'Unread' }, h('span', { class: 'sr-only', text: 'Unread: ' })) : null,
+      unread ? h('span', { class: 'unread-dot', title: t('inbox.unread') }, h('span', { class: 'sr-only', text: t('inbox.unreadSr') })) : null,
       h('span', { class: 'name', text: name }),
       h('time', { class: 'when', datetime: new Date(c.updatedAt).toISOString(), text: shortWhen(c.updatedAt) })),
     h('span', { class: 'preview', text: c.lastMessagePreview || '…' }),
     h('span', { class: 'row-meta' },
-      h('span', { class: `status ${c.status}`, text: STATUS_LABEL[c.status] || c.status }),
+      h('span', { class: `status ${c.status}`, text: statusLabel(c.status) }),
       h('span', { class: 'topic', text: c.topic }),
-      c.assigneeName ? h('span', { class: 'assignee', text: c.assigneeId === S.me.id ? 'me' : c.assigneeName }) : null,
-      c.rating ? h('span', { class: 'rating', text: `★ ${c.rating}` }) : null,
-      c.snoozed ? h('span', { class: 'snoozed', text: c.snoozedUntil ? `Snoozed · ${shortWhen(c.snoozedUntil)}` : 'Snoozed · until reply' }) : null,
+      c.assigneeName ? h('span', { class: 'assignee', text: c.assigneeId === S.me.id ? t('inbox.assigneeMe') : c.assigneeName }) : null,
+      c.rating ? h('span', { class: 'rating', text: `★ ${num(c.rating)}` }) : null,
+      c.snoozed ? h('span', { class: 'snoozed', text: c.snoozedUntil ? t('inbox.snoozedUntil', { when: shortWhen(c.snoozedUntil) }) : t('inbox.snoozedReply') }) : null,
       labelChips(c)));
   const fresh = h('li', { class: unread ? 'unread' : '', dataset: { id: c.id, key } }, a);
   if (li) li.replaceWith(fresh);
@@ -242,7 +258,7 @@ function renderList() {
   frag.appendChild(ui.sentinel);
   clear(ui.listEl).appendChild(frag);
   if (focusedId) ui.rows.get(focusedId)?.querySelector('a')?.focus();
-  ui.listInfo.textContent = S.listIds.length ? '' : (S.list.query ? 'No conversation matches.' : 'Nothing here.');
+  ui.listInfo.textContent = S.listIds.length ? '' : t(S.list.query ? 'inbox.noMatch' : 'inbox.empty');
   ui.more.hidden = !S.nextPageToken;
   updateCounts();
   updateTitle();

@@ -1,7 +1,8 @@
 // Live events from the SDK (messages, conversations, typing, read marks, presence) and the
 // agent's notifications (title, sound, desktop).
 import { announce } from './format.js';
-import { BASE_TITLE, prefs, S } from './state.js';
+import { t } from './i18n.js';
+import { baseTitle, prefs, S } from './state.js';
 import { refreshAgents } from './app.js';
 import { fillTopics, upsertConv, placeInList, scheduleRenderList } from './inbox.js';
 import { scheduleLog, markRead, setTyping, renderConvHeader } from './conversation.js';
@@ -50,14 +51,26 @@ export function onConversation(c) {
     S.cv.conv = c;
     renderConvHeader();
     scheduleLog();
+    if (old && JSON.stringify(old.attributes || {}) !== JSON.stringify(c.attributes || {})) refreshContextSoon();
   }
   if (old && old.assigneeId !== c.assigneeId && c.assigneeId === S.me.id) {
-    announce(`Conversation with ${c.visitorName || 'a visitor'} assigned to you`);
+    announce(t('live.assigned', { name: c.visitorName || t('live.aVisitor') }));
     if (!old || old.status !== c.status || old.assigneeId !== c.assigneeId) notify(c, null);
   } else if (!old && c.assigneeId === S.me.id) {
-    announce(`New conversation with ${c.visitorName || 'a visitor'} assigned to you`);
+    announce(t('live.newAssigned', { name: c.visitorName || t('live.aVisitor') }));
   }
   if (S.agents.length) refreshAgentsSoon();
+}
+
+/** A visitor's attributes or page trail changed (the event has only ids): the open
+ *  conversation's visitor panel reloads them, once for a burst of changes. */
+export function onVisitor(ev) {
+  if (S.cv && S.cv.conv?.visitorId === ev.visitorId) refreshContextSoon();
+}
+let contextTimer = 0;
+function refreshContextSoon() {
+  clearTimeout(contextTimer);
+  contextTimer = setTimeout(() => S.cv?.refreshContext?.(), 250);
 }
 
 export let agentsTimer = 0;
@@ -66,9 +79,9 @@ export function refreshAgentsSoon() {
   agentsTimer = setTimeout(refreshAgents, 1500);
 }
 
-export function onTyping(t) {
-  if (!S.cv || t.conversationId !== S.cv.id || t.authorKind !== 'visitor') return;
-  setTyping(t.on ? `${t.authorName || 'The visitor'} is typing…` : null);
+export function onTyping(ev) {
+  if (!S.cv || ev.conversationId !== S.cv.id || ev.authorKind !== 'visitor') return;
+  setTyping(ev.on ? t('live.typing', { name: ev.authorName || t('live.theVisitor') }) : null);
 }
 
 export function onRead(r) {
@@ -100,14 +113,14 @@ function notify(c, m) {
   if (prefs.sound) beep();
   if ('Notification' in window && Notification.permission === 'granted') {
     try {
-      const n = new Notification(c.visitorName || 'Visitor', { body: m ? m.text.slice(0, 200) : 'A conversation was assigned to you', tag: c.id });
+      const n = new Notification(c.visitorName || t('common.visitor'), { body: m ? m.text.slice(0, 200) : t('live.notifyAssigned'), tag: c.id });
       n.onclick = () => { window.focus(); location.hash = `#/c/${encodeURIComponent(c.id)}`; n.close(); };
     } catch { /* some platforms need a service worker */ }
   }
 }
 
 export function updateTitle() {
-  document.title = S.unseen > 0 ? `(${S.unseen}) ${BASE_TITLE}` : BASE_TITLE;
+  document.title = S.unseen > 0 ? `(${S.unseen}) ${baseTitle()}` : baseTitle();
 }
 
 function seen() {

@@ -1,13 +1,16 @@
 // The console's settings and shared state: which server, the SDK module, preferences, and
 // `S`, what every part of the console reads and updates.
+import { t } from './i18n.js';
 
 export const SESSION_KEY = 'wsmschat-console:session';
 const PREFS_KEY = 'wsmschat-console:prefs';
 export const PAGE = 50;
 export const HISTORY_PAGE = 50;
 const DEFAULT_TOPICS = ['Product', 'Order', 'Delivery', 'Payment', 'Other'];
-export const STATUS_LABEL = { queued: 'Queued', open: 'Open', resolved: 'Resolved' };
-export const BASE_TITLE = 'wsmschat console';
+const STATUSES = ['queued', 'open', 'resolved'];
+/** A conversation status as shown (an unknown one as the server names it). */
+export const statusLabel = (status) => (STATUSES.includes(status) ? t(`status.${status}`) : status);
+export const baseTitle = () => t('page.title');
 
 /** The configured chat server as a bare origin, or null when the setting is not one. */
 export function configuredOrigin(value) {
@@ -44,6 +47,7 @@ export function readJson(key, dflt) {
 export function writeJson(key, v) {
   try { localStorage.setItem(key, JSON.stringify(v)); } catch { /* storage blocked: memory only */ }
 }
+// `lang`: the language the agent picked ('en', 'de'); none: the browser's (i18n.js pickLang).
 export const prefs = Object.assign({ presence: 'online', sound: false }, readJson(PREFS_KEY, {}));
 export function savePrefs() { writeJson(PREFS_KEY, prefs); }
 
