@@ -19,6 +19,7 @@
 mod burst;
 mod conv;
 mod hist;
+mod history;
 mod idle;
 mod net;
 mod procfs;
@@ -65,6 +66,9 @@ enum Cmd {
     Upload(UploadArgs),
     /// A campaign burst on one topic's queue: arrival and drain cost, queue-position correctness.
     Burst(BurstArgs),
+    /// A big history (seeded before the server starts): inbox search, history paging and
+    /// resume latency, each answer checked.
+    History(HistoryArgs),
     /// Internal: one load process (spawned by the others).
     #[command(hide = true)]
     Worker,
@@ -239,6 +243,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Idle(a) => cmd_idle(a).await,
             Cmd::Upload(a) => cmd_upload(a).await,
             Cmd::Burst(a) => cmd_burst(a).await,
+            Cmd::History(a) => cmd_history(a).await,
             Cmd::Worker => unreachable!(),
         }
     })?;
@@ -1296,6 +1301,116 @@ async fn cmd_burst(a: BurstArgs) -> anyhow::Result<()> {
                 "check failed: errors, arrivals not acked, the queue not drained or views never consistent"
             );
         }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+struct HistoryArgs {
+    /// The `wsmschat` binary: it seeds a new database (`seed-history`), then serves it.
+    #[arg(long)]
+    server_bin: PathBuf,
+    /// Extra environment for the seeder and the server (repeat): KEY=VALUE, e.g.
+    /// WSMSCHAT_DATABASE_URL=postgres://... for PostgreSQL (use a new, empty database).
+    #[arg(long = "server-env", value_parser = parse_kv)]
+    server_env: Vec<(String, String)>,
+    /// Conversations (one visitor each).
+    #[arg(long, default_value_t = 100_000)]
+    conversations: u64,
+    /// Messages in all.
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Messages of the one big conversation (history paging and resume read it).
+    #[arg(long, default_value_t = 10_000)]
+    big: u64,
+    /// Measured calls of each kind.
+    #[arg(long, default_value_t = 200)]
+    calls: usize,
+    /// A resume replays this many messages.
+    #[arg(long, default_value_t = 100)]
+    resume_behind: u64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Free text copied into the result.
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Exit with an error if any answer was wrong or failed (never on timing).
+    #[arg(long)]
+    check: bool,
+}
+
+async fn cmd_history(a: HistoryArgs) -> anyhow::Result<()> {
+    if a.conversations < 2 || a.big > a.messages || a.resume_behind >= a.big {
+        bail!("need --conversations >= 2, --big <= --messages and --resume-behind < --big");
+    }
+    let mut seed_secs = 0.0;
+    let mut db_bytes = None;
+    let engine = match a
+        .server_env
+        .iter()
+        .any(|(k, _)| k == "WSMSCHAT_DATABASE_URL")
+    {
+        true => "postgres",
+        false => "sqlite",
+    };
+    let server = Server::spawn_prepared(&a.server_bin, &a.server_env, None, |dir| {
+        log(format!(
+            "history: seeding {} conversations, {} messages",
+            a.conversations, a.messages
+        ));
+        let t = std::time::Instant::now();
+        let out = std::process::Command::new(&a.server_bin)
+            .arg("seed-history")
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--conversations")
+            .arg(a.conversations.to_string())
+            .arg("--messages")
+            .arg(a.messages.to_string())
+            .arg("--big")
+            .arg(a.big.to_string())
+            .envs(a.server_env.iter().cloned())
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::inherit())
+            .output()?;
+        if !out.status.success() {
+            bail!("seed-history failed");
+        }
+        seed_secs = t.elapsed().as_secs_f64();
+        db_bytes = std::fs::metadata(dir.join("wsmschat.db"))
+            .ok()
+            .map(|m| m.len());
+        Ok(())
+    })?;
+    log(format!(
+        "started {} (pid {})",
+        server.url,
+        server.pid.unwrap_or(0)
+    ));
+    let params = history::HistoryParams {
+        url: server.url.clone(),
+        pid: server.pid,
+        api_key: server.api_key.clone().expect("started"),
+        label: a.label.clone(),
+        conversations: a.conversations,
+        messages: a.messages,
+        big: a.big,
+        calls: a.calls,
+        resume_behind: a.resume_behind,
+        seed_secs,
+        db_bytes,
+        engine: engine.into(),
+    };
+    let v = history::run(&params).await?;
+    drop(server);
+    if a.json {
+        print_json(&v);
+    } else {
+        history::print_table(&v);
+    }
+    if a.check && v["errorsTotal"].as_u64() != Some(0) {
+        bail!("check failed: {} wrong or failed answers", v["errorsTotal"]);
     }
     Ok(())
 }

@@ -27,8 +27,15 @@ pub const BENCH_ENV: &[(&str, &str)] = &[
 ];
 
 /// Creates an API key with the server's CLI on its data directory; the secret.
-pub fn create_api_key(bin: &Path, dir: &Path, name: &str, scope: &str) -> anyhow::Result<String> {
+pub fn create_api_key(
+    bin: &Path,
+    dir: &Path,
+    env: &[(String, String)],
+    name: &str,
+    scope: &str,
+) -> anyhow::Result<String> {
     let out = Command::new(bin)
+        .envs(env.iter().cloned())
         .args([
             "api-key",
             "create",
@@ -80,6 +87,17 @@ impl Server {
         extra_env: &[(String, String)],
         taskset: Option<&str>,
     ) -> anyhow::Result<Self> {
+        Self::spawn_prepared(bin, extra_env, taskset, |_| Ok(()))
+    }
+
+    /// [`Server::spawn`], with `prepare` run on the new data directory before the server
+    /// starts (e.g. `wsmschat seed-history` filling its database).
+    pub fn spawn_prepared(
+        bin: &Path,
+        extra_env: &[(String, String)],
+        taskset: Option<&str>,
+        prepare: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Self> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos();
@@ -89,6 +107,10 @@ impl Server {
             nanos % 1_000_000_000
         ));
         std::fs::create_dir_all(&dir)?;
+        if let Err(e) = prepare(&dir) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
         let log = std::fs::File::create(dir.join("server.log"))?;
         let mut cmd = match taskset {
             Some(cpus) => {
@@ -150,7 +172,7 @@ impl Server {
             .and_then(|p| p.parse::<u16>().ok())
             .ok_or_else(|| anyhow!("unexpected listening line {base:?}"))?;
         server.url = format!("http://127.0.0.1:{port}");
-        server.api_key = Some(create_api_key(bin, &dir, "bench", "chat")?);
+        server.api_key = Some(create_api_key(bin, &dir, extra_env, "bench", "chat")?);
         // When started under taskset, the pid to watch is the server itself (exec replaces taskset).
         Ok(server)
     }

@@ -113,7 +113,7 @@ fn authed<T>(key: &str, msg: T) -> tonic::Request<T> {
 /// Creates an admin key with the server's CLI and the endpoint through AdminService.
 pub fn configure(bin: &Path, data_dir: &Path, server_url: &str, mode: &str) -> anyhow::Result<()> {
     let hook_url = start_receiver(mode)?;
-    let key = crate::server::create_api_key(bin, data_dir, "bench-admin", "admin")?;
+    let key = crate::server::create_api_key(bin, data_dir, &[], "bench-admin", "admin")?;
     let server_url = server_url.to_owned();
     std::thread::spawn(move || -> anyhow::Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()

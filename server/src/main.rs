@@ -43,6 +43,22 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Benchmarks: fill a new database with synthetic history (resolved conversations, one
+    /// visitor each, one conversation much longer than the rest), as `wsmschat-bench history`
+    /// does before measuring searches, history paging and resume.
+    SeedHistory {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Conversations (and visitors).
+        #[arg(long, default_value_t = 100_000)]
+        conversations: u64,
+        /// Messages in all.
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        /// Messages of the first conversation (`c_seed0`).
+        #[arg(long, default_value_t = 10_000)]
+        big: u64,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -699,6 +715,37 @@ async fn main() -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::SeedHistory {
+            data,
+            conversations,
+            messages,
+            big,
+        } => {
+            let core = open(&data).await?;
+            let spec = wsmschat_server::store::seed::HistorySpec {
+                conversations,
+                messages,
+                big,
+                now_ms: wsmschat_server::util::now_ms(),
+            };
+            let started = std::time::Instant::now();
+            let site = core
+                .seed_history(AdminGrant::operator(), spec, 1_000, |n| {
+                    if n % 10_000 == 0 || n == conversations {
+                        eprintln!(
+                            "{n} conversations ({:.1} s)",
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                })
+                .await?;
+            core.close();
+            println!(
+                "seeded site {site}: {conversations} conversations, {messages} messages in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
     }
 }
 

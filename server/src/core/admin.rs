@@ -192,6 +192,49 @@ impl Core {
         Ok(site)
     }
 
+    /// Benchmarks (`wsmschat seed-history`): writes the synthetic history `spec` describes into
+    /// the first site (creating one if there is none), `per_transaction` conversations per
+    /// transaction, the first agent as the one who answered; `progress` hears the count
+    /// written so far. Returns the site's id.
+    pub async fn seed_history(
+        &self,
+        _: AdminGrant,
+        spec: crate::store::seed::HistorySpec,
+        per_transaction: u64,
+        progress: impl Fn(u64),
+    ) -> CoreResult<String> {
+        use crate::store::seed::generate;
+        let site = match self.store.list_sites().await?.into_iter().next() {
+            Some(site) => site,
+            None => {
+                self.create_site(
+                    AdminGrant::operator(),
+                    v1::Site {
+                        name: "History".into(),
+                        ..Default::default()
+                    },
+                    None,
+                )
+                .await?
+            }
+        };
+        let (agent_id, agent_name) = match self.store.list_agents().await?.into_iter().next() {
+            Some(a) => (a.id, a.name),
+            None => ("a_seed".to_owned(), "Support".to_owned()),
+        };
+        let mut i = 0;
+        while i < spec.conversations {
+            let end = (i + per_transaction.max(1)).min(spec.conversations);
+            let batch = (i..end)
+                .map(|k| generate(&spec, k, &agent_id, &agent_name))
+                .collect();
+            self.store.seed_history(site.id.clone(), batch).await?;
+            i = end;
+            progress(i);
+        }
+        Ok(site.id)
+    }
+
     /// Every site.
     pub async fn list_sites(&self, _: AdminGrant) -> CoreResult<Vec<v1::Site>> {
         Ok(self.store.list_sites().await?)

@@ -12,6 +12,7 @@ pub mod db;
 pub mod email;
 pub mod labels;
 pub mod postgres;
+pub mod seed;
 pub mod sql;
 pub mod sql_store;
 pub mod sqlite;
@@ -580,6 +581,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<v1::Conversation>;
     /// Conversations created since `since` per label (one site, or all with "").
     async fn label_report(&self, site_id: String, since: i64) -> StoreResult<Vec<v1::LabelCount>>;
+
+    // --- benchmarks (see [`seed`])
+    /// Writes synthetic visitors, conversations and messages in one transaction.
+    async fn seed_history(
+        &self,
+        site_id: String,
+        conversations: Vec<seed::SeedConversation>,
+    ) -> StoreResult<()>;
 
     // --- customer context (see [`context`])
     /// Sets and removes validated attribute values in one transaction.

@@ -1,22 +1,47 @@
 //! SQL shared by the store implementations: migrations and the column lists that rows are
 //! decoded from. Placeholders are PostgreSQL's `$1..$n`; the SQLite engine rewrites them to `?N`.
 
+/// One migration: the same SQL on both engines, or one script per engine where they differ
+/// (full-text indexes).
+pub enum Migration {
+    Both(&'static str),
+    PerEngine {
+        sqlite: &'static str,
+        postgres: &'static str,
+    },
+}
+
+impl Migration {
+    /// The SQL to run on `engine`.
+    pub fn sql(&self, engine: super::db::EngineKind) -> &'static str {
+        match (self, engine) {
+            (Migration::Both(sql), _) => sql,
+            (Migration::PerEngine { sqlite, .. }, super::db::EngineKind::Sqlite) => sqlite,
+            (Migration::PerEngine { postgres, .. }, super::db::EngineKind::Postgres) => postgres,
+        }
+    }
+}
+
 /// Embedded migrations, applied in order once each (version = index + 1).
-pub const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/0001_init.sql"),
-    include_str!("migrations/0002_scopes.sql"),
-    include_str!("migrations/0003_queue_index.sql"),
-    include_str!("migrations/0004_attachments.sql"),
-    include_str!("migrations/0005_webhooks.sql"),
-    include_str!("migrations/0006_email.sql"),
-    include_str!("migrations/0007_alerts.sql"),
-    include_str!("migrations/0008_blocks.sql"),
-    include_str!("migrations/0009_labels.sql"),
-    include_str!("migrations/0010_auto_resolve.sql"),
-    include_str!("migrations/0011_hours.sql"),
-    include_str!("migrations/0012_snooze.sql"),
-    include_str!("migrations/0013_widget_texts.sql"),
-    include_str!("migrations/0014_context.sql"),
+pub const MIGRATIONS: &[Migration] = &[
+    Migration::Both(include_str!("migrations/0001_init.sql")),
+    Migration::Both(include_str!("migrations/0002_scopes.sql")),
+    Migration::Both(include_str!("migrations/0003_queue_index.sql")),
+    Migration::Both(include_str!("migrations/0004_attachments.sql")),
+    Migration::Both(include_str!("migrations/0005_webhooks.sql")),
+    Migration::Both(include_str!("migrations/0006_email.sql")),
+    Migration::Both(include_str!("migrations/0007_alerts.sql")),
+    Migration::Both(include_str!("migrations/0008_blocks.sql")),
+    Migration::Both(include_str!("migrations/0009_labels.sql")),
+    Migration::Both(include_str!("migrations/0010_auto_resolve.sql")),
+    Migration::Both(include_str!("migrations/0011_hours.sql")),
+    Migration::Both(include_str!("migrations/0012_snooze.sql")),
+    Migration::Both(include_str!("migrations/0013_widget_texts.sql")),
+    Migration::Both(include_str!("migrations/0014_context.sql")),
+    Migration::PerEngine {
+        sqlite: include_str!("migrations/0015_search.sqlite.sql"),
+        postgres: include_str!("migrations/0015_search.postgres.sql"),
+    },
 ];
 
 /// Columns of a conversation row, decoded by `conversation_from_row`. The queue position is not

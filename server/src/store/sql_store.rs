@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 use wsmschat::v1;
 
-use super::db::{Db, DbFuture, Job, Row, Value, WriteCtx};
+use super::db::{Db, DbFuture, EngineKind, Job, Row, Value, WriteCtx};
 use super::sql::*;
 use super::*;
 use crate::args;
@@ -184,7 +184,7 @@ pub async fn migrate(db: &mut dyn Db) -> StoreResult<()> {
         }
         db.batch("BEGIN").await?;
         let applied = async {
-            db.batch(migration).await?;
+            db.batch(migration.sql(db.engine())).await?;
             db.exec(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
                 args![version, now_ms()],
@@ -1247,6 +1247,58 @@ async fn upsert_visitor_in_tx(db: &mut dyn Db, u: &VisitorUpsert) -> StoreResult
     Ok(visitor)
 }
 
+/// Shortest query (in characters) searched for in message text: the trigram indexes on both
+/// engines (migration 0015) need three characters to look anything up, and a shorter one
+/// would read every message. Names, emails and attribute values are searched at any length.
+pub const MIN_TEXT_QUERY_CHARS: usize = 3;
+
+/// `c.id IN (...)`: the conversations a search finds, as one set built from indexes (message
+/// text through the trigram index, then visitor names and emails, then attribute values of
+/// the conversation or its visitor) instead of a test per conversation. A case-insensitive
+/// substring on both engines.
+fn search_clause(engine: EngineKind, q: &str, arg: &mut impl FnMut(Value) -> String) -> String {
+    let folded = q.to_lowercase();
+    let like = format!(
+        "%{}%",
+        folded
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let p = arg(Value::Text(like));
+    let mut sets = Vec::new();
+    if q.chars().count() >= MIN_TEXT_QUERY_CHARS {
+        sets.push(match engine {
+            // A phrase of the query's trigrams, in order: the substring, case-folded.
+            EngineKind::Sqlite => {
+                let m = arg(Value::Text(format!("\"{}\"", q.replace('"', "\"\""))));
+                format!("SELECT conversation_id FROM message_search WHERE message_search MATCH {m}")
+            }
+            EngineKind::Postgres => {
+                format!("SELECT conversation_id FROM messages WHERE kind = 1 AND text ILIKE {p}")
+            }
+        });
+    }
+    let (name_like, escape) = match engine {
+        // SQLite's LIKE ignores ASCII case, as LOWER() folds only ASCII.
+        EngineKind::Sqlite => ("LIKE", " ESCAPE '\\'"),
+        // ILIKE (backslash is its default escape) is what the pg_trgm indexes serve.
+        EngineKind::Postgres => ("ILIKE", ""),
+    };
+    sets.push(format!(
+        "SELECT sc.id FROM conversations sc JOIN visitors sv ON sv.id = sc.visitor_id \
+         WHERE sv.name {name_like} {p}{escape} OR sv.email {name_like} {p}{escape}"
+    ));
+    sets.push(format!(
+        "SELECT av.owner_id FROM attribute_values av WHERE av.folded LIKE {p} ESCAPE '\\'"
+    ));
+    sets.push(format!(
+        "SELECT sc.id FROM conversations sc JOIN attribute_values av ON av.owner_id = sc.visitor_id \
+         WHERE av.folded LIKE {p} ESCAPE '\\'"
+    ));
+    format!("c.id IN ({})", sets.join(" UNION "))
+}
+
 async fn list_conversations_in(
     db: &mut dyn Db,
     f: &ConversationFilter,
@@ -1320,18 +1372,7 @@ async fn list_conversations_in(
         }
     }
     if let Some(q) = &f.query {
-        let escaped = q
-            .to_lowercase()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        let p = arg(Value::Text(format!("%{escaped}%")));
-        clauses.push(format!(
-            "(LOWER(v.name) LIKE {p} ESCAPE '\\' OR LOWER(v.email) LIKE {p} ESCAPE '\\' OR EXISTS \
-             (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.kind = 1 AND LOWER(m.text) LIKE {p} ESCAPE '\\') \
-             OR EXISTS (SELECT 1 FROM attribute_values av WHERE av.owner_id IN (c.id, c.visitor_id) \
-             AND av.folded LIKE {p} ESCAPE '\\'))"
-        ));
+        clauses.push(search_clause(db.engine(), q, &mut arg));
     }
     let where_of = |clauses: &[String]| {
         if clauses.is_empty() {
@@ -2458,6 +2499,19 @@ impl<E: Engine> Store for SqlStore<E> {
         let site_id = site_id.to_owned();
         self.read(move |db| {
             Box::pin(async move { super::blocks::audit_log(db, &site_id, before_ms, limit).await })
+        })
+        .await
+    }
+
+    async fn seed_history(
+        &self,
+        site_id: String,
+        conversations: Vec<super::seed::SeedConversation>,
+    ) -> StoreResult<()> {
+        let conversations = Arc::new(conversations);
+        self.write(move |ctx| {
+            let (site_id, conversations) = (site_id.clone(), conversations.clone());
+            Box::pin(async move { super::seed::write(ctx.db, &site_id, &conversations).await })
         })
         .await
     }
