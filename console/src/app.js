@@ -173,7 +173,7 @@ export function sessionExpired() {
 
 function resetState() {
   S.convs.clear(); S.localRead.clear(); S.listIds = []; S.cv = null; S.canned = null; S.agents = [];
-  S.counts = { mine: null, unassigned: null, all: null }; S.unseen = 0; S.me = null; S.route = '';
+  S.counts = { mine: null, unassigned: null, all: null }; S.capped = {}; S.unseen = 0; S.me = null; S.route = '';
   S.nextPageToken = ''; S.everOnline = false; S.conn = 'idle';
   clearTimeout(readTimer); clearTimeout(countsTimer); clearTimeout(agentsTimer);
   for (const k of Object.keys(ui)) delete ui[k];

@@ -127,6 +127,7 @@ export async function loadList(reset) {
     S.listIds = reset ? ids : [...S.listIds, ...ids.filter((id) => !S.listIds.includes(id))];
     S.nextPageToken = page.nextPageToken;
     S.counts[S.list.name] = page.total;
+    S.capped[S.list.name] = page.totalCapped;
     renderList();
     refreshCounts();
   } catch (e) {
@@ -145,7 +146,7 @@ function refreshCounts() {
     try {
       const names = ['mine', 'unassigned', 'all', 'snoozed'];
       const pages = await Promise.all(names.map((n) => S.client.listConversations({ ...filterFor(n, false), pageSize: 1 })));
-      names.forEach((n, i) => { S.counts[n] = pages[i].total; });
+      names.forEach((n, i) => { S.counts[n] = pages[i].total; S.capped[n] = pages[i].totalCapped; });
       updateCounts();
     } catch { /* keep the old figures */ }
   }, 400);
@@ -155,7 +156,8 @@ function updateCounts() {
   if (!ui.tabs) return;
   for (const [n, tb] of Object.entries(ui.tabs)) {
     const v = S.counts[n];
-    tb.count.textContent = v === null || v === undefined ? '' : num(v);
+    // A search in more messages than the server reads counts a lower bound: "5,000+".
+    tb.count.textContent = v === null || v === undefined ? '' : num(v) + (S.capped[n] ? '+' : '');
   }
 }
 

@@ -68,6 +68,8 @@ export const S = {
   nextPageToken: '',
   listLoading: false,
   counts: { mine: null, unassigned: null, all: null, snoozed: null },
+  // Lists whose count is a lower bound (a search in more messages than the server reads).
+  capped: {},
   topics: new Set(DEFAULT_TOPICS),
   agents: [], // AgentPresence
   canned: null,

@@ -225,6 +225,7 @@ impl ChatClient {
                 )
                 .s("nextPageToken", &r.next_page_token)
                 .n("total", r.total as f64)
+                .b("totalCapped", r.total_capped)
                 .done())
         })
     }

@@ -274,7 +274,7 @@ export interface ListFilter {
 }
 /** A site's label (admins define them; staff put them on conversations). */
 export interface Label { id: string; siteId: string; name: string; color: string; conversations: number; }
-export interface ConversationPage { conversations: Conversation[]; nextPageToken: string; total: number; }
+export interface ConversationPage { conversations: Conversation[]; nextPageToken: string; total: number; /** `total` is a lower bound (a query in more than 5,000 messages lists the newest). */ totalCapped: boolean; }
 export interface VisitorProfile {
   visitor: Visitor; conversations: Conversation[];
   /** The attributes the visitor's site declares (what the visitor panel shows and edits). */

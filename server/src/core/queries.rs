@@ -120,7 +120,8 @@ impl Core {
                 })
                 .collect(),
             next_page_token,
-            total,
+            total: total.count,
+            total_capped: total.capped,
         })
     }
 

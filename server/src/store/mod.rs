@@ -246,6 +246,16 @@ pub struct Changed {
     pub previous_assignee: Option<String>,
 }
 
+/// How many conversations match a list's filter, over all pages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Total {
+    pub count: u32,
+    /// `count` is a lower bound: the query's text matched more messages than a search reads
+    /// ([`sql_store::SEARCH_MESSAGES`]), so only the conversations of the newest of them are
+    /// listed and counted.
+    pub capped: bool,
+}
+
 /// Inbox filters (see `ListConversationsRequest`).
 #[derive(Debug, Clone, Default)]
 pub struct ConversationFilter {
@@ -391,7 +401,7 @@ pub trait Store: Send + Sync + 'static {
     async fn list_conversations(
         &self,
         filter: ConversationFilter,
-    ) -> StoreResult<(Vec<v1::Conversation>, u32)>;
+    ) -> StoreResult<(Vec<v1::Conversation>, Total)>;
     /// Messages with seq < before (0 = newest), up to limit, ascending; and whether older exist.
     async fn history(
         &self,

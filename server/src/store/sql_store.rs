@@ -1252,11 +1252,25 @@ async fn upsert_visitor_in_tx(db: &mut dyn Db, u: &VisitorUpsert) -> StoreResult
 /// would read every message. Names, emails and attribute values are searched at any length.
 pub const MIN_TEXT_QUERY_CHARS: usize = 3;
 
-/// `c.id IN (...)`: the conversations a search finds, as one set built from indexes (message
-/// text through the trigram index, then visitor names and emails, then attribute values of
-/// the conversation or its visitor) instead of a test per conversation. A case-insensitive
-/// substring on both engines.
-fn search_clause(engine: EngineKind, q: &str, arg: &mut impl FnMut(Value) -> String) -> String {
+/// Most messages a search reads from the text index: a query matching more (a common word)
+/// lists and counts the conversations of the newest this many matches, and says its total is
+/// a lower bound ([`Total::capped`]). Reading every match of a word in a third of a million
+/// messages costs a third of a second; this many cost a few milliseconds.
+pub const SEARCH_MESSAGES: u32 = 5_000;
+
+/// What a search reads: `with` (a `WITH m(id) AS (...)` of the newest matching messages'
+/// conversations, or empty for a query too short for the text index) and `set`, a `SELECT` of
+/// the ids of every conversation found: message text (through `m`), visitor names and emails,
+/// attribute values of the conversation or its visitor. Each part is served by an index
+/// (trigram indexes for text, names and emails: migrations 0015 and 0016); the set then drives
+/// the count and the page, so a search costs what it finds, not the size of the store. A
+/// case-insensitive substring on both engines.
+struct Search {
+    with: String,
+    set: String,
+}
+
+fn search_sets(engine: EngineKind, q: &str, arg: &mut impl FnMut(Value) -> String) -> Search {
     let folded = q.to_lowercase();
     let like = format!(
         "%{}%",
@@ -1266,29 +1280,52 @@ fn search_clause(engine: EngineKind, q: &str, arg: &mut impl FnMut(Value) -> Str
             .replace('_', "\\_")
     );
     let p = arg(Value::Text(like));
+    let indexed = q.chars().count() >= MIN_TEXT_QUERY_CHARS;
     let mut sets = Vec::new();
-    if q.chars().count() >= MIN_TEXT_QUERY_CHARS {
-        sets.push(match engine {
-            // A phrase of the query's trigrams, in order: the substring, case-folded.
+    let mut with = String::new();
+    if indexed {
+        let cap = SEARCH_MESSAGES + 1;
+        let messages = match engine {
+            // A phrase of the query's trigrams, in order: the substring, case-folded. Rowids
+            // grow with insertion, so the newest matches come first.
             EngineKind::Sqlite => {
                 let m = arg(Value::Text(format!("\"{}\"", q.replace('"', "\"\""))));
-                format!("SELECT conversation_id FROM message_search WHERE message_search MATCH {m}")
+                format!(
+                    "SELECT conversation_id FROM message_search WHERE message_search MATCH {m} \
+                     ORDER BY rowid DESC LIMIT {cap}"
+                )
             }
-            EngineKind::Postgres => {
-                format!("SELECT conversation_id FROM messages WHERE kind = 1 AND text ILIKE {p}")
-            }
-        });
+            EngineKind::Postgres => format!(
+                "SELECT conversation_id FROM messages WHERE kind = 1 AND text ILIKE {p} \
+                 ORDER BY created_at DESC LIMIT {cap}"
+            ),
+        };
+        with = format!("WITH m(id) AS ({messages}) ");
+        sets.push("SELECT id FROM m".to_owned());
     }
-    let (name_like, escape) = match engine {
+    sets.push(match (engine, indexed) {
+        // Candidates from the trigram table, re-checked against the visitor's current row
+        // (the table keeps old names: 0016).
+        (EngineKind::Sqlite, true) => {
+            let m = arg(Value::Text(format!("\"{}\"", q.replace('"', "\"\""))));
+            format!(
+                "SELECT sc.id FROM visitor_search vs CROSS JOIN visitors sv ON sv.id = vs.visitor_id \
+                 CROSS JOIN conversations sc ON sc.visitor_id = sv.id \
+                 WHERE visitor_search MATCH {m} \
+                 AND (sv.name LIKE {p} ESCAPE '\\' OR sv.email LIKE {p} ESCAPE '\\')"
+            )
+        }
         // SQLite's LIKE ignores ASCII case, as LOWER() folds only ASCII.
-        EngineKind::Sqlite => ("LIKE", " ESCAPE '\\'"),
+        (EngineKind::Sqlite, false) => format!(
+            "SELECT sc.id FROM conversations sc JOIN visitors sv ON sv.id = sc.visitor_id \
+             WHERE sv.name LIKE {p} ESCAPE '\\' OR sv.email LIKE {p} ESCAPE '\\'"
+        ),
         // ILIKE (backslash is its default escape) is what the pg_trgm indexes serve.
-        EngineKind::Postgres => ("ILIKE", ""),
-    };
-    sets.push(format!(
-        "SELECT sc.id FROM conversations sc JOIN visitors sv ON sv.id = sc.visitor_id \
-         WHERE sv.name {name_like} {p}{escape} OR sv.email {name_like} {p}{escape}"
-    ));
+        (EngineKind::Postgres, _) => format!(
+            "SELECT sc.id FROM conversations sc JOIN visitors sv ON sv.id = sc.visitor_id \
+             WHERE sv.name ILIKE {p} OR sv.email ILIKE {p}"
+        ),
+    });
     sets.push(format!(
         "SELECT av.owner_id FROM attribute_values av WHERE av.folded LIKE {p} ESCAPE '\\'"
     ));
@@ -1296,13 +1333,16 @@ fn search_clause(engine: EngineKind, q: &str, arg: &mut impl FnMut(Value) -> Str
         "SELECT sc.id FROM conversations sc JOIN attribute_values av ON av.owner_id = sc.visitor_id \
          WHERE av.folded LIKE {p} ESCAPE '\\'"
     ));
-    format!("c.id IN ({})", sets.join(" UNION "))
+    Search {
+        with,
+        set: sets.join(" UNION "),
+    }
 }
 
 async fn list_conversations_in(
     db: &mut dyn Db,
     f: &ConversationFilter,
-) -> StoreResult<(Vec<v1::Conversation>, u32)> {
+) -> StoreResult<(Vec<v1::Conversation>, Total)> {
     let mut clauses: Vec<String> = Vec::new();
     let mut args: Vec<Value> = Vec::new();
     let mut arg = |v: Value| {
@@ -1371,9 +1411,10 @@ async fn list_conversations_in(
             clauses.push(format!("({})", any.join(" OR ")));
         }
     }
-    if let Some(q) = &f.query {
-        clauses.push(search_clause(db.engine(), q, &mut arg));
-    }
+    let search = f
+        .query
+        .as_deref()
+        .map(|q| search_sets(db.engine(), q, &mut arg));
     let where_of = |clauses: &[String]| {
         if clauses.is_empty() {
             String::new()
@@ -1381,17 +1422,41 @@ async fn list_conversations_in(
             format!(" WHERE {}", clauses.join(" AND "))
         }
     };
-    let total = db
+    // A search reads the found set first and looks each conversation up by id (SQLite's CROSS
+    // JOIN keeps that order; PostgreSQL's planner picks it from its statistics); a list without
+    // one reads conversations by its filters' indexes.
+    let (with, from) = match &search {
+        Some(s) => (
+            s.with.as_str(),
+            format!(
+                "FROM ({}) found {} conversations c ON c.id = found.id",
+                s.set,
+                match db.engine() {
+                    EngineKind::Sqlite => "CROSS JOIN",
+                    EngineKind::Postgres => "JOIN",
+                }
+            ),
+        ),
+        None => ("", "FROM conversations c".to_owned()),
+    };
+    let capped_column = match &search {
+        Some(s) if !s.with.is_empty() => format!(", (SELECT COUNT(*) FROM m) > {SEARCH_MESSAGES}"),
+        _ => ", 0 = 1".to_owned(),
+    };
+    let counted = db
         .query_one(
             &format!(
-                "SELECT COUNT(*) FROM conversations c JOIN visitors v ON v.id = c.visitor_id{}",
+                "{with}SELECT COUNT(*){capped_column} {from}{}",
                 where_of(&clauses)
             ),
             &args,
             "count",
         )
-        .await?
-        .u32(0);
+        .await?;
+    let total = Total {
+        count: counted.u32(0),
+        capped: counted.bool(1),
+    };
     let mut page_args = args.clone();
     if let Some((updated, id)) = &f.after {
         page_args.push(Value::Int(*updated));
@@ -1404,16 +1469,21 @@ async fn list_conversations_in(
     }
     page_args.push(Value::Int(f.limit as i64));
     let limit_p = page_args.len();
-    let rows = query_rows(
-        db,
-        &format!(
+    // A search sorts the found ids alone and reads the columns (and the joined names) of the
+    // page's rows only.
+    let sql = match &search {
+        Some(_) => format!(
+            "{with}{CONVERSATION_SELECT} WHERE c.id IN (SELECT c.id {from}{} \
+             ORDER BY c.updated_at DESC, c.id DESC LIMIT ${limit_p}) \
+             ORDER BY c.updated_at DESC, c.id DESC",
+            where_of(&clauses)
+        ),
+        None => format!(
             "{CONVERSATION_SELECT}{} ORDER BY c.updated_at DESC, c.id DESC LIMIT ${limit_p}",
             where_of(&clauses)
         ),
-        &page_args,
-        conversation_from_row,
-    )
-    .await?;
+    };
+    let rows = query_rows(db, &sql, &page_args, conversation_from_row).await?;
     Ok((rows, total))
 }
 
@@ -1884,7 +1954,7 @@ impl<E: Engine> Store for SqlStore<E> {
     async fn list_conversations(
         &self,
         filter: ConversationFilter,
-    ) -> StoreResult<(Vec<v1::Conversation>, u32)> {
+    ) -> StoreResult<(Vec<v1::Conversation>, Total)> {
         self.read(move |db| Box::pin(async move { list_conversations_in(db, &filter).await }))
             .await
     }
