@@ -597,3 +597,81 @@ async fn waiting_visitors_are_told_their_new_position_and_the_inbox_is_not() {
     }
     server.stop().await;
 }
+
+/// Search reads indexes (migrations 0015, 0016): a visitor found by the name it has now, not
+/// by one it had; a word in more messages than a search reads (`SEARCH_MESSAGES`) gives a full
+/// page and a capped total; a rare one an exact total.
+#[tokio::test]
+async fn search_finds_current_names_and_caps_common_words() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let mut chat = server.chat().await;
+    let (_, token) = server.visitor("Wilhelmina Oldname").await;
+    let (conv, _) = start_conversation(&mut chat, &token, "Order", "hello").await;
+    // The visitor comes back under another name (the session's name is kept).
+    server
+        .sessions()
+        .await
+        .start_visitor_session(v1::StartVisitorSessionRequest {
+            site_key: "demo".into(),
+            visitor_token: token.clone(),
+            name: "Wilhelmina Newname".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let list = |query: &str| {
+        let mut chat = chat.clone();
+        let req = authed(
+            &admin,
+            v1::ListConversationsRequest {
+                query: query.into(),
+                ..Default::default()
+            },
+        );
+        async move { chat.list_conversations(req).await.unwrap().into_inner() }
+    };
+    let ids = |page: &v1::ListConversationsResponse| {
+        page.conversations
+            .iter()
+            .map(|c| c.id.clone())
+            .collect::<Vec<_>>()
+    };
+    let now = list("newname").await;
+    assert_eq!(
+        (ids(&now), now.total, now.total_capped),
+        (vec![conv.clone()], 1, false)
+    );
+    let old = list("OLDNAME").await;
+    assert_eq!((old.total, old.conversations.len()), (0, 0));
+
+    // 20,000 seeded messages: "order" is in about a third of them, more than a search reads.
+    let core = server.running.as_ref().unwrap().core.clone();
+    core.seed_history(
+        wsmschat_server::core::access::AdminGrant::operator(),
+        wsmschat_server::store::seed::HistorySpec {
+            conversations: 1_000,
+            messages: 20_000,
+            big: 20,
+            now_ms: wsmschat_server::util::now_ms(),
+        },
+        500,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let common = list("order").await;
+    assert!(common.total_capped, "total {}", common.total);
+    assert_eq!(common.conversations.len(), 50);
+    assert!(
+        common.total >= 50 && common.total <= 1_000,
+        "{}",
+        common.total
+    );
+    let one = list(&wsmschat_server::store::seed::order_number(7)).await;
+    assert_eq!(
+        (ids(&one), one.total, one.total_capped),
+        (vec!["c_seed7".to_owned()], 1, false)
+    );
+    server.stop().await;
+}

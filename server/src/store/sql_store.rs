@@ -1281,20 +1281,22 @@ fn search_sets(engine: EngineKind, q: &str, arg: &mut impl FnMut(Value) -> Strin
     );
     let p = arg(Value::Text(like));
     let indexed = q.chars().count() >= MIN_TEXT_QUERY_CHARS;
+    // SQLite's MATCH argument: one phrase of the query's trigrams, in order (the substring,
+    // case-folded), bound once for the message and the visitor table.
+    let phrase = match (engine, indexed) {
+        (EngineKind::Sqlite, true) => arg(Value::Text(format!("\"{}\"", q.replace('"', "\"\"")))),
+        _ => String::new(),
+    };
     let mut sets = Vec::new();
     let mut with = String::new();
     if indexed {
         let cap = SEARCH_MESSAGES + 1;
         let messages = match engine {
-            // A phrase of the query's trigrams, in order: the substring, case-folded. Rowids
-            // grow with insertion, so the newest matches come first.
-            EngineKind::Sqlite => {
-                let m = arg(Value::Text(format!("\"{}\"", q.replace('"', "\"\""))));
-                format!(
-                    "SELECT conversation_id FROM message_search WHERE message_search MATCH {m} \
-                     ORDER BY rowid DESC LIMIT {cap}"
-                )
-            }
+            // Rowids grow with insertion, so the newest matches come first.
+            EngineKind::Sqlite => format!(
+                "SELECT conversation_id FROM message_search WHERE message_search MATCH {phrase} \
+                 ORDER BY rowid DESC LIMIT {cap}"
+            ),
             EngineKind::Postgres => format!(
                 "SELECT conversation_id FROM messages WHERE kind = 1 AND text ILIKE {p} \
                  ORDER BY created_at DESC LIMIT {cap}"
@@ -1306,15 +1308,12 @@ fn search_sets(engine: EngineKind, q: &str, arg: &mut impl FnMut(Value) -> Strin
     sets.push(match (engine, indexed) {
         // Candidates from the trigram table, re-checked against the visitor's current row
         // (the table keeps old names: 0016).
-        (EngineKind::Sqlite, true) => {
-            let m = arg(Value::Text(format!("\"{}\"", q.replace('"', "\"\""))));
-            format!(
-                "SELECT sc.id FROM visitor_search vs CROSS JOIN visitors sv ON sv.id = vs.visitor_id \
-                 CROSS JOIN conversations sc ON sc.visitor_id = sv.id \
-                 WHERE visitor_search MATCH {m} \
-                 AND (sv.name LIKE {p} ESCAPE '\\' OR sv.email LIKE {p} ESCAPE '\\')"
-            )
-        }
+        (EngineKind::Sqlite, true) => format!(
+            "SELECT sc.id FROM visitor_search vs CROSS JOIN visitors sv ON sv.id = vs.visitor_id \
+             CROSS JOIN conversations sc ON sc.visitor_id = sv.id \
+             WHERE visitor_search MATCH {phrase} \
+             AND (sv.name LIKE {p} ESCAPE '\\' OR sv.email LIKE {p} ESCAPE '\\')"
+        ),
         // SQLite's LIKE ignores ASCII case, as LOWER() folds only ASCII.
         (EngineKind::Sqlite, false) => format!(
             "SELECT sc.id FROM conversations sc JOIN visitors sv ON sv.id = sc.visitor_id \

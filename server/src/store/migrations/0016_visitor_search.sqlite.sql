@@ -5,6 +5,7 @@
 -- deleted; the search re-checks each candidate against the visitor's current row, so an old
 -- name finds nothing and a deleted visitor drops out by the join. No rowid is shared with
 -- `visitors` (VACUUM may renumber those), and changes are rare (an identify with new details).
+-- Visitors with neither a name nor an email (most anonymous ones, deleted when idle) add no row.
 CREATE VIRTUAL TABLE visitor_search USING fts5(
     name,
     email,
@@ -13,8 +14,10 @@ CREATE VIRTUAL TABLE visitor_search USING fts5(
     contentless_unindexed = 1,
     tokenize = 'trigram case_sensitive 0'
 );
-INSERT INTO visitor_search (name, email, visitor_id) SELECT name, email, id FROM visitors;
-CREATE TRIGGER visitor_search_insert AFTER INSERT ON visitors BEGIN
+INSERT INTO visitor_search (name, email, visitor_id)
+    SELECT name, email, id FROM visitors WHERE name <> '' OR email <> '';
+CREATE TRIGGER visitor_search_insert AFTER INSERT ON visitors
+    WHEN new.name <> '' OR new.email <> '' BEGIN
     INSERT INTO visitor_search (name, email, visitor_id) VALUES (new.name, new.email, new.id);
 END;
 CREATE TRIGGER visitor_search_update AFTER UPDATE OF name, email ON visitors
