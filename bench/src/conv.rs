@@ -66,6 +66,10 @@ pub struct ConvParams {
     pub source_ips: usize,
     pub setup_concurrency: usize,
     pub threads: usize,
+    /// Extra staff streams following the whole inbox (as the agent console does), held by
+    /// the first load process; each should see every visitor message and every reply.
+    #[serde(default)]
+    pub inbox_streams: usize,
 }
 
 /// One load process's share.
@@ -100,6 +104,16 @@ pub struct ConvResult {
     pub ack: SparseHist,
     pub lag: SparseHist,
     pub reply_latency: SparseHist,
+    /// Inbox streams this process held (open when the run started).
+    pub inbox_streams: u64,
+    /// Visitor messages of the run seen on those streams (all of them: streams x delivered).
+    pub inbox_messages: u64,
+    /// Agent replies of the run seen on them.
+    pub inbox_replies: u64,
+    /// Every event they received.
+    pub inbox_events: u64,
+    /// Visitor message, from its scheduled send to each inbox stream.
+    pub inbox_latency: SparseHist,
     /// ns after the common start time.
     pub first_send_ns: u64,
     pub last_send_ns: u64,
@@ -126,6 +140,7 @@ struct Stats {
     ack: Hist,
     lag: Hist,
     reply: Hist,
+    inbox: Hist,
     errors: BTreeMap<String, u64>,
     duplicates: u64,
     out_of_order: u64,
@@ -151,6 +166,9 @@ struct Shared {
     delivered: AtomicU64,
     replies_sent: AtomicU64,
     replies_delivered: AtomicU64,
+    inbox_messages: AtomicU64,
+    inbox_replies: AtomicU64,
+    inbox_events: AtomicU64,
     first_send: AtomicU64,
     last_send: AtomicU64,
     last_recv: AtomicU64,
@@ -620,6 +638,84 @@ async fn read_visitor(sh: Arc<Shared>, idx: usize, mut stream: VisitorStream) {
     }
 }
 
+/// Opens a staff Chat stream on the whole inbox and waits for its Ready.
+async fn open_inbox(
+    conn: Channel,
+    api_key: &str,
+) -> anyhow::Result<(
+    tonic::Streaming<v1::ChatResponse>,
+    mpsc::UnboundedSender<v1::ChatRequest>,
+)> {
+    let (tx, rx) = mpsc::unbounded_channel::<v1::ChatRequest>();
+    tx.send(v1::ChatRequest {
+        subscribe: Some(v1::Subscription {
+            cursors: Vec::new(),
+            inbox: true,
+        }),
+        event: None,
+    })?;
+    let mut r = Request::new(UnboundedReceiverStream::new(rx));
+    r.metadata_mut()
+        .insert("authorization", net::bearer(api_key));
+    let mut s = ChatServiceClient::new(conn).chat(r).await?.into_inner();
+    match s.message().await? {
+        Some(v1::ChatResponse {
+            event: Some(v1::ServerEvent {
+                event: Some(Se::Ready(_)),
+            }),
+        }) => {}
+        other => anyhow::bail!("inbox stream: expected ready, got {other:?}"),
+    }
+    Ok((s, tx))
+}
+
+/// Reads an inbox stream: every visitor message of the run (its latency from the schedule)
+/// and every reply; a resync or an end while running is an error. `_requests` keeps the
+/// request side open (dropping it would half-close the stream).
+async fn read_inbox(
+    sh: Arc<Shared>,
+    mut stream: tonic::Streaming<v1::ChatResponse>,
+    _requests: mpsc::UnboundedSender<v1::ChatRequest>,
+) {
+    loop {
+        let ev = match stream.message().await {
+            Ok(Some(r)) => r.event.unwrap_or_default(),
+            Ok(None) => {
+                if sh.running.load(Ordering::Relaxed) {
+                    sh.error("inbox stream: ended");
+                }
+                return;
+            }
+            Err(s) => {
+                if sh.running.load(Ordering::Relaxed) {
+                    sh.error(format!("inbox stream: {:?}", s.code()));
+                }
+                return;
+            }
+        };
+        sh.inbox_events.fetch_add(1, Ordering::Relaxed);
+        match ev.event {
+            Some(Se::Message(m)) if m.author_kind == v1::AuthorKind::Visitor as i32 => {
+                if let Some((_, sched)) = parse_text(&m.text, "") {
+                    let now = sh.now_ns();
+                    sh.stats
+                        .lock()
+                        .unwrap()
+                        .inbox
+                        .record_ns(now.saturating_sub(sched));
+                    sh.inbox_messages.fetch_add(1, Ordering::Relaxed);
+                    sh.progress.notify_one();
+                }
+            }
+            Some(Se::Message(m)) if parse_text(&m.text, "r").is_some() => {
+                sh.inbox_replies.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Se::ResyncRequired(_)) => sh.error("inbox stream: resync required"),
+            _ => {}
+        }
+    }
+}
+
 /// Runs one load process's share: setup, report ready, wait for the start time, run, report.
 /// `ready` is called with the number of pairs set up; it returns the start time as
 /// nanoseconds from now.
@@ -663,6 +759,9 @@ where
         delivered: AtomicU64::new(0),
         replies_sent: AtomicU64::new(0),
         replies_delivered: AtomicU64::new(0),
+        inbox_messages: AtomicU64::new(0),
+        inbox_replies: AtomicU64::new(0),
+        inbox_events: AtomicU64::new(0),
         first_send: AtomicU64::new(u64::MAX),
         last_send: AtomicU64::new(0),
         last_recv: AtomicU64::new(0),
@@ -704,6 +803,33 @@ where
                 let key = format!("setup: {}", msg.chars().take(80).collect::<String>());
                 *setup_errors.entry(key).or_default() += 1;
                 senders.push(None);
+            }
+        }
+    }
+    // Inbox streams last: the pairs' first messages are history to them, not load.
+    let inbox_streams = if job.worker == 0 { p.inbox_streams } else { 0 };
+    let mut inbox_open = 0u64;
+    for i in 0..inbox_streams {
+        let conn = match agent_channels.get(i % agent_channels.len().max(1)) {
+            Some(c) => c.clone(),
+            None => net::native_channel(addr, net::source_ip(i + 3, p.source_ips)).await?,
+        };
+        match tokio::time::timeout(SETUP_TIMEOUT, open_inbox(conn, &p.api_key)).await {
+            Ok(Ok((stream, requests))) => {
+                inbox_open += 1;
+                tokio::spawn(read_inbox(sh.clone(), stream, requests));
+            }
+            Ok(Err(e)) => {
+                let key = format!(
+                    "setup: inbox: {}",
+                    e.to_string().chars().take(80).collect::<String>()
+                );
+                *setup_errors.entry(key).or_default() += 1;
+            }
+            Err(_) => {
+                *setup_errors
+                    .entry("setup: inbox: timed out".into())
+                    .or_default() += 1
             }
         }
     }
@@ -754,7 +880,12 @@ where
         let replies_ok = !p.reply
             || sh.replies_delivered.load(Ordering::Relaxed)
                 >= sh.replies_sent.load(Ordering::Relaxed);
-        if sent == queued && done == sent && delivered >= acked && replies_ok {
+        // Every inbox stream sees every acked message of every process; this process knows
+        // its own pairs' only, a floor that is enough to wait out the tail.
+        let inbox_ok = sh.inbox_messages.load(Ordering::Relaxed) >= inbox_open * acked
+            && sh.inbox_replies.load(Ordering::Relaxed)
+                >= inbox_open * sh.replies_delivered.load(Ordering::Relaxed);
+        if sent == queued && done == sent && delivered >= acked && replies_ok && inbox_ok {
             break;
         }
         if Instant::now() >= deadline {
@@ -787,6 +918,10 @@ where
             _ => 0,
         },
         max_rss_kb: cpu1.map(|s| s.hwm_kb).unwrap_or(0),
+        inbox_streams: inbox_open,
+        inbox_messages: sh.inbox_messages.load(Ordering::Relaxed),
+        inbox_replies: sh.inbox_replies.load(Ordering::Relaxed),
+        inbox_events: sh.inbox_events.load(Ordering::Relaxed),
         ..Default::default()
     };
     for pair in &sh.pairs {
@@ -811,5 +946,6 @@ where
     r.ack = st.ack.to_sparse();
     r.lag = st.lag.to_sparse();
     r.reply_latency = st.reply.to_sparse();
+    r.inbox_latency = st.inbox.to_sparse();
     Ok(r)
 }

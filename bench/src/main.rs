@@ -148,6 +148,11 @@ struct LoadArgs {
     /// Pass: p99 latency (from the scheduled send time) at most this.
     #[arg(long, default_value_t = 50.0)]
     p99_ms: f64,
+    /// Extra staff streams following the whole inbox, as agent consoles do (the support
+    /// floor: `--conversations 2000 --rate 0.5 --reply --inbox-streams 50`). Each must see
+    /// every visitor message and every reply, or the run fails.
+    #[arg(long, default_value_t = 0)]
+    inbox_streams: usize,
 }
 
 #[derive(Args, Clone)]
@@ -435,6 +440,7 @@ async fn run_conversations(
         source_ips: load.source_ips,
         setup_concurrency: load.setup_concurrency,
         threads: load.threads,
+        inbox_streams: load.inbox_streams,
     };
     let parts = split(shape.conversations, load.workers);
     log(format!(
@@ -566,8 +572,17 @@ fn summarise_conv(
     let offered = p.conversations as f64 * p.rate;
     let p99_ms = latency.quantile_us(0.99) as f64 / 1000.0;
     let lost = sent.saturating_sub(delivered);
+    let inbox_streams = sum(|r| r.inbox_streams);
+    let inbox_messages = sum(|r| r.inbox_messages);
+    let inbox_replies = sum(|r| r.inbox_replies);
+    let inbox_latency = merge(|r| &r.inbox_latency);
+    let inbox_missed = (inbox_streams * delivered).saturating_sub(inbox_messages)
+        + (inbox_streams * sum(|r| r.replies_delivered)).saturating_sub(inbox_replies);
     let pass = lost == 0
         && errors_total == 0
+        && inbox_streams == p.inbox_streams as u64
+        && inbox_missed == 0
+        && inbox_latency.quantile_us(0.99) as f64 / 1000.0 <= load.p99_ms
         && duplicates == 0
         && pairs_ready == p.conversations as u64
         && latency.len() > 0
@@ -585,6 +600,7 @@ fn summarise_conv(
             "loadProcs": rs.len(),
             "threads": p.threads,
             "agentConns": p.agent_conns,
+            "inboxStreams": p.inbox_streams,
         },
         "offeredRate": offered,
         "pairsReady": pairs_ready,
@@ -611,6 +627,14 @@ fn summarise_conv(
             "delivered": sum(|r| r.replies_delivered),
             "duplicates": sum(|r| r.reply_duplicates),
             "latencyMs": merge(|r| &r.reply_latency).summary_ms(),
+        },
+        "inbox": {
+            "streams": inbox_streams,
+            "messages": inbox_messages,
+            "replies": inbox_replies,
+            "missed": inbox_missed,
+            "events": sum(|r| r.inbox_events),
+            "latencyMs": inbox_latency.summary_ms(),
         },
         "server": {
             "cpuPct": server_cpu.map(r1),
@@ -737,6 +761,14 @@ fn print_conv_details(v: &Value) {
         println!(
             "replies sent {}  delivered {}",
             v["reply"]["sent"], v["reply"]["delivered"]
+        );
+    }
+    if v["params"]["inboxStreams"].as_u64().unwrap_or(0) > 0 {
+        let i = &v["inbox"];
+        line("inbox latency ms", &i["latencyMs"]);
+        println!(
+            "inbox streams {}  visitor messages seen {}  replies seen {}  missed {}  events {}",
+            i["streams"], i["messages"], i["replies"], i["missed"], i["events"]
         );
     }
     println!(

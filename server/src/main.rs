@@ -123,6 +123,10 @@ struct ServeArgs {
     /// Seconds between heartbeats on idle streams.
     #[arg(long, env = "WSMSCHAT_HEARTBEAT_SECS", default_value_t = 15)]
     heartbeat_secs: u64,
+    /// Milliseconds a busy staff inbox stream gathers events into one write (0: none). The
+    /// first event after a quiet spell is never held.
+    #[arg(long, env = "WSMSCHAT_INBOX_COALESCE_MS", default_value_t = wsmschat_server::core::DEFAULT_INBOX_COALESCE_MS)]
+    inbox_coalesce_ms: u64,
     /// Hours an agent session lasts.
     #[arg(long, env = "WSMSCHAT_AGENT_SESSION_HOURS", default_value_t = 12)]
     agent_session_hours: u64,
@@ -405,6 +409,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ip_events_burst: args.ip_events_per_second.saturating_mul(2),
             streams_per_token: args.streams_per_token,
             heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),
+            inbox_coalesce: Duration::from_millis(args.inbox_coalesce_ms.min(1_000)),
             agent_session_ttl: Duration::from_secs(args.agent_session_hours.max(1) * 3600),
             extra_origins: args.allow_origin,
             streams_per_ip: args.streams_per_ip,

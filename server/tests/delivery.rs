@@ -404,3 +404,91 @@ async fn a_watch_after_live_messages_replays_only_what_the_stream_missed() {
     assert_eq!(seqs, vec![missed.seq, later.seq]);
     server.stop().await;
 }
+
+/// A busy inbox stream gathers events into one write at most once per `inbox_coalesce`: the
+/// first event after a quiet spell goes at once, the next one waits for the window, and the
+/// stream's own ack goes at once, taking what was held with it (in order).
+#[tokio::test]
+async fn a_busy_inbox_stream_coalesces_writes_but_never_holds_the_first_event_or_an_ack() {
+    let window = Duration::from_millis(1_000);
+    let server = TestServer::start_with(wsmschat_server::core::CoreConfig {
+        inbox_coalesce: window,
+        ..test_core_config()
+    })
+    .await;
+    let (_, visitor) = server.visitor("Busy").await;
+    let key = server.service_key().await;
+    let mut chat = server.chat().await;
+    let (conv, _) = start_conversation(&mut chat, &visitor, "Order", "hello").await;
+    let mut inbox = ChatStream::open(
+        &mut chat,
+        &key,
+        v1::Subscription {
+            cursors: vec![],
+            inbox: true,
+        },
+    )
+    .await;
+    // The next message or ack, and when it came.
+    async fn next(s: &mut ChatStream) -> (Se, std::time::Instant) {
+        loop {
+            match s.next().await {
+                ev @ (Se::Message(_) | Se::Ack(_)) => return (ev, std::time::Instant::now()),
+                _ => continue,
+            }
+        }
+    }
+    let text = |ev: &Se| match ev {
+        Se::Message(m) => m.text.clone(),
+        other => panic!("expected a message, got {other:?}"),
+    };
+    // Quiet for longer than the window (the Ready event opened one).
+    tokio::time::sleep(window + Duration::from_millis(200)).await;
+    let sent = std::time::Instant::now();
+    publish(&mut chat, &visitor, send(&conv, "", &uuid(), "first"))
+        .await
+        .unwrap();
+    let (ev, first_at) = next(&mut inbox).await;
+    assert_eq!(text(&ev), "first");
+    assert!(
+        first_at - sent < window * 7 / 10,
+        "the first event after a quiet spell is not held ({:?})",
+        first_at - sent
+    );
+
+    // The next one waits for the window...
+    publish(&mut chat, &visitor, send(&conv, "", &uuid(), "second"))
+        .await
+        .unwrap();
+    let (ev, second_at) = next(&mut inbox).await;
+    assert_eq!(text(&ev), "second");
+    assert!(
+        second_at - first_at >= window * 8 / 10,
+        "a busy inbox stream holds events for its window ({:?})",
+        second_at - first_at
+    );
+
+    // ...unless the stream's own send is answered: its ack goes at once, after what was held.
+    publish(&mut chat, &visitor, send(&conv, "", &uuid(), "third"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let asked = std::time::Instant::now();
+    let mut reply = send(&conv, "", &uuid(), "answer");
+    reply.request_id = "reply".into();
+    inbox.send(reply);
+    let (ev, third_at) = next(&mut inbox).await;
+    assert_eq!(text(&ev), "third", "held events go first, in order");
+    match next(&mut inbox).await {
+        (Se::Ack(a), acked_at) => {
+            assert_eq!(a.request_id, "reply");
+            assert!(
+                acked_at - asked < window * 7 / 10 && third_at - asked < window * 7 / 10,
+                "an ack is never held ({:?})",
+                acked_at - asked
+            );
+        }
+        (other, _) => panic!("expected the ack, got {other:?}"),
+    }
+    server.stop().await;
+}

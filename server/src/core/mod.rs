@@ -62,6 +62,11 @@ use presence::Presence;
 /// The topics a site gets when none are given (the original app's).
 pub const DEFAULT_TOPICS: [&str; 5] = ["Product", "Order", "Delivery", "Payment", "Other"];
 
+/// Default [`CoreConfig::inbox_coalesce`], milliseconds: below what a person notices in a
+/// console, and enough to turn a busy floor's event-per-write into a few writes per second
+/// per agent (docs/performance.md, "Support floor").
+pub const DEFAULT_INBOX_COALESCE_MS: u64 = 20;
+
 /// Limits and timings of the core.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
@@ -77,6 +82,10 @@ pub struct CoreConfig {
     pub streams_per_token: usize,
     /// Heartbeat interval on idle streams.
     pub heartbeat: Duration,
+    /// Staff inbox streams write at most once per this long while busy (events in between go
+    /// out together, one socket write); the first event after a quiet spell goes at once.
+    /// Zero: every event at once.
+    pub inbox_coalesce: Duration,
     /// Agent session lifetime.
     pub agent_session_ttl: Duration,
     /// Origins allowed besides the sites' (the console's, when hosted elsewhere).
@@ -147,6 +156,7 @@ impl Default for CoreConfig {
             ip_events_burst: 1000,
             streams_per_token: DEFAULT_STREAMS_PER_TOKEN,
             heartbeat: Duration::from_secs(15),
+            inbox_coalesce: Duration::from_millis(DEFAULT_INBOX_COALESCE_MS),
             agent_session_ttl: Duration::from_secs(12 * 3600),
             extra_origins: Vec::new(),
             streams_per_ip: 1024,

@@ -98,7 +98,26 @@ struct State {
     _permit: StreamPermit,
     /// The stream ended (queue closed or resync sent).
     done: bool,
+    /// Write coalescing (staff inbox streams): see [`State::may_send`].
+    coalesce: Option<Coalesce>,
 }
+
+/// A busy inbox stream sends what it gathered at most once per `every`: each event to each
+/// agent console is otherwise one socket write, the largest per-stream cost on a support
+/// floor (docs/performance.md).
+struct Coalesce {
+    every: std::time::Duration,
+    /// The earliest start of the next write.
+    next_write: Instant,
+    /// Sending what is pending, until it is empty.
+    draining: bool,
+    /// Waiting for `next_write` (armed while holding).
+    hold: Pin<Box<tokio::time::Sleep>>,
+    holding: bool,
+}
+
+/// Events a coalescing stream holds at most before it writes anyway.
+const COALESCE_MAX: usize = 128;
 
 impl Drop for State {
     fn drop(&mut self) {
@@ -242,6 +261,15 @@ impl Core {
             expires,
             error: None,
             scope: (!visitor_view && self.staff_scope(&principal).is_some()).then(HashMap::new),
+            coalesce: (inbox && !visitor_view && !self.config.inbox_coalesce.is_zero()).then(
+                || Coalesce {
+                    every: self.config.inbox_coalesce,
+                    next_write: Instant::now(),
+                    draining: false,
+                    hold: Box::pin(tokio::time::sleep_until(Instant::now())),
+                    holding: false,
+                },
+            ),
         };
         if let Principal::Agent { agent } = &principal {
             if let Some(status) = self.presence.stream_opened(agent) {
@@ -259,7 +287,13 @@ impl Core {
 impl State {
     async fn next_event(&mut self) -> Option<CoreResult<v1::ServerEvent>> {
         loop {
-            if let Some(ev) = self.pending.pop_front() {
+            if !self.pending.is_empty() && self.may_send() {
+                let ev = self.pending.pop_front()?;
+                if self.pending.is_empty() {
+                    if let Some(c) = self.coalesce.as_mut() {
+                        c.draining = false;
+                    }
+                }
                 self.heartbeat.reset();
                 if matches!(ev.event, Some(Se::Message(_))) {
                     self.core.metrics.messages_out.inc();
@@ -289,8 +323,11 @@ impl State {
                     tracing::warn!(%error, "Replay failed; asking the client to resync");
                     self.sub.flags.lagged.store(true, Ordering::Relaxed);
                 }
+                // A replay answers the client's own request: at once.
+                self.send_now();
                 continue;
             }
+            let holding = self.coalesce.as_ref().is_some_and(|c| c.holding);
             tokio::select! {
                 biased;
                 out = self.sub.rx.recv() => match out {
@@ -315,9 +352,16 @@ impl State {
                     }
                 },
                 ack = async { self.acks.as_mut()?.recv().await }, if self.acks.is_some() => match ack {
-                    Some(ev) => self.pending.push_back(ev),
+                    // The client waits for its ack: it goes at once, with what is held.
+                    Some(ev) => {
+                        self.pending.push_back(ev);
+                        self.send_now();
+                    }
                     None => self.acks = None,
                 },
+                _ = async { self.coalesce.as_mut()?.hold.as_mut().await; Some(()) }, if holding => {
+                    self.send_now();
+                }
                 _ = self.heartbeat.tick() => return Some(Ok(Core::heartbeat_event())),
                 revoked = self.revocations.recv() => {
                     let concerns_me = match &revoked {
@@ -342,6 +386,45 @@ impl State {
                     self.expires = None;
                     self.end_with(CoreError::Unauthenticated("the session expired; log in again".into()));
                 }
+            }
+        }
+    }
+
+    /// May the next pending event go now? Always, except on a coalescing stream that wrote
+    /// less than `every` ago: then it holds (and arms its timer) until `next_write`, unless it
+    /// has gathered [`COALESCE_MAX`] events or the stream is ending.
+    fn may_send(&mut self) -> bool {
+        let ending = self.done || self.error.is_some();
+        let full = self.pending.len() >= COALESCE_MAX;
+        let Some(c) = self.coalesce.as_mut() else {
+            return true;
+        };
+        if c.draining {
+            return true;
+        }
+        let now = Instant::now();
+        if ending || full || now >= c.next_write {
+            c.draining = true;
+            c.holding = false;
+            c.next_write = now + c.every;
+            return true;
+        }
+        if !c.holding {
+            c.holding = true;
+            let at = c.next_write;
+            c.hold.as_mut().reset(at);
+        }
+        false
+    }
+
+    /// Sends what is pending without waiting (acks, replays, the hold's end).
+    fn send_now(&mut self) {
+        if let Some(c) = self.coalesce.as_mut() {
+            // Disarmed even with nothing pending: a fired timer stays ready.
+            c.holding = false;
+            if !self.pending.is_empty() && !c.draining {
+                c.draining = true;
+                c.next_write = Instant::now() + c.every;
             }
         }
     }
