@@ -710,6 +710,14 @@ class Widget {
   // ---- rendering ---------------------------------------------------------------------------
 
   render() {
+    // The body is emptied and built again: a field inside it (the email form in the log) would
+    // lose the focus, and the keys typed next would go nowhere.
+    const focused = this.root.activeElement;
+    this.renderBody();
+    if (focused && focused.isConnected && this.root.activeElement !== focused) focused.focus({ preventScroll: true });
+  }
+
+  renderBody() {
     this.renderHeader();
     this.renderBanner();
     const t = this.t;
@@ -819,6 +827,9 @@ class Widget {
 
   renderMessages() {
     if (!this.log.isConnected) return;
+    // Before building: appending the email form (kept across renders) to a new notice moves it
+    // out of the document, and the focus with it.
+    const focused = this.root.activeElement;
     const t = this.t;
     const conv = this.conv;
     const nearBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80;
@@ -875,7 +886,6 @@ class Widget {
     if (conv && conv.status === 'resolved') items.push(this.ratingCard());
     // A quota refused the last send (the server's reason): say so, in the visitor's language.
     if (this.refusal) items.push(h('div', { class: 'notice refusal', role: 'alert' }, h('p', { class: 'error', text: this.refusal })));
-    const focused = this.root.activeElement;
     this.log.replaceChildren(...items);
     if (focused && focused.isConnected) focused.focus();
     if (nearBottom || this.stickToBottom !== false) this.log.scrollTop = this.log.scrollHeight;
