@@ -7,10 +7,12 @@
 
 use std::net::IpAddr;
 
+use async_trait::async_trait;
 use ipnet::IpNet;
 use wsmschat::v1;
 
 use super::db::{Db, Row, Value};
+use super::sql_store::{Engine, SqlStore};
 use super::{StoreError, StoreResult};
 use crate::args;
 use crate::util::now_ms;
@@ -351,6 +353,100 @@ pub async fn audit_log(
         .iter()
         .map(audit_from_row)
         .collect())
+}
+
+// ---------------------------------------------------------------- the store's side
+
+/// Blocks on emails and networks, and the audit log.
+#[async_trait]
+pub trait BlockStore: Send + Sync {
+    /// Stores a block and holds off the visitors it names; the block and those visitors.
+    async fn create_block(
+        &self,
+        block: v1::Block,
+        network: Option<ipnet::IpNet>,
+    ) -> StoreResult<(v1::Block, Vec<String>)>;
+    /// Lifts a block; the block and the visitors it held.
+    async fn delete_block(&self, id: String, actor: Actor)
+    -> StoreResult<(v1::Block, Vec<String>)>;
+    async fn block_by_id(&self, id: &str) -> StoreResult<v1::Block>;
+    async fn list_blocks(&self, site_id: &str) -> StoreResult<Vec<v1::Block>>;
+    /// A block of the site on the email or a network containing the address.
+    async fn matching_block(
+        &self,
+        site_id: &str,
+        email: &str,
+        ip: Option<std::net::IpAddr>,
+    ) -> StoreResult<Option<v1::Block>>;
+    async fn audit_log(
+        &self,
+        site_id: &str,
+        before_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::AuditEntry>>;
+}
+
+#[async_trait]
+impl<E: Engine> BlockStore for SqlStore<E> {
+    async fn create_block(
+        &self,
+        block: v1::Block,
+        network: Option<ipnet::IpNet>,
+    ) -> StoreResult<(v1::Block, Vec<String>)> {
+        self.write(move |ctx| {
+            let block = block.clone();
+            Box::pin(async move { create(ctx.db, &block, network).await })
+        })
+        .await
+    }
+
+    async fn delete_block(
+        &self,
+        id: String,
+        actor: Actor,
+    ) -> StoreResult<(v1::Block, Vec<String>)> {
+        self.write(move |ctx| {
+            let (id, actor) = (id.clone(), actor.clone());
+            Box::pin(async move { delete(ctx.db, &id, &actor).await })
+        })
+        .await
+    }
+
+    async fn block_by_id(&self, id: &str) -> StoreResult<v1::Block> {
+        let id = id.to_owned();
+        self.read(move |db| Box::pin(async move { load(db, &id).await }))
+            .await
+    }
+
+    async fn list_blocks(&self, site_id: &str) -> StoreResult<Vec<v1::Block>> {
+        let site_id = site_id.to_owned();
+        self.read(move |db| Box::pin(async move { list(db, &site_id).await }))
+            .await
+    }
+
+    async fn matching_block(
+        &self,
+        site_id: &str,
+        email: &str,
+        ip: Option<std::net::IpAddr>,
+    ) -> StoreResult<Option<v1::Block>> {
+        let (site_id, email) = (site_id.to_owned(), email.to_owned());
+        self.read(move |db| Box::pin(async move { matching(db, &site_id, &email, ip).await }))
+            .await
+    }
+
+    async fn audit_log(
+        &self,
+        site_id: &str,
+        before_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::AuditEntry>> {
+        let site_id = site_id.to_owned();
+        self.read(move |db| {
+            Box::pin(async move { audit_log(db, &site_id, before_ms, limit).await })
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

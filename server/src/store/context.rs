@@ -8,12 +8,14 @@
 //! the same transaction. The core validates keys and values against the declarations before
 //! anything reaches here.
 
+use async_trait::async_trait;
 use wsmschat::v1;
 
 use super::StoreResult;
 use super::db::{Db, Value};
+use super::rows::{conversation_from_row, visitor_from_row};
 use super::sql::{CONVERSATION_SELECT, VISITOR_SELECT};
-use super::sql_store::{conversation_from_row, visitor_from_row};
+use super::sql_store::{Engine, SqlStore};
 use crate::args;
 use crate::util::now_ms;
 
@@ -378,4 +380,43 @@ pub fn filter_clause(key: String, value: &str, arg: &mut dyn FnMut(Value) -> Str
         "EXISTS (SELECT 1 FROM attribute_values av WHERE av.owner_id IN (c.id, c.visitor_id) \
          AND av.key = {k} AND av.folded = {v})"
     )
+}
+
+// ---------------------------------------------------------------- the store's side
+
+/// Customer context: attributes and the page trail.
+#[async_trait]
+pub trait ContextStore: Send + Sync {
+    /// Sets and removes validated attribute values in one transaction.
+    async fn set_attributes(&self, write: AttributeWrite) -> StoreResult<AttributesWritten>;
+    /// Adds a page to a visitor's trail; the visitor, and whether they have a conversation
+    /// that is not resolved.
+    async fn track_page(
+        &self,
+        visitor_id: String,
+        page: v1::PageView,
+    ) -> StoreResult<(v1::Visitor, bool)>;
+}
+
+#[async_trait]
+impl<E: Engine> ContextStore for SqlStore<E> {
+    async fn set_attributes(&self, write: AttributeWrite) -> StoreResult<AttributesWritten> {
+        self.write(move |ctx| {
+            let write = write.clone();
+            Box::pin(async move { self::write(ctx.db, &write).await })
+        })
+        .await
+    }
+
+    async fn track_page(
+        &self,
+        visitor_id: String,
+        page: v1::PageView,
+    ) -> StoreResult<(v1::Visitor, bool)> {
+        self.write(move |ctx| {
+            let (id, page) = (visitor_id.clone(), page.clone());
+            Box::pin(async move { track_page(ctx.db, &id, &page).await })
+        })
+        .await
+    }
 }

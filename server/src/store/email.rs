@@ -4,13 +4,18 @@
 //! a due pending row into one email of the replies the visitor has not seen, in the
 //! transaction that deletes the row, so a reply is emailed at most once and never lost.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use wsmschat::v1;
 
 use super::db::{Db, Row};
+use super::rows::{load_conversation, message_from_row, site_from_row, visitor_from_row};
 use super::sql::{MESSAGE_SELECT, SITE_SELECT, VISITOR_SELECT};
-use super::sql_store::{load_conversation, message_from_row, site_from_row, visitor_from_row};
+use super::sql_store::{Engine, SqlStore};
 use super::{StoreError, StoreResult};
 use crate::args;
+use crate::util::now_ms;
 
 /// Queued, sent, failed (as `EmailState`).
 pub const QUEUED: i64 = v1::EmailState::Queued as i64;
@@ -448,4 +453,191 @@ pub async fn set_agent_alerts(db: &mut dyn Db, agent_id: &str, off: bool) -> Sto
         return Err(StoreError::NotFound("agent"));
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------- the store's side
+
+/// Email continuity, agent alerts and digests.
+#[async_trait]
+pub trait EmailStore: Send + Sync {
+    /// Conversations whose continuity email is due.
+    async fn due_continuity(&self, now: i64, limit: u32) -> StoreResult<Vec<String>>;
+    /// Turns a due pending row into an email (see [`take_continuity`]).
+    async fn take_continuity(
+        &self,
+        conversation_id: String,
+        now: i64,
+        compose: std::sync::Arc<Compose>,
+    ) -> StoreResult<Option<String>>;
+    async fn due_emails(&self, now: i64, limit: u32) -> StoreResult<Vec<Outgoing>>;
+    async fn claim_email(&self, id: String, now: i64, lease_until: i64) -> StoreResult<bool>;
+    async fn record_email(
+        &self,
+        id: String,
+        state: i64,
+        next_attempt_at: i64,
+        error: String,
+        at: i64,
+    ) -> StoreResult<()>;
+    /// A conversation's emails, newest first (`domain` for their Message-IDs).
+    async fn conversation_emails(
+        &self,
+        conversation_id: String,
+        domain: String,
+    ) -> StoreResult<Vec<v1::Email>>;
+    /// The visitor unsubscribed: no more email to them.
+    async fn email_opt_out(&self, visitor_id: String) -> StoreResult<()>;
+    /// Conversations whose agent alert is due.
+    async fn due_alerts(&self, now: i64, limit: u32) -> StoreResult<Vec<String>>;
+    /// Takes a due alert with its emails (see [`take_alert`]).
+    async fn take_alert(
+        &self,
+        conversation_id: String,
+        emails: Vec<NewEmail>,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Whether a site's digest of a day ("YYYY-MM-DD") was sent.
+    async fn digest_sent(&self, site_id: String, day: String) -> StoreResult<bool>;
+    /// Records a site's digest with its emails; false when it was sent already.
+    async fn record_digest(
+        &self,
+        site_id: String,
+        day: String,
+        emails: Vec<NewEmail>,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// An agent's own alert preference.
+    async fn set_agent_alerts(&self, agent_id: String, off: bool) -> StoreResult<()>;
+    /// Queues an email unless one of its kind about its conversation was queued since
+    /// `unless_since` (0: always); whether it was queued.
+    async fn queue_email(&self, email: NewEmail, unless_since: i64) -> StoreResult<bool>;
+}
+
+#[async_trait]
+impl<E: Engine> EmailStore for SqlStore<E> {
+    async fn due_continuity(&self, now: i64, limit: u32) -> StoreResult<Vec<String>> {
+        self.read(move |db| Box::pin(async move { due_continuity(db, now, limit).await }))
+            .await
+    }
+
+    async fn take_continuity(
+        &self,
+        conversation_id: String,
+        now: i64,
+        compose: Arc<Compose>,
+    ) -> StoreResult<Option<String>> {
+        self.write(move |ctx| {
+            let (conversation_id, compose) = (conversation_id.clone(), compose.clone());
+            Box::pin(async move {
+                take_continuity(ctx.db, &conversation_id, now, compose.as_ref()).await
+            })
+        })
+        .await
+    }
+
+    async fn due_emails(&self, now: i64, limit: u32) -> StoreResult<Vec<Outgoing>> {
+        self.read(move |db| Box::pin(async move { due_emails(db, now, limit).await }))
+            .await
+    }
+
+    async fn claim_email(&self, id: String, now: i64, lease_until: i64) -> StoreResult<bool> {
+        self.write(move |ctx| {
+            let id = id.clone();
+            Box::pin(async move { claim(ctx.db, &id, now, lease_until).await })
+        })
+        .await
+    }
+
+    async fn record_email(
+        &self,
+        id: String,
+        state: i64,
+        next_attempt_at: i64,
+        error: String,
+        at: i64,
+    ) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let (id, error) = (id.clone(), error.clone());
+            Box::pin(async move { record(ctx.db, &id, state, next_attempt_at, &error, at).await })
+        })
+        .await
+    }
+
+    async fn conversation_emails(
+        &self,
+        conversation_id: String,
+        domain: String,
+    ) -> StoreResult<Vec<v1::Email>> {
+        self.read(move |db| Box::pin(async move { list(db, &conversation_id, &domain).await }))
+            .await
+    }
+
+    async fn email_opt_out(&self, visitor_id: String) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let visitor_id = visitor_id.clone();
+            Box::pin(async move { opt_out(ctx.db, &visitor_id).await })
+        })
+        .await
+    }
+
+    async fn due_alerts(&self, now: i64, limit: u32) -> StoreResult<Vec<String>> {
+        self.read(move |db| Box::pin(async move { due_alerts(db, now, limit).await }))
+            .await
+    }
+
+    async fn take_alert(
+        &self,
+        conversation_id: String,
+        emails: Vec<NewEmail>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.write(move |ctx| {
+            let (conversation_id, emails) = (conversation_id.clone(), emails.clone());
+            Box::pin(async move { take_alert(ctx.db, &conversation_id, &emails, now).await })
+        })
+        .await
+    }
+
+    async fn digest_sent(&self, site_id: String, day: String) -> StoreResult<bool> {
+        self.read(move |db| Box::pin(async move { digest_sent(db, &site_id, &day).await }))
+            .await
+    }
+
+    async fn record_digest(
+        &self,
+        site_id: String,
+        day: String,
+        emails: Vec<NewEmail>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.write(move |ctx| {
+            let (site_id, day, emails) = (site_id.clone(), day.clone(), emails.clone());
+            Box::pin(async move { record_digest(ctx.db, &site_id, &day, &emails, now).await })
+        })
+        .await
+    }
+
+    async fn set_agent_alerts(&self, agent_id: String, off: bool) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let agent_id = agent_id.clone();
+            Box::pin(async move { set_agent_alerts(ctx.db, &agent_id, off).await })
+        })
+        .await
+    }
+
+    async fn queue_email(&self, e: NewEmail, unless_since: i64) -> StoreResult<bool> {
+        self.write(move |ctx| {
+            let e = e.clone();
+            Box::pin(async move {
+                if unless_since > 0
+                    && recent(ctx.db, &e.conversation_id, &e.kind, unless_since).await?
+                {
+                    return Ok(false);
+                }
+                queue(ctx.db, &e, now_ms()).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
 }

@@ -2,10 +2,12 @@
 //! conversations carry them (the join table, plus the conversation's own `labels` column that
 //! every conversation read returns).
 
+use async_trait::async_trait;
 use wsmschat::v1;
 
 use super::db::{Db, Row, Value};
 use super::sql::CONVERSATION_SELECT;
+use super::sql_store::{Engine, SqlStore};
 use super::{StoreError, StoreResult, join_list};
 use crate::args;
 use crate::util::now_ms;
@@ -241,7 +243,7 @@ pub async fn label_conversation(
             "conversation",
         )
         .await?;
-    Ok(super::sql_store::conversation_from_row(&row))
+    Ok(super::rows::conversation_from_row(&row))
 }
 
 /// Conversations created since `since` per label (of one site, or all with ""), most first.
@@ -266,4 +268,75 @@ pub async fn report(
             conversations: r.u32(2),
         })
         .collect())
+}
+
+// ---------------------------------------------------------------- the store's side
+
+/// Labels and the conversations that carry them.
+#[async_trait]
+pub trait LabelStore: Send + Sync {
+    /// Creates (`create`: the id is new) or changes a label.
+    async fn put_label(&self, label: v1::Label, create: bool) -> StoreResult<v1::Label>;
+    /// Deletes a label; the label and the conversations that carried it.
+    async fn delete_label(&self, id: String) -> StoreResult<(v1::Label, Vec<String>)>;
+    async fn label_by_id(&self, id: &str) -> StoreResult<v1::Label>;
+    async fn list_labels(&self, site_id: &str) -> StoreResult<Vec<v1::Label>>;
+    /// Adds and removes labels of the conversation's site; the conversation after.
+    async fn label_conversation(
+        &self,
+        conversation_id: String,
+        add: Vec<String>,
+        remove: Vec<String>,
+    ) -> StoreResult<v1::Conversation>;
+    /// Conversations created since `since` per label (one site, or all with "").
+    async fn label_report(&self, site_id: String, since: i64) -> StoreResult<Vec<v1::LabelCount>>;
+}
+
+#[async_trait]
+impl<E: Engine> LabelStore for SqlStore<E> {
+    async fn put_label(&self, label: v1::Label, create: bool) -> StoreResult<v1::Label> {
+        self.write(move |ctx| {
+            let label = label.clone();
+            Box::pin(async move { put(ctx.db, &label, create).await })
+        })
+        .await
+    }
+
+    async fn delete_label(&self, id: String) -> StoreResult<(v1::Label, Vec<String>)> {
+        self.write(move |ctx| {
+            let id = id.clone();
+            Box::pin(async move { delete(ctx.db, &id).await })
+        })
+        .await
+    }
+
+    async fn label_by_id(&self, id: &str) -> StoreResult<v1::Label> {
+        let id = id.to_owned();
+        self.read(move |db| Box::pin(async move { load(db, &id).await }))
+            .await
+    }
+
+    async fn list_labels(&self, site_id: &str) -> StoreResult<Vec<v1::Label>> {
+        let site_id = site_id.to_owned();
+        self.read(move |db| Box::pin(async move { list(db, &site_id).await }))
+            .await
+    }
+
+    async fn label_conversation(
+        &self,
+        conversation_id: String,
+        add: Vec<String>,
+        remove: Vec<String>,
+    ) -> StoreResult<v1::Conversation> {
+        self.write(move |ctx| {
+            let (id, add, remove) = (conversation_id.clone(), add.clone(), remove.clone());
+            Box::pin(async move { label_conversation(ctx.db, &id, &add, &remove).await })
+        })
+        .await
+    }
+
+    async fn label_report(&self, site_id: String, since: i64) -> StoreResult<Vec<v1::LabelCount>> {
+        self.read(move |db| Box::pin(async move { report(db, &site_id, since).await }))
+            .await
+    }
 }

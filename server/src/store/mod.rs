@@ -9,14 +9,34 @@
 pub mod blocks;
 pub mod context;
 pub mod db;
+pub mod directory;
 pub mod email;
 pub mod labels;
+pub mod listing;
+pub mod messages;
 pub mod postgres;
+pub mod rows;
 pub mod seed;
 pub mod sql;
 pub mod sql_store;
 pub mod sqlite;
+pub mod uploads;
+pub mod visitors;
 pub mod webhooks;
+pub mod workflow;
+
+pub use blocks::BlockStore;
+pub use context::ContextStore;
+pub use directory::{AgentStore, ApiKeyStore, CannedReplyStore, SiteStore};
+pub use email::EmailStore;
+pub use labels::LabelStore;
+pub use listing::ListingStore;
+pub use messages::MessageStore;
+pub use seed::SeedStore;
+pub use uploads::UploadStore;
+pub use visitors::VisitorStore;
+pub use webhooks::WebhookStore;
+pub use workflow::WorkflowStore;
 
 use async_trait::async_trait;
 use wsmschat::v1;
@@ -251,7 +271,7 @@ pub struct Changed {
 pub struct Total {
     pub count: u32,
     /// `count` is a lower bound: the query's text matched more messages than a search reads
-    /// ([`sql_store::SEARCH_MESSAGES`]), so only the conversations of the newest of them are
+    /// ([`listing::SEARCH_MESSAGES`]), so only the conversations of the newest of them are
     /// listed and counted.
     pub capped: bool,
 }
@@ -343,340 +363,29 @@ pub struct ReportRows {
     pub conversations: Vec<ReportRow>,
 }
 
-/// Everything the server keeps. Implementations: [`sqlite::SqliteStore`].
+/// Everything the server keeps, one trait per aggregate (each in its own file with its SQL,
+/// written once for both engines: [`sql_store::SqlStore`]).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // --- sites
-    async fn create_site(&self, site: v1::Site) -> StoreResult<v1::Site>;
-    async fn update_site(&self, site: v1::Site) -> StoreResult<v1::Site>;
-    async fn list_sites(&self) -> StoreResult<Vec<v1::Site>>;
-    async fn site_by_key(&self, site_key: &str) -> StoreResult<v1::Site>;
-    async fn site_by_id(&self, id: &str) -> StoreResult<v1::Site>;
-
-    // --- agents and their sessions
-    async fn create_agent(&self, agent: v1::Agent, password_hash: String)
-    -> StoreResult<v1::Agent>;
-    /// Replaces name, role, topics, capacity, active; and the password hash when given.
-    async fn update_agent(
-        &self,
-        agent: v1::Agent,
-        password_hash: Option<String>,
-    ) -> StoreResult<v1::Agent>;
-    async fn list_agents(&self) -> StoreResult<Vec<v1::Agent>>;
-    async fn agent_by_email(&self, email: &str) -> StoreResult<AgentRecord>;
-    async fn agent_by_id(&self, id: &str) -> StoreResult<v1::Agent>;
-    async fn create_agent_session(
-        &self,
-        token_hash: String,
-        agent_id: String,
-        expires_at: i64,
-    ) -> StoreResult<()>;
-    /// The agent of a session that has not expired at `now`.
-    async fn agent_by_session(&self, token_hash: &str, now: i64) -> StoreResult<(v1::Agent, i64)>;
-    async fn delete_agent_session(&self, token_hash: String) -> StoreResult<()>;
-
-    // --- API keys
-    async fn create_api_key(&self, key: v1::ApiKey, secret_hash: String)
-    -> StoreResult<v1::ApiKey>;
-    async fn list_api_keys(&self) -> StoreResult<Vec<v1::ApiKey>>;
-    async fn revoke_api_key(&self, id: String) -> StoreResult<()>;
-    async fn api_key_by_secret_hash(&self, secret_hash: &str) -> StoreResult<ApiKeyRecord>;
-
-    // --- visitors
-    /// Finds (by verified user id, else by token) or creates the visitor; stores the new token.
-    async fn upsert_visitor(&self, upsert: VisitorUpsert) -> StoreResult<v1::Visitor>;
-    async fn visitor_by_token(&self, token_hash: &str) -> StoreResult<v1::Visitor>;
-    async fn visitor_by_id(&self, id: &str) -> StoreResult<v1::Visitor>;
-    async fn delete_visitor_token(&self, token_hash: String) -> StoreResult<()>;
-    /// Deletes up to `limit` anonymous visitors without conversations last seen before
-    /// `seen_before_ms`, with their tokens; returns how many.
-    async fn purge_idle_visitors(&self, seen_before_ms: i64, limit: u32) -> StoreResult<u64>;
-
-    // --- conversations and messages
-    /// Appends a message durably (group-committed), assigning the next seq; idempotent on
-    /// `(author_key, client_msg_id)`. Returns after commit.
-    async fn append_message(&self, message: NewMessage) -> StoreResult<Appended>;
-    async fn conversation(&self, id: &str) -> StoreResult<v1::Conversation>;
-    /// Conversations newest activity first, and the number matching the filter.
-    async fn list_conversations(
-        &self,
-        filter: ConversationFilter,
-    ) -> StoreResult<(Vec<v1::Conversation>, Total)>;
-    /// Messages with seq < before (0 = newest), up to limit, ascending; and whether older exist.
-    async fn history(
-        &self,
-        conversation_id: &str,
-        before_seq: u64,
-        limit: u32,
-        with_notes: bool,
-    ) -> StoreResult<(Vec<v1::Message>, bool)>;
-    /// Messages with seq > after_seq, ascending, at most limit.
-    async fn messages_after(
-        &self,
-        conversation_id: &str,
-        after_seq: u64,
-        limit: u32,
-        with_notes: bool,
-    ) -> StoreResult<Vec<v1::Message>>;
-
-    // --- workflow
-    /// Assigns (status open) and writes the system message; None when no candidate fits.
-    async fn assign(
-        &self,
-        conversation_id: String,
-        target: AssignTarget,
-    ) -> StoreResult<Option<Changed>>;
-    /// Open conversations (of sites with auto-resolve) whose customer has not answered a staff
-    /// reply for the site's hours at `now`, longest idle first.
-    async fn idle_conversations(&self, now: i64, limit: u32) -> StoreResult<Vec<String>>;
-    /// Resolves the conversation if it is still idle (checked with its row locked).
-    async fn resolve_idle(&self, conversation_id: String, now: i64)
-    -> StoreResult<Option<Changed>>;
-    /// Resolves an open or queued conversation and writes the system message.
-    async fn resolve(&self, conversation_id: String) -> StoreResult<Changed>;
-    /// Snoozes an open conversation until `until` ms (0: the customer's next message), or
-    /// ends its snooze (None). The conversation after the change.
-    async fn snooze(
-        &self,
-        conversation_id: String,
-        until: Option<i64>,
-    ) -> StoreResult<v1::Conversation>;
-    /// Ends the snoozes due at `now` (at most `limit`): the conversations woken.
-    async fn wake_snoozed(&self, now: i64, limit: u32) -> StoreResult<Vec<v1::Conversation>>;
-    /// Reopens a resolved conversation (queued again) and writes the system message.
-    async fn reopen(&self, conversation_id: String) -> StoreResult<Changed>;
-    /// Rates a resolved conversation.
-    async fn rate(
-        &self,
-        conversation_id: String,
-        score: u32,
-        comment: String,
-    ) -> StoreResult<Changed>;
-    /// Raises the visitor's or agent side's read mark (never lowers it).
-    async fn mark_read(
-        &self,
-        conversation_id: String,
-        by_visitor: bool,
-        seq: u64,
-    ) -> StoreResult<v1::Conversation>;
-    /// Queued conversations of these topics (any site; no topics: every topic), oldest first
-    /// (by `queued_at`, then id), at most `limit`. Positions are not filled in (see core::queue).
-    async fn queued(&self, topics: Vec<String>, limit: u32) -> StoreResult<Vec<v1::Conversation>>;
-    /// Open conversations per agent.
-    async fn agent_loads(&self) -> StoreResult<Vec<(String, u32)>>;
-
-    // --- uploaded files
-    /// The stored value of a shared secret, storing `candidate` if there is none yet (every
-    /// node of a cluster ends up with the first one written).
-    async fn shared_secret(&self, name: String, candidate: String) -> StoreResult<String>;
-    /// Records an upload whose bytes are durably stored.
-    async fn create_upload(&self, upload: UploadRecord) -> StoreResult<()>;
-    async fn upload_by_id(&self, id: &str) -> StoreResult<UploadRecord>;
-    /// A conversation's attached files with their messages' authors, newest first (notes'
-    /// only `with_notes`); links not signed.
-    async fn conversation_uploads(
-        &self,
-        conversation_id: &str,
-        with_notes: bool,
-    ) -> StoreResult<Vec<v1::ConversationFile>>;
-    /// Uploads never attached and created before `before`, oldest first, at most `limit`.
-    async fn stale_uploads(&self, before: i64, limit: u32) -> StoreResult<Vec<UploadRecord>>;
-    /// Attached files not deleted yet whose conversation was resolved longer ago than its
-    /// site's retention (sites with a retention only), at most `limit`.
-    async fn expired_uploads(&self, now: i64, limit: u32) -> StoreResult<Vec<UploadRecord>>;
-    /// Deletes unattached upload rows (their bytes are gone already).
-    async fn delete_uploads(&self, ids: Vec<String>) -> StoreResult<()>;
-    /// Marks attached files deleted (their bytes are gone; the metadata stays on messages).
-    async fn mark_uploads_deleted(&self, ids: Vec<String>, at: i64) -> StoreResult<()>;
-    /// Files kept and their bytes (metrics).
-    async fn upload_totals(&self) -> StoreResult<(u64, u64)>;
-
-    // --- webhooks (see [`webhooks`])
-    async fn create_webhook(
-        &self,
-        endpoint: v1::WebhookEndpoint,
-        secret: String,
-    ) -> StoreResult<v1::WebhookEndpoint>;
-    /// Replaces url, events, description, enabled; and the secret when given.
-    async fn update_webhook(
-        &self,
-        endpoint: v1::WebhookEndpoint,
-        secret: Option<String>,
-    ) -> StoreResult<v1::WebhookEndpoint>;
-    async fn delete_webhook(&self, id: String) -> StoreResult<()>;
-    async fn webhook(&self, id: &str) -> StoreResult<v1::WebhookEndpoint>;
-    async fn list_webhooks(&self, site_id: Option<String>)
-    -> StoreResult<Vec<v1::WebhookEndpoint>>;
-    /// Enabled webhook endpoints.
-    async fn enabled_webhooks(&self) -> StoreResult<Vec<String>>;
-    /// An endpoint's deliveries to attempt now (per conversation only the oldest pending).
-    async fn due_webhook_deliveries(
-        &self,
-        endpoint_id: String,
-        now: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<webhooks::DueDelivery>>;
-    /// Takes deliveries for one attempt each (one transaction); which were taken (another
-    /// node may hold some).
-    async fn claim_webhook_deliveries(
-        &self,
-        keys: Vec<(String, String)>,
-        now: i64,
-        lease_until: i64,
-    ) -> StoreResult<Vec<bool>>;
-    /// Records attempts (one transaction); the reason when the endpoint got disabled.
-    async fn record_webhook_attempts(
-        &self,
-        attempts: Vec<(String, String, webhooks::Attempt)>,
-        disable_after_ms: i64,
-    ) -> StoreResult<Option<String>>;
-    async fn list_webhook_deliveries(
-        &self,
-        endpoint_id: String,
-        state: Option<i64>,
-        before: (i64, String),
-        limit: u32,
-    ) -> StoreResult<Vec<v1::WebhookDelivery>>;
-    /// Queues deliveries again; how many.
-    async fn resend_webhook_deliveries(
-        &self,
-        endpoint_id: String,
-        event_ids: Vec<String>,
-        all_failed: bool,
-        now: i64,
-    ) -> StoreResult<u32>;
-
-    // --- blocks and the audit log (see [`blocks`])
-    /// Stores a block and holds off the visitors it names; the block and those visitors.
-    async fn create_block(
-        &self,
-        block: v1::Block,
-        network: Option<ipnet::IpNet>,
-    ) -> StoreResult<(v1::Block, Vec<String>)>;
-    /// Lifts a block; the block and the visitors it held.
-    async fn delete_block(
-        &self,
-        id: String,
-        actor: blocks::Actor,
-    ) -> StoreResult<(v1::Block, Vec<String>)>;
-    async fn block_by_id(&self, id: &str) -> StoreResult<v1::Block>;
-    async fn list_blocks(&self, site_id: &str) -> StoreResult<Vec<v1::Block>>;
-    /// A block of the site on the email or a network containing the address.
-    async fn matching_block(
-        &self,
-        site_id: &str,
-        email: &str,
-        ip: Option<std::net::IpAddr>,
-    ) -> StoreResult<Option<v1::Block>>;
-    async fn audit_log(
-        &self,
-        site_id: &str,
-        before_ms: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<v1::AuditEntry>>;
-
-    // --- labels (see [`labels`])
-    /// Creates (`create`: the id is new) or changes a label.
-    async fn put_label(&self, label: v1::Label, create: bool) -> StoreResult<v1::Label>;
-    /// Deletes a label; the label and the conversations that carried it.
-    async fn delete_label(&self, id: String) -> StoreResult<(v1::Label, Vec<String>)>;
-    async fn label_by_id(&self, id: &str) -> StoreResult<v1::Label>;
-    async fn list_labels(&self, site_id: &str) -> StoreResult<Vec<v1::Label>>;
-    /// Adds and removes labels of the conversation's site; the conversation after.
-    async fn label_conversation(
-        &self,
-        conversation_id: String,
-        add: Vec<String>,
-        remove: Vec<String>,
-    ) -> StoreResult<v1::Conversation>;
-    /// Conversations created since `since` per label (one site, or all with "").
-    async fn label_report(&self, site_id: String, since: i64) -> StoreResult<Vec<v1::LabelCount>>;
-
-    // --- benchmarks (see [`seed`])
-    /// Writes synthetic visitors, conversations and messages in one transaction.
-    async fn seed_history(
-        &self,
-        site_id: String,
-        conversations: Vec<seed::SeedConversation>,
-    ) -> StoreResult<()>;
-
-    // --- customer context (see [`context`])
-    /// Sets and removes validated attribute values in one transaction.
-    async fn set_attributes(
-        &self,
-        write: context::AttributeWrite,
-    ) -> StoreResult<context::AttributesWritten>;
-    /// Adds a page to a visitor's trail; the visitor, and whether they have a conversation
-    /// that is not resolved.
-    async fn track_page(
-        &self,
-        visitor_id: String,
-        page: v1::PageView,
-    ) -> StoreResult<(v1::Visitor, bool)>;
-
-    // --- email (see [`email`])
-    /// Conversations whose continuity email is due.
-    async fn due_continuity(&self, now: i64, limit: u32) -> StoreResult<Vec<String>>;
-    /// Turns a due pending row into an email (see [`email::take_continuity`]).
-    async fn take_continuity(
-        &self,
-        conversation_id: String,
-        now: i64,
-        compose: std::sync::Arc<email::Compose>,
-    ) -> StoreResult<Option<String>>;
-    async fn due_emails(&self, now: i64, limit: u32) -> StoreResult<Vec<email::Outgoing>>;
-    async fn claim_email(&self, id: String, now: i64, lease_until: i64) -> StoreResult<bool>;
-    async fn record_email(
-        &self,
-        id: String,
-        state: i64,
-        next_attempt_at: i64,
-        error: String,
-        at: i64,
-    ) -> StoreResult<()>;
-    /// A conversation's emails, newest first (`domain` for their Message-IDs).
-    async fn conversation_emails(
-        &self,
-        conversation_id: String,
-        domain: String,
-    ) -> StoreResult<Vec<v1::Email>>;
-    /// The visitor unsubscribed: no more email to them.
-    async fn email_opt_out(&self, visitor_id: String) -> StoreResult<()>;
-    /// Conversations whose agent alert is due.
-    async fn due_alerts(&self, now: i64, limit: u32) -> StoreResult<Vec<String>>;
-    /// Takes a due alert with its emails (see [`email::take_alert`]).
-    async fn take_alert(
-        &self,
-        conversation_id: String,
-        emails: Vec<email::NewEmail>,
-        now: i64,
-    ) -> StoreResult<bool>;
-    /// Whether a site's digest of a day ("YYYY-MM-DD") was sent.
-    async fn digest_sent(&self, site_id: String, day: String) -> StoreResult<bool>;
-    /// Records a site's digest with its emails; false when it was sent already.
-    async fn record_digest(
-        &self,
-        site_id: String,
-        day: String,
-        emails: Vec<email::NewEmail>,
-        now: i64,
-    ) -> StoreResult<bool>;
-    /// An agent's own alert preference.
-    async fn set_agent_alerts(&self, agent_id: String, off: bool) -> StoreResult<()>;
-    /// Queues an email unless one of its kind about its conversation was queued since
-    /// `unless_since` (0: always); whether it was queued.
-    async fn queue_email(&self, email: email::NewEmail, unless_since: i64) -> StoreResult<bool>;
-
-    // --- canned replies
-    async fn put_canned_reply(&self, reply: v1::CannedReply) -> StoreResult<v1::CannedReply>;
-    async fn delete_canned_reply(&self, id: String) -> StoreResult<()>;
-    async fn list_canned_replies(
-        &self,
-        site_id: Option<String>,
-    ) -> StoreResult<Vec<v1::CannedReply>>;
-
-    // --- reports and health
-    async fn report_rows(&self, site_id: String, since: i64) -> StoreResult<ReportRows>;
+pub trait Store:
+    SiteStore
+    + AgentStore
+    + ApiKeyStore
+    + VisitorStore
+    + MessageStore
+    + ListingStore
+    + WorkflowStore
+    + UploadStore
+    + WebhookStore
+    + BlockStore
+    + LabelStore
+    + SeedStore
+    + ContextStore
+    + EmailStore
+    + CannedReplyStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Cheap round trip to the database (readiness).
     async fn ping(&self) -> StoreResult<()>;
     /// Stops taking writes and commits what is queued (shutdown).

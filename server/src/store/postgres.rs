@@ -1,7 +1,7 @@
 //! The PostgreSQL engine, for several server nodes sharing one database: a connection pool for
 //! reads, and a writer task per node that group-commits like the SQLite one.
 //!
-//! Correctness across nodes comes from the database's row locks (see `sql_store`), not from
+//! Correctness across nodes comes from the database's row locks (see `store/messages.rs` and `store/workflow.rs`), not from
 //! anything in this process. A batch that loses a deadlock or serialization race against
 //! another node is rolled back and its jobs are re-run one transaction each (up to
 //! `RETRIES` times), so one conflict does not fail the other jobs of the batch.

@@ -5,11 +5,15 @@
 //! `last_preview`, read marks, first-response times), and the search index fills through the
 //! same trigger (SQLite) or index (PostgreSQL) as for live messages. Never called by a server.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use wsmschat::v1;
 
 use super::StoreResult;
 use super::db::{Db, Value};
 use super::sql::PREVIEW_CHARS;
+use super::sql_store::{Engine, SqlStore};
 
 /// One visitor with one resolved conversation.
 pub struct SeedConversation {
@@ -326,4 +330,33 @@ fn the_history_has_the_asked_for_size_and_one_big_conversation() {
             .windows(2)
             .all(|w| w[0].created_at < w[1].created_at)
     }));
+}
+
+// ---------------------------------------------------------------- the store's side
+
+/// Synthetic history for benchmarks.
+#[async_trait]
+pub trait SeedStore: Send + Sync {
+    /// Writes synthetic visitors, conversations and messages in one transaction.
+    async fn seed_history(
+        &self,
+        site_id: String,
+        conversations: Vec<SeedConversation>,
+    ) -> StoreResult<()>;
+}
+
+#[async_trait]
+impl<E: Engine> SeedStore for SqlStore<E> {
+    async fn seed_history(
+        &self,
+        site_id: String,
+        conversations: Vec<SeedConversation>,
+    ) -> StoreResult<()> {
+        let conversations = Arc::new(conversations);
+        self.write(move |ctx| {
+            let (site_id, conversations) = (site_id.clone(), conversations.clone());
+            Box::pin(async move { write(ctx.db, &site_id, &conversations).await })
+        })
+        .await
+    }
 }

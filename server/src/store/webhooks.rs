@@ -5,9 +5,11 @@
 //! delivered if and only if what made it was committed. A site without endpoints pays one
 //! `INSERT ... SELECT` that selects nothing.
 
+use async_trait::async_trait;
 use wsmschat::v1;
 
 use super::db::{Db, Row};
+use super::sql_store::{Engine, SqlStore};
 use super::{StoreError, StoreResult};
 use crate::args;
 use crate::util::now_ms;
@@ -559,4 +561,182 @@ pub async fn resend(
             .await?;
     }
     Ok(n as u32)
+}
+
+// ---------------------------------------------------------------- the store's side
+
+/// Webhook endpoints and their delivery queue.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    async fn create_webhook(
+        &self,
+        endpoint: v1::WebhookEndpoint,
+        secret: String,
+    ) -> StoreResult<v1::WebhookEndpoint>;
+    /// Replaces url, events, description, enabled; and the secret when given.
+    async fn update_webhook(
+        &self,
+        endpoint: v1::WebhookEndpoint,
+        secret: Option<String>,
+    ) -> StoreResult<v1::WebhookEndpoint>;
+    async fn delete_webhook(&self, id: String) -> StoreResult<()>;
+    async fn webhook(&self, id: &str) -> StoreResult<v1::WebhookEndpoint>;
+    async fn list_webhooks(&self, site_id: Option<String>)
+    -> StoreResult<Vec<v1::WebhookEndpoint>>;
+    /// Enabled webhook endpoints.
+    async fn enabled_webhooks(&self) -> StoreResult<Vec<String>>;
+    /// An endpoint's deliveries to attempt now (per conversation only the oldest pending).
+    async fn due_webhook_deliveries(
+        &self,
+        endpoint_id: String,
+        now: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DueDelivery>>;
+    /// Takes deliveries for one attempt each (one transaction); which were taken (another
+    /// node may hold some).
+    async fn claim_webhook_deliveries(
+        &self,
+        keys: Vec<(String, String)>,
+        now: i64,
+        lease_until: i64,
+    ) -> StoreResult<Vec<bool>>;
+    /// Records attempts (one transaction); the reason when the endpoint got disabled.
+    async fn record_webhook_attempts(
+        &self,
+        attempts: Vec<(String, String, Attempt)>,
+        disable_after_ms: i64,
+    ) -> StoreResult<Option<String>>;
+    async fn list_webhook_deliveries(
+        &self,
+        endpoint_id: String,
+        state: Option<i64>,
+        before: (i64, String),
+        limit: u32,
+    ) -> StoreResult<Vec<v1::WebhookDelivery>>;
+    /// Queues deliveries again; how many.
+    async fn resend_webhook_deliveries(
+        &self,
+        endpoint_id: String,
+        event_ids: Vec<String>,
+        all_failed: bool,
+        now: i64,
+    ) -> StoreResult<u32>;
+}
+
+#[async_trait]
+impl<E: Engine> WebhookStore for SqlStore<E> {
+    async fn create_webhook(
+        &self,
+        endpoint: v1::WebhookEndpoint,
+        secret: String,
+    ) -> StoreResult<v1::WebhookEndpoint> {
+        self.write(move |ctx| {
+            let (endpoint, secret) = (endpoint.clone(), secret.clone());
+            Box::pin(async move { create_endpoint(ctx.db, &endpoint, &secret).await })
+        })
+        .await
+    }
+
+    async fn update_webhook(
+        &self,
+        endpoint: v1::WebhookEndpoint,
+        secret: Option<String>,
+    ) -> StoreResult<v1::WebhookEndpoint> {
+        self.write(move |ctx| {
+            let (endpoint, secret) = (endpoint.clone(), secret.clone());
+            Box::pin(async move { update_endpoint(ctx.db, &endpoint, secret.as_deref()).await })
+        })
+        .await
+    }
+
+    async fn delete_webhook(&self, id: String) -> StoreResult<()> {
+        self.write(move |ctx| {
+            let id = id.clone();
+            Box::pin(async move { delete_endpoint(ctx.db, &id).await })
+        })
+        .await
+    }
+
+    async fn webhook(&self, id: &str) -> StoreResult<v1::WebhookEndpoint> {
+        let id = id.to_owned();
+        self.read(move |db| Box::pin(async move { load_endpoint(db, &id).await }))
+            .await
+    }
+
+    async fn list_webhooks(
+        &self,
+        site_id: Option<String>,
+    ) -> StoreResult<Vec<v1::WebhookEndpoint>> {
+        self.read(move |db| Box::pin(async move { list_endpoints(db, site_id.as_deref()).await }))
+            .await
+    }
+
+    async fn enabled_webhooks(&self) -> StoreResult<Vec<String>> {
+        self.read(move |db| Box::pin(async move { enabled_endpoints(db).await }))
+            .await
+    }
+
+    async fn due_webhook_deliveries(
+        &self,
+        endpoint_id: String,
+        now: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DueDelivery>> {
+        self.read(move |db| Box::pin(async move { due(db, &endpoint_id, now, limit).await }))
+            .await
+    }
+
+    async fn claim_webhook_deliveries(
+        &self,
+        keys: Vec<(String, String)>,
+        now: i64,
+        lease_until: i64,
+    ) -> StoreResult<Vec<bool>> {
+        self.write(move |ctx| {
+            let keys = keys.clone();
+            Box::pin(async move { claim_batch(ctx.db, &keys, now, lease_until).await })
+        })
+        .await
+    }
+
+    async fn record_webhook_attempts(
+        &self,
+        attempts: Vec<(String, String, Attempt)>,
+        disable_after_ms: i64,
+    ) -> StoreResult<Option<String>> {
+        self.write(move |ctx| {
+            let attempts = attempts.clone();
+            Box::pin(async move { record_batch(ctx.db, &attempts, disable_after_ms).await })
+        })
+        .await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        endpoint_id: String,
+        state: Option<i64>,
+        before: (i64, String),
+        limit: u32,
+    ) -> StoreResult<Vec<v1::WebhookDelivery>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                list_deliveries(db, &endpoint_id, state, (before.0, &before.1), limit).await
+            })
+        })
+        .await
+    }
+
+    async fn resend_webhook_deliveries(
+        &self,
+        endpoint_id: String,
+        event_ids: Vec<String>,
+        all_failed: bool,
+        now: i64,
+    ) -> StoreResult<u32> {
+        self.write(move |ctx| {
+            let (endpoint_id, event_ids) = (endpoint_id.clone(), event_ids.clone());
+            Box::pin(async move { resend(ctx.db, &endpoint_id, &event_ids, all_failed, now).await })
+        })
+        .await
+    }
 }
