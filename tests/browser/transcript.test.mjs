@@ -274,7 +274,7 @@ test('console settings: my alert emails off survives a reload; the team address 
 
 // The console shows the agent as the server's Login answer has them: after a new login (another
 // browser, or after logging out) the checkbox must show the state saved on the server. The
-// server's store reads the agent of a login with `agent_by_email` (server/src/store/sql_store.rs),
+// server's store reads the agent of a login with `agent_by_email` (server/src/store/directory.rs),
 // whose SELECT once had password_hash where agent_from_row reads email_alerts_off (column 8):
 // the Login answer always said emailAlertsOff = false.
 test('a new login shows my alert emails as saved on the server', async () => {

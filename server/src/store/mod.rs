@@ -11,6 +11,7 @@ pub mod context;
 pub mod db;
 pub mod directory;
 pub mod email;
+pub mod group_commit;
 pub mod labels;
 pub mod listing;
 pub mod messages;

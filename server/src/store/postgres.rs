@@ -3,12 +3,12 @@
 //!
 //! Correctness across nodes comes from the database's row locks (see `store/messages.rs` and `store/workflow.rs`), not from
 //! anything in this process. A batch that loses a deadlock or serialization race against
-//! another node is rolled back and its jobs are re-run one transaction each (up to
-//! `RETRIES` times), so one conflict does not fail the other jobs of the batch.
+//! another node is rolled back and its jobs are re-run one transaction each (the shared
+//! writer in `group_commit.rs`), so one conflict does not fail the other jobs of the batch.
 
 use std::error::Error as StdError;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
@@ -17,15 +17,16 @@ use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
-use super::db::{Db, EngineKind, Job, Row, Value, WriteCtx, run_jobs};
+use super::db::{Db, EngineKind, Job, Row, Value};
+use super::group_commit::{self, GroupCommit, Transactions};
 use super::sql_store::{Engine, ReadJob, SqlStore, migrate};
 use super::{CommitSink, Committed, StoreError, StoreResult};
 use crate::metrics::Metrics;
 
 /// Largest number of jobs in one transaction.
 const MAX_BATCH: usize = 512;
-/// Tries of a job that keeps losing conflicts against other nodes.
-const RETRIES: usize = 5;
+/// Longest wait for more jobs before a commit (see [`GroupCommit`]).
+const MAX_LINGER: Duration = Duration::ZERO;
 /// Lock id that serialises migrations between nodes starting together.
 const MIGRATION_LOCK: i64 = 0x7773_6d73_6368_6174; // "wsmschat"
 
@@ -238,25 +239,19 @@ impl Engine for PostgresEngine {
     }
 }
 
-/// One transaction running `jobs`; returns the messages it wrote.
-async fn run_batch(pool: &Pool, jobs: &[Job]) -> StoreResult<Vec<Committed>> {
-    let client = pool.get().await.map_err(pool_err)?;
-    let mut db = PgDb(&client);
-    let mut ctx = WriteCtx {
-        db: &mut db,
-        emitted: Vec::new(),
-    };
-    ctx.db.batch("BEGIN").await?;
-    let result = async {
-        run_jobs(&mut ctx, jobs).await?;
-        ctx.db.batch("COMMIT").await
+/// The writer task's side: a pooled connection per transaction, for the shared [`GroupCommit`].
+struct PgWriter(Pool);
+
+#[async_trait]
+impl Transactions for PgWriter {
+    async fn transaction(&mut self, jobs: &[Job]) -> StoreResult<Vec<Committed>> {
+        let client = self.0.get().await.map_err(pool_err)?;
+        group_commit::transaction(&mut PgDb(&client), "BEGIN", jobs).await
     }
-    .await;
-    if let Err(e) = result {
-        let _ = ctx.db.batch("ROLLBACK").await;
-        return Err(e);
+
+    async fn pause(&mut self, pause: Duration) {
+        tokio::time::sleep(pause).await;
     }
-    Ok(ctx.emitted)
 }
 
 async fn writer_loop(
@@ -266,55 +261,25 @@ async fn writer_loop(
     metrics: Arc<Metrics>,
     done: std::sync::mpsc::Sender<()>,
 ) {
+    let mut writer = PgWriter(pool);
+    let mut commits = GroupCommit::new(sink, metrics, MAX_BATCH, MAX_LINGER);
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
+        let linger_until = tokio::time::Instant::from_std(commits.linger_until());
+        while batch.len() < commits.max_batch() {
             match rx.try_recv() {
                 Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let started = Instant::now();
-        match run_batch(&pool, &batch).await {
-            Ok(emitted) => {
-                metrics.observe_batch(batch.len(), started.elapsed());
-                if !emitted.is_empty() {
-                    sink.committed(&emitted);
-                }
-                for job in batch.drain(..) {
-                    (job.complete)(Ok(()));
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, jobs = batch.len(), "Write batch failed; retrying its jobs one by one");
-                for job in batch.drain(..) {
-                    let jobs = [job];
-                    let mut result = Err(StoreError::internal("not run"));
-                    for attempt in 0..RETRIES {
-                        result = run_batch(&pool, &jobs).await;
-                        match &result {
-                            Err(StoreError::Busy(_)) | Err(StoreError::Internal(_))
-                                if attempt + 1 < RETRIES =>
-                            {
-                                tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
-                            }
-                            _ => break,
-                        }
-                    }
-                    let [job] = jobs;
-                    match result {
-                        Ok(emitted) => {
-                            if !emitted.is_empty() {
-                                sink.committed(&emitted);
-                            }
-                            (job.complete)(Ok(()));
-                        }
-                        Err(e) => (job.complete)(Err(e)),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(linger_until, rx.recv()).await {
+                        Ok(Some(job)) => batch.push(job),
+                        _ => break,
                     }
                 }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
             }
         }
+        commits.commit(&mut writer, &mut batch).await;
     }
     let _ = done.send(());
     tracing::debug!("PostgreSQL writer stopped");

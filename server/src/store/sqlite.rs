@@ -17,16 +17,17 @@ use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use tokio::sync::Semaphore;
 
-use super::db::{Db, EngineKind, Job, Row, Value, WriteCtx, run_jobs};
+use super::db::{Db, EngineKind, Job, Row, Value};
+use super::group_commit::{self, GroupCommit, Transactions};
 use super::sql_store::{Engine, ReadJob, SqlStore, migrate};
-use super::{CommitSink, StoreError, StoreResult};
+use super::{CommitSink, Committed, StoreError, StoreResult};
 use crate::metrics::Metrics;
 
 /// Largest number of jobs in one transaction.
 const MAX_BATCH: usize = 1024;
 /// Reader connections.
 const READERS: usize = 4;
-/// Longest wait for more jobs before a commit (see `writer_loop`).
+/// Longest wait for more jobs before a commit (see [`GroupCommit`]).
 const MAX_LINGER: Duration = Duration::from_micros(500);
 /// How often the checkpointer copies the WAL back into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
@@ -255,20 +256,34 @@ fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
     }
 }
 
+/// The writer thread's connection, for the shared [`GroupCommit`].
+struct SqliteWriter(Connection);
+
+#[async_trait]
+impl Transactions for SqliteWriter {
+    async fn transaction(&mut self, jobs: &[Job]) -> StoreResult<Vec<Committed>> {
+        // IMMEDIATE: take the write lock at BEGIN (the checkpointer and readers never write).
+        group_commit::transaction(&mut SqliteDb(&mut self.0), "BEGIN IMMEDIATE", jobs).await
+    }
+
+    async fn pause(&mut self, pause: Duration) {
+        std::thread::sleep(pause);
+    }
+}
+
 fn writer_loop(
-    mut conn: Connection,
+    conn: Connection,
     rx: mpsc::Receiver<Job>,
     sink: Arc<dyn CommitSink>,
     metrics: Arc<Metrics>,
 ) {
+    let mut writer = SqliteWriter(conn);
+    let mut commits = GroupCommit::new(sink, metrics, MAX_BATCH, MAX_LINGER);
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    // How long the last commit took: under load, waiting about that long for more jobs turns
-    // many tiny commits (one WAL write + fsync each) into one, for a bounded latency cost.
-    let mut last_commit = Duration::ZERO;
     while let Ok(first) = rx.recv() {
         batch.push(first);
-        let linger_until = Instant::now() + last_commit.min(MAX_LINGER);
-        while batch.len() < MAX_BATCH {
+        let linger_until = commits.linger_until();
+        while batch.len() < commits.max_batch() {
             match rx.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(mpsc::TryRecvError::Empty) => {
@@ -284,38 +299,7 @@ fn writer_loop(
                 Err(mpsc::TryRecvError::Disconnected) => break,
             }
         }
-        let started = Instant::now();
-        let mut db = SqliteDb(&mut conn);
-        let mut ctx = WriteCtx {
-            db: &mut db,
-            emitted: Vec::new(),
-        };
-        let result = futures_executor::block_on(async {
-            ctx.db.batch("BEGIN IMMEDIATE").await?;
-            if let Err(e) = run_jobs(&mut ctx, &batch).await {
-                let _ = ctx.db.batch("ROLLBACK").await;
-                return Err(e);
-            }
-            if let Err(e) = ctx.db.batch("COMMIT").await {
-                let _ = ctx.db.batch("ROLLBACK").await;
-                return Err(e);
-            }
-            Ok(())
-        });
-        if let Err(error) = &result {
-            tracing::error!(%error, "Write batch failed");
-        }
-        last_commit = started.elapsed();
-        metrics.observe_batch(batch.len(), last_commit);
-        if result.is_ok() && !ctx.emitted.is_empty() {
-            sink.committed(&ctx.emitted);
-        }
-        for job in batch.drain(..) {
-            (job.complete)(match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(e.clone()),
-            });
-        }
+        futures_executor::block_on(commits.commit(&mut writer, &mut batch));
     }
     tracing::debug!("SQLite writer stopped");
 }
