@@ -492,3 +492,76 @@ async fn a_busy_inbox_stream_coalesces_writes_but_never_holds_the_first_event_or
     }
     server.stop().await;
 }
+
+/// A holding inbox stream leaves its queue unread until the hold ends (one wake per hold, not
+/// one per event): a burst far larger than a visitor stream's queue (256) arriving during one
+/// hold is delivered whole and in order when the hold ends, not dropped as a lagging stream.
+#[tokio::test]
+async fn a_burst_during_an_inbox_hold_is_delivered_whole_not_dropped_as_lagging() {
+    let window = Duration::from_millis(1_500);
+    let server = TestServer::start_with(wsmschat_server::core::CoreConfig {
+        inbox_coalesce: window,
+        ..test_core_config()
+    })
+    .await;
+    let (_, visitor) = server.visitor("Burst").await;
+    let key = server.service_key().await;
+    let mut chat = server.chat().await;
+    let (conv, _) = start_conversation(&mut chat, &visitor, "Order", "hello").await;
+    let mut inbox = ChatStream::open(
+        &mut chat,
+        &key,
+        v1::Subscription {
+            cursors: vec![],
+            inbox: true,
+        },
+    )
+    .await;
+    tokio::time::sleep(window + Duration::from_millis(200)).await;
+    // The first event goes at once and opens a hold; the burst lands in the hold.
+    publish(&mut chat, &key, send(&conv, "", &uuid(), "first"))
+        .await
+        .unwrap();
+    let burst = 1_000u64;
+    let started = std::time::Instant::now();
+    let sends = (0..burst).map(|i| {
+        let mut chat = chat.clone();
+        let key = key.clone();
+        let conv = conv.clone();
+        async move {
+            publish(&mut chat, &key, send(&conv, "", &uuid(), &format!("b{i}")))
+                .await
+                .unwrap()
+                .seq
+        }
+    });
+    let last = futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .max()
+        .unwrap();
+    assert!(
+        started.elapsed() < window,
+        "the burst must land within one hold to test it ({:?})",
+        started.elapsed()
+    );
+    let mut expected = 0;
+    loop {
+        match inbox.next().await {
+            Se::Message(m) => {
+                if expected == 0 {
+                    assert_eq!(m.text, "first");
+                } else {
+                    assert_eq!(m.seq, expected + 1, "in order, none missing");
+                }
+                expected = m.seq;
+                if m.seq == last {
+                    break;
+                }
+            }
+            Se::ResyncRequired(r) => panic!("the inbox was dropped as lagging: {}", r.reason),
+            _ => {}
+        }
+    }
+    server.stop().await;
+}
