@@ -116,7 +116,9 @@ struct Coalesce {
     holding: bool,
 }
 
-/// Events a coalescing stream holds at most before it writes anyway.
+/// Events a coalescing stream holds at most before it writes anyway. While it holds it does
+/// not read its queue, so this bounds what it took in before the hold began (the queue's
+/// depth, `hub::INBOX_STREAM_QUEUE`, bounds the hold itself).
 const COALESCE_MAX: usize = 128;
 
 impl Drop for State {
