@@ -600,7 +600,7 @@ async fn waiting_visitors_are_told_their_new_position_and_the_inbox_is_not() {
 
 /// Search reads indexes (migrations 0015, 0016): a visitor found by the name it has now, not
 /// by one it had; a word in more messages than a search reads (`SEARCH_MESSAGES`) gives a full
-/// page and a capped total; a rare one an exact total.
+/// page and a capped total, its newest matches first; a rare one an exact total.
 #[tokio::test]
 async fn search_finds_current_names_and_caps_common_words() {
     let server = TestServer::start().await;
@@ -660,9 +660,20 @@ async fn search_finds_current_names_and_caps_common_words() {
     )
     .await
     .unwrap();
+    // The newest matches are what a capped search reads (PostgreSQL walks them newest first
+    // for a word this common, 0017): a message sent now puts its conversation first.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    publish(
+        &mut chat.clone(),
+        &token,
+        send(&conv, "", &uuid(), "Where is my ORDER?"),
+    )
+    .await
+    .unwrap();
     let common = list("order").await;
     assert!(common.total_capped, "total {}", common.total);
     assert_eq!(common.conversations.len(), 50);
+    assert_eq!(common.conversations[0].id, conv, "the newest match first");
     assert!(
         common.total >= 50 && common.total <= 1_000,
         "{}",

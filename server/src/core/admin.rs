@@ -232,6 +232,7 @@ impl Core {
             i = end;
             progress(i);
         }
+        self.store.analyze_seeded().await?;
         Ok(site.id)
     }
 

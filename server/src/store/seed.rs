@@ -343,6 +343,11 @@ pub trait SeedStore: Send + Sync {
         site_id: String,
         conversations: Vec<SeedConversation>,
     ) -> StoreResult<()>;
+    /// After a seed: PostgreSQL gathers the planner's statistics (`ANALYZE`), as autovacuum
+    /// would some time after a bulk load; without them it guesses a few rows for any search
+    /// and reads a common word through the trigram index (docs/performance.md). SQLite keeps
+    /// no statistics unless asked, and a real SQLite store has none: nothing.
+    async fn analyze_seeded(&self) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -356,6 +361,18 @@ impl<E: Engine> SeedStore for SqlStore<E> {
         self.write(move |ctx| {
             let (site_id, conversations) = (site_id.clone(), conversations.clone());
             Box::pin(async move { write(ctx.db, &site_id, &conversations).await })
+        })
+        .await
+    }
+
+    async fn analyze_seeded(&self) -> StoreResult<()> {
+        self.write(|ctx| {
+            Box::pin(async move {
+                if ctx.db.engine() == super::db::EngineKind::Postgres {
+                    ctx.db.batch("ANALYZE").await?;
+                }
+                Ok(())
+            })
         })
         .await
     }

@@ -46,6 +46,10 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0016_visitor_search.sqlite.sql"),
         postgres: include_str!("migrations/0016_visitor_search.postgres.sql"),
     },
+    Migration::PerEngine {
+        sqlite: include_str!("migrations/0017_search_by_time.sqlite.sql"),
+        postgres: include_str!("migrations/0017_search_by_time.postgres.sql"),
+    },
 ];
 
 /// Columns of a conversation row, decoded by `conversation_from_row`. The queue position is not
