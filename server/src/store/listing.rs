@@ -15,6 +15,11 @@ use crate::args;
 /// would read every message. Names, emails and attribute values are searched at any length.
 pub const MIN_TEXT_QUERY_CHARS: usize = 3;
 
+/// Whether a query is long enough for the text indexes (message text, names and emails).
+fn text_indexed(q: &str) -> bool {
+    q.chars().count() >= MIN_TEXT_QUERY_CHARS
+}
+
 /// Most messages a search reads from the text index: a query matching more (a common word)
 /// lists and counts the conversations of the newest this many matches, and says its total is
 /// a lower bound ([`Total::capped`]). Reading every match of a word in a third of a million
@@ -45,7 +50,8 @@ fn like_pattern(q: &str) -> String {
 }
 
 /// PostgreSQL: the newest text messages a search samples to learn how common its word is
-/// lately, and the matches among them above which it walks messages newest first.
+/// lately ([`DENSITY_SAMPLE`]), and the matches among them ([`DENSE_MATCHES`]) from which it
+/// walks messages newest first.
 ///
 /// The newest [`SEARCH_MESSAGES`] matches can be read two ways: the trigram index's bitmap of
 /// every match, sorted by time (costs what the word matches: 17,000 rows ~35-80 ms, 345,000
@@ -56,11 +62,12 @@ fn like_pattern(q: &str) -> String {
 /// the newest messages, which is exactly what the walk's cost depends on: at 5% both ways read
 /// about the same number of rows of a 1,000,000-message store. The sample costs ~2-3 ms.
 const DENSITY_SAMPLE: u32 = 1_000;
+/// 5% of [`DENSITY_SAMPLE`] (see there).
 const DENSE_MATCHES: i64 = 50;
 
-/// Whether a PostgreSQL search for `q` should walk messages newest first (see [`DENSE_MATCHES`]).
+/// Whether a PostgreSQL search for `q` should walk messages newest first (see [`DENSITY_SAMPLE`]).
 pub async fn dense_lately(db: &mut dyn Db, q: &str) -> StoreResult<bool> {
-    if db.engine() != EngineKind::Postgres || q.chars().count() < MIN_TEXT_QUERY_CHARS {
+    if db.engine() != EngineKind::Postgres || !text_indexed(q) {
         return Ok(false);
     }
     // The inner LIMIT keeps the sample a walk of the newest rows, whatever the pattern.
@@ -87,7 +94,7 @@ pub fn search_sets(
     arg: &mut impl FnMut(Value) -> String,
 ) -> Search {
     let p = arg(Value::Text(like_pattern(q)));
-    let indexed = q.chars().count() >= MIN_TEXT_QUERY_CHARS;
+    let indexed = text_indexed(q);
     // SQLite's MATCH argument: one phrase of the query's trigrams, in order (the substring,
     // case-folded), bound once for the message and the visitor table.
     let phrase = match (engine, indexed) {
