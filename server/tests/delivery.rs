@@ -96,7 +96,19 @@ async fn a_retried_publish_returns_the_first_seq_and_stores_one_copy() {
     }
     assert_eq!(seqs.len(), 1, "all retries return one seq");
     assert_eq!(originals, 1, "exactly one retry stored the message");
+    // A retry takes no seq of its own: the next send follows the first copy, with no hole.
+    let stored = *seqs.iter().next().unwrap();
+    let next = publish(
+        &mut chat,
+        &visitor,
+        send(&a.conversation_id, "", "after-retries", "hello?"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(next.seq, stored + 1, "the retries left a hole in the seqs");
     let h = history(&mut chat, &visitor, &a.conversation_id).await;
+    let all: Vec<u64> = h.iter().map(|m| m.seq).collect();
+    assert_eq!(all, (1..=all.len() as u64).collect::<Vec<_>>());
     assert_eq!(
         h.iter().filter(|m| m.client_msg_id == "retry-me").count(),
         1
