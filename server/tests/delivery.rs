@@ -57,7 +57,11 @@ async fn seq_is_dense_and_acked_messages_are_committed() {
     assert_eq!(stored.len(), 51);
     // Every seq of the conversation (system messages included) is dense from 1.
     let all: Vec<u64> = h.iter().map(|m| m.seq).collect();
-    assert_eq!(all, (1..=all.len() as u64).collect::<Vec<_>>());
+    assert_eq!(
+        all,
+        (1..=all.len() as u64).collect::<Vec<_>>(),
+        "history seqs are not dense from 1"
+    );
     server.stop().await;
 }
 
@@ -108,7 +112,11 @@ async fn a_retried_publish_returns_the_first_seq_and_stores_one_copy() {
     assert_eq!(next.seq, stored + 1, "the retries left a hole in the seqs");
     let h = history(&mut chat, &visitor, &a.conversation_id).await;
     let all: Vec<u64> = h.iter().map(|m| m.seq).collect();
-    assert_eq!(all, (1..=all.len() as u64).collect::<Vec<_>>());
+    assert_eq!(
+        all,
+        (1..=all.len() as u64).collect::<Vec<_>>(),
+        "history seqs are not dense from 1"
+    );
     assert_eq!(
         h.iter().filter(|m| m.client_msg_id == "retry-me").count(),
         1
