@@ -686,3 +686,142 @@ async fn search_finds_current_names_and_caps_common_words() {
     );
     server.stop().await;
 }
+
+/// SQLite indexes messages for search in batches, off the append path (migration 0018,
+/// `store/search_index.rs`): a message is found as soon as its send is acknowledged (a search
+/// scans what is not indexed yet), the writer indexes it within a fraction of a second, and
+/// messages a crash left unindexed are indexed when the server starts again.
+#[tokio::test]
+async fn search_sees_unindexed_messages_and_the_index_catches_up() {
+    async fn found(server: &TestServer, query: &str) -> Vec<String> {
+        let admin = server.admin_token().await;
+        let req = authed(
+            &admin,
+            v1::ListConversationsRequest {
+                query: query.into(),
+                ..Default::default()
+            },
+        );
+        let page = server
+            .chat()
+            .await
+            .list_conversations(req)
+            .await
+            .unwrap()
+            .into_inner();
+        page.conversations.into_iter().map(|c| c.id).collect()
+    }
+    /// (index rows matching `word`, the stored progress, the newest message rowid).
+    fn index_state(path: &std::path::Path, word: &str) -> (i64, i64, i64) {
+        let db = rusqlite::Connection::open(path).unwrap();
+        db.busy_timeout(Duration::from_secs(5)).unwrap();
+        db.query_row(
+            "SELECT (SELECT COUNT(*) FROM message_search WHERE message_search MATCH ?1), \
+             (SELECT messages_rowid FROM search_progress), (SELECT MAX(rowid) FROM messages)",
+            [format!("\"{word}\"")],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    }
+    async fn wait_indexed(path: &std::path::Path, word: &str) {
+        let started = std::time::Instant::now();
+        loop {
+            let (rows, progress, newest) = index_state(path, word);
+            if rows == 1 && progress == newest {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "not indexed: {rows} rows for {word}, progress {progress} of {newest}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    let mut server = TestServer::start().await;
+    let mut chat = server.chat().await;
+    let (_, token) = server.visitor("Quinn").await;
+    let (conv, _) =
+        start_conversation(&mut chat, &token, "Order", "my zebraquartz arrived broken").await;
+    assert_eq!(
+        found(&server, "ZEBRAQUARTZ").await,
+        std::slice::from_ref(&conv)
+    );
+    let wsmschat_server::Database::Sqlite(path) = server.config.database.clone() else {
+        // PostgreSQL's trigram index is written with the message: nothing to catch up.
+        server.stop().await;
+        return;
+    };
+    let started = std::time::Instant::now();
+    wait_indexed(&path, "zebraquartz").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "indexed within a second: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        found(&server, "zebraquartz").await,
+        std::slice::from_ref(&conv)
+    );
+
+    // A crash before the writer's next run: the message is stored, the index never saw it.
+    server.running.take().unwrap().stop().await.unwrap();
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(
+            "INSERT INTO message_search (message_search) VALUES ('delete-all'); \
+             UPDATE search_progress SET messages_rowid = 0;",
+        )
+        .unwrap();
+    }
+    assert_eq!(index_state(&path, "zebraquartz").0, 0);
+    let mut config = server.config.clone();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let running = wsmschat_server::start(config).await.unwrap();
+    server.url = format!("http://{}", running.addr);
+    server.running = Some(running);
+    // Indexed by the writer's first run after the start.
+    wait_indexed(&path, "zebraquartz").await;
+    assert_eq!(
+        found(&server, "zebraquartz").await,
+        std::slice::from_ref(&conv)
+    );
+
+    // Rowids went back (a manual VACUUM, an old copy restored): the progress points past the
+    // newest message, and the index is rebuilt (one row, not two) instead of trusted.
+    server.running.take().unwrap().stop().await.unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("UPDATE search_progress SET messages_rowid = 1000000000;")
+        .unwrap();
+    let mut config = server.config.clone();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let running = wsmschat_server::start(config).await.unwrap();
+    server.url = format!("http://{}", running.addr);
+    server.running = Some(running);
+    wait_indexed(&path, "zebraquartz").await;
+
+    // A search between the send and the index run scans the unindexed tail: with the index
+    // emptied, the progress set back and every index run failing (its savepoint rolls back),
+    // the search still finds the message.
+    server.running.take().unwrap().stop().await.unwrap();
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(
+            "INSERT INTO message_search (message_search) VALUES ('delete-all'); \
+             UPDATE search_progress SET messages_rowid = 0; \
+             CREATE TRIGGER hold_search_progress BEFORE UPDATE ON search_progress \
+             BEGIN SELECT RAISE(ABORT, 'held by the test'); END;",
+        )
+        .unwrap();
+    }
+    let mut config = server.config.clone();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let running = wsmschat_server::start(config).await.unwrap();
+    server.url = format!("http://{}", running.addr);
+    server.running = Some(running);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(found(&server, "zebraquartz").await, [conv]);
+    assert_eq!(index_state(&path, "zebraquartz").0, 0, "the runs failed");
+    server.stop().await;
+}

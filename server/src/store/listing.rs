@@ -106,10 +106,17 @@ pub fn search_sets(
     if indexed {
         let cap = SEARCH_MESSAGES + 1;
         let messages = match engine {
-            // Rowids grow with insertion, so the newest matches come first.
+            // Rowids grow with insertion, so the newest matches come first: those not indexed
+            // yet (0018: scanned, at most a few hundred rows), then the index's.
             EngineKind::Sqlite => format!(
-                "SELECT conversation_id FROM message_search WHERE message_search MATCH {phrase} \
-                 ORDER BY rowid DESC LIMIT {cap}"
+                "SELECT conversation_id FROM (\
+                 SELECT * FROM (SELECT conversation_id FROM messages WHERE {unindexed} \
+                 AND text LIKE {p} ESCAPE '\\' ORDER BY rowid DESC) \
+                 UNION ALL \
+                 SELECT * FROM (SELECT conversation_id FROM message_search \
+                 WHERE message_search MATCH {phrase} ORDER BY rowid DESC LIMIT {cap})) \
+                 LIMIT {cap}",
+                unindexed = super::search_index::UNINDEXED_TEXT,
             ),
             // A common word: walk `messages_text_by_time` backwards (the planner's own choice
             // for such a word, also with a cached statement's generic plan)...

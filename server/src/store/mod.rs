@@ -17,6 +17,7 @@ pub mod listing;
 pub mod messages;
 pub mod postgres;
 pub mod rows;
+pub mod search_index;
 pub mod seed;
 pub mod sql;
 pub mod sql_store;

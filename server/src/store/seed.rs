@@ -2,8 +2,8 @@
 //! visitors, resolved conversations and their messages written with multi-row INSERTs, many
 //! per transaction, so a million messages take seconds instead of a million group commits.
 //! The rows are what the normal write path leaves (seqs from 1 without gaps, `last_seq`,
-//! `last_preview`, read marks, first-response times), and the search index fills through the
-//! same trigger (SQLite) or index (PostgreSQL) as for live messages. Never called by a server.
+//! `last_preview`, read marks, first-response times), and the search index fills as for live
+//! messages (SQLite's batch indexer, run at the end of each seed transaction; PostgreSQL's index). Never called by a server.
 
 use std::sync::Arc;
 
@@ -137,7 +137,12 @@ pub async fn write(db: &mut dyn Db, site_id: &str, convs: &[SeedConversation]) -
          author_name, text, created_at)",
         messages,
     )
-    .await
+    .await?;
+    // SQLite indexes messages for search in batches (`search_index`); a seed is one batch.
+    if db.engine() == super::db::EngineKind::Sqlite {
+        super::search_index::index_pending(db, i64::MAX).await?;
+    }
+    Ok(())
 }
 
 /// `INSERT INTO table_and_columns VALUES (...), (...)`, `ROWS_PER_STATEMENT` rows at a time.

@@ -50,6 +50,10 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0017_search_by_time.sqlite.sql"),
         postgres: include_str!("migrations/0017_search_by_time.postgres.sql"),
     },
+    Migration::PerEngine {
+        sqlite: include_str!("migrations/0018_search_in_batches.sqlite.sql"),
+        postgres: include_str!("migrations/0018_search_in_batches.postgres.sql"),
+    },
 ];
 
 /// Columns of a conversation row, decoded by `conversation_from_row`. The queue position is not

@@ -8,6 +8,7 @@
 //! is acknowledged only once it is on disk, and N concurrent publishes cost one fsync.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use tokio::sync::Semaphore;
 
 use super::db::{Db, EngineKind, Job, Row, Value};
 use super::group_commit::{self, GroupCommit, Transactions};
+use super::search_index;
 use super::sql_store::{Engine, ReadJob, SqlStore, migrate};
 use super::{CommitSink, Committed, StoreError, StoreResult};
 use crate::metrics::Metrics;
@@ -279,27 +281,115 @@ fn writer_loop(
 ) {
     let mut writer = SqliteWriter(conn);
     let mut commits = GroupCommit::new(sink, metrics, MAX_BATCH, MAX_LINGER);
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        let linger_until = commits.linger_until();
-        while batch.len() < commits.max_batch() {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(mpsc::TryRecvError::Empty) => {
-                    let now = Instant::now();
-                    if now >= linger_until {
-                        break;
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH + 1);
+    // Search indexing (see `search_index`): at start (a crash may have left messages
+    // unindexed), then at most every INDEX_EVERY while anything is written.
+    let mut index = SearchIndexing {
+        pending: true,
+        next: Instant::now(),
+        more: Arc::new(AtomicBool::new(false)),
+    };
+    loop {
+        let first = if index.pending {
+            // Falling idle with messages to index: index them when due.
+            match rx.recv_timeout(index.next.saturating_duration_since(Instant::now())) {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(job) => Some(job),
+                Err(_) => break,
+            }
+        };
+        if let Some(first) = first {
+            batch.push(first);
+            let linger_until = commits.linger_until();
+            while batch.len() < commits.max_batch() {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(mpsc::TryRecvError::Empty) => {
+                        let now = Instant::now();
+                        if now >= linger_until {
+                            break;
+                        }
+                        match rx.recv_timeout(linger_until - now) {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
                     }
-                    match rx.recv_timeout(linger_until - now) {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
-                    }
+                    Err(mpsc::TryRecvError::Disconnected) => break,
                 }
-                Err(mpsc::TryRecvError::Disconnected) => break,
             }
         }
+        let writes = !batch.is_empty();
+        // Last in the batch: FTS5 then writes its one segment at COMMIT.
+        let indexing = index.pending && Instant::now() >= index.next;
+        if indexing {
+            batch.push(index.job());
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        futures_executor::block_on(commits.commit(&mut writer, &mut batch));
+        if indexing {
+            index.next = Instant::now() + search_index::INDEX_EVERY;
+            index.pending = index.more.swap(false, Ordering::Relaxed);
+        }
+        index.pending |= writes;
+    }
+    // Closing: index what is left, so a clean restart starts with an up-to-date index.
+    if index.pending {
+        batch.push(index.job());
         futures_executor::block_on(commits.commit(&mut writer, &mut batch));
     }
     tracing::debug!("SQLite writer stopped");
+}
+
+/// When the writer next indexes messages for search.
+struct SearchIndexing {
+    /// Messages may have been written since the last run.
+    pending: bool,
+    /// Not before then.
+    next: Instant,
+    /// The last run stopped at its chunk limit: more are waiting.
+    more: Arc<AtomicBool>,
+}
+
+impl SearchIndexing {
+    fn job(&self) -> Job {
+        let more = self.more.clone();
+        let failed = Arc::new(AtomicBool::new(false));
+        let failed_run = failed.clone();
+        Job {
+            run: Box::new(move |ctx| {
+                let more = more.clone();
+                let failed = failed_run.clone();
+                Box::pin(async move {
+                    match search_index::index_pending(ctx.db, search_index::INDEX_CHUNK).await {
+                        Ok(n) => {
+                            more.store(n >= search_index::INDEX_CHUNK as u64, Ordering::Relaxed);
+                            true
+                        }
+                        Err(error) => {
+                            // Searches still see the messages, by scanning them; tried again
+                            // on the next run.
+                            tracing::warn!(%error, "Indexing messages for search failed");
+                            more.store(true, Ordering::Relaxed);
+                            failed.store(true, Ordering::Relaxed);
+                            false
+                        }
+                    }
+                })
+            }),
+            complete: Box::new(move |result| {
+                if let Err(error) = result
+                    && !failed.load(Ordering::Relaxed)
+                {
+                    tracing::warn!(%error, "Indexing messages for search failed");
+                }
+            }),
+        }
+    }
 }
