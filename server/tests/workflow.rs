@@ -764,22 +764,27 @@ async fn search_sees_unindexed_messages_and_the_index_catches_up() {
         std::slice::from_ref(&conv)
     );
 
+    // Runs `sql` on the database while the server is down, then starts it again.
+    let change = |sql: &'static str| {
+        let path = path.clone();
+        move |_: &wsmschat_server::Config| {
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap()
+        }
+    };
+
     // A crash before the writer's next run: the message is stored, the index never saw it.
-    server.running.take().unwrap().stop().await.unwrap();
-    {
-        let db = rusqlite::Connection::open(&path).unwrap();
-        db.execute_batch(
-            "INSERT INTO message_search (message_search) VALUES ('delete-all'); \
-             UPDATE search_progress SET messages_rowid = 0;",
-        )
-        .unwrap();
-    }
-    assert_eq!(index_state(&path, "zebraquartz").0, 0);
-    let mut config = server.config.clone();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    let running = wsmschat_server::start(config).await.unwrap();
-    server.url = format!("http://{}", running.addr);
-    server.running = Some(running);
+    server
+        .restart_after(|config| {
+            change(
+                "INSERT INTO message_search (message_search) VALUES ('delete-all'); \
+                 UPDATE search_progress SET messages_rowid = 0;",
+            )(config);
+            assert_eq!(index_state(&path, "zebraquartz").0, 0);
+        })
+        .await;
     // Indexed by the writer's first run after the start.
     wait_indexed(&path, "zebraquartz").await;
     assert_eq!(
@@ -789,37 +794,24 @@ async fn search_sees_unindexed_messages_and_the_index_catches_up() {
 
     // Rowids went back (a manual VACUUM, an old copy restored): the progress points past the
     // newest message, and the index is rebuilt (one row, not two) instead of trusted.
-    server.running.take().unwrap().stop().await.unwrap();
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch("UPDATE search_progress SET messages_rowid = 1000000000;")
-        .unwrap();
-    let mut config = server.config.clone();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    let running = wsmschat_server::start(config).await.unwrap();
-    server.url = format!("http://{}", running.addr);
-    server.running = Some(running);
+    server
+        .restart_after(change(
+            "UPDATE search_progress SET messages_rowid = 1000000000;",
+        ))
+        .await;
     wait_indexed(&path, "zebraquartz").await;
 
     // A search between the send and the index run scans the unindexed tail: with the index
     // emptied, the progress set back and every index run failing (its savepoint rolls back),
     // the search still finds the message.
-    server.running.take().unwrap().stop().await.unwrap();
-    {
-        let db = rusqlite::Connection::open(&path).unwrap();
-        db.execute_batch(
+    server
+        .restart_after(change(
             "INSERT INTO message_search (message_search) VALUES ('delete-all'); \
              UPDATE search_progress SET messages_rowid = 0; \
              CREATE TRIGGER hold_search_progress BEFORE UPDATE ON search_progress \
              BEGIN SELECT RAISE(ABORT, 'held by the test'); END;",
-        )
-        .unwrap();
-    }
-    let mut config = server.config.clone();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    let running = wsmschat_server::start(config).await.unwrap();
-    server.url = format!("http://{}", running.addr);
-    server.running = Some(running);
+        ))
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(found(&server, "zebraquartz").await, [conv]);
     assert_eq!(index_state(&path, "zebraquartz").0, 0, "the runs failed");

@@ -360,36 +360,24 @@ struct SearchIndexing {
 impl SearchIndexing {
     fn job(&self) -> Job {
         let more = self.more.clone();
-        let failed = Arc::new(AtomicBool::new(false));
-        let failed_run = failed.clone();
         Job {
             run: Box::new(move |ctx| {
                 let more = more.clone();
-                let failed = failed_run.clone();
                 Box::pin(async move {
-                    match search_index::index_pending(ctx.db, search_index::INDEX_CHUNK).await {
-                        Ok(n) => {
-                            more.store(n >= search_index::INDEX_CHUNK as u64, Ordering::Relaxed);
-                            true
-                        }
-                        Err(error) => {
-                            // Searches still see the messages, by scanning them; tried again
-                            // on the next run.
-                            tracing::warn!(%error, "Indexing messages for search failed");
-                            more.store(true, Ordering::Relaxed);
-                            failed.store(true, Ordering::Relaxed);
-                            false
-                        }
+                    let result =
+                        search_index::index_pending(ctx.db, search_index::INDEX_CHUNK).await;
+                    // A failed run is tried again next time; searches still see the messages,
+                    // by scanning them.
+                    if let Err(error) = &result {
+                        tracing::warn!(%error, "Indexing messages for search failed");
                     }
+                    let n = result.as_ref().map_or(u64::MAX, |n| *n);
+                    more.store(n >= search_index::INDEX_CHUNK as u64, Ordering::Relaxed);
+                    result.is_ok()
                 })
             }),
-            complete: Box::new(move |result| {
-                if let Err(error) = result
-                    && !failed.load(Ordering::Relaxed)
-                {
-                    tracing::warn!(%error, "Indexing messages for search failed");
-                }
-            }),
+            // A batch that fails to commit is logged (and its jobs re-run) by the group commit.
+            complete: Box::new(|_| {}),
         }
     }
 }

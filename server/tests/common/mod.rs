@@ -91,8 +91,15 @@ impl TestServer {
 
     /// Graceful stop, then a new server on the same database (and the same port when free).
     pub async fn restart(&mut self) {
+        self.restart_after(|_| {}).await;
+    }
+
+    /// [`restart`](Self::restart), with `between` run while no server is up (to change the
+    /// database behind the server's back, as a crash or an operator would).
+    pub async fn restart_after(&mut self, between: impl FnOnce(&Config)) {
         let addr = self.running.as_ref().unwrap().addr;
         self.running.take().unwrap().stop().await.unwrap();
+        between(&self.config);
         let mut config = self.config.clone();
         config.listen = addr;
         let running = match wsmschat_server::start(config.clone()).await {
