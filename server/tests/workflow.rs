@@ -440,11 +440,13 @@ async fn inbox_filters_search_and_paging() {
     let (_, agent) = server.agent("Ina", &["Payment"], 1).await;
     let mut chat = server.chat().await;
     let mut ids = Vec::new();
+    let mut visitors = Vec::new();
     for i in 0..7 {
         let (_, v) = server.visitor(&format!("Customer{i}")).await;
         let topic = if i % 2 == 0 { "Payment" } else { "Order" };
         let (c, _) = start_conversation(&mut chat, &v, topic, &format!("invoice number {i}")).await;
         ids.push(c);
+        visitors.push(v);
     }
     let list = |req: v1::ListConversationsRequest| {
         let mut chat = chat.clone();
@@ -485,6 +487,68 @@ async fn inbox_filters_search_and_paging() {
     })
     .await;
     assert_eq!(by_name.total, 1);
+    // A search pages like the list. "customer" finds all 7 by name, conversations 2 and 5
+    // also by a message: each counted and listed once. Every page carries the whole total;
+    // pages are newest activity first, without overlap; a filter narrows the count and the
+    // pages alike.
+    for (i, text) in [(2, "customer service, please"), (5, "a CUSTOMER question")] {
+        publish(
+            &mut chat.clone(),
+            &visitors[i],
+            send(&ids[i], "", &uuid(), text),
+        )
+        .await
+        .unwrap();
+    }
+    for (topic, want) in [("", 7), ("Payment", 4)] {
+        let mut pages = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = list(v1::ListConversationsRequest {
+                query: "customer".into(),
+                topic: topic.into(),
+                page_size: 3,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await;
+            assert_eq!(
+                (page.total, page.total_capped),
+                (want, false),
+                "topic {topic:?}"
+            );
+            assert!(page.conversations.len() <= 3);
+            pages.extend(
+                page.conversations
+                    .iter()
+                    .map(|c| (c.updated_at_ms, c.id.clone())),
+            );
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let mut sorted = pages.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(pages, sorted, "newest activity first across pages");
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            want as usize,
+            "no conversation twice: {pages:?}"
+        );
+        if topic.is_empty() {
+            // The two conversations with the newest messages lead.
+            assert_eq!([&pages[0].1, &pages[1].1], [&ids[5], &ids[2]]);
+        }
+    }
+    // Nothing found: a count of 0 and no page.
+    let none = list(v1::ListConversationsRequest {
+        query: "zq5xv".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!((none.total, none.conversations.len()), (0, 0));
     // Paging: 3 + 3 + 1, no overlap.
     let mut seen = Vec::new();
     let mut token = String::new();

@@ -27,15 +27,17 @@ fn text_indexed(q: &str) -> bool {
 pub const SEARCH_MESSAGES: u32 = 5_000;
 
 /// What a search reads: `with` (a `WITH m(id) AS (...)` of the newest matching messages'
-/// conversations, or empty for a query too short for the text index) and `set`, a `SELECT` of
-/// the ids of every conversation found: message text (through `m`), visitor names and emails,
-/// attribute values of the conversation or its visitor. Each part is served by an index
-/// (trigram indexes for text, names and emails: migrations 0015 and 0016); the set then drives
-/// the count and the page, so a search costs what it finds, not the size of the store. A
-/// case-insensitive substring on both engines.
+/// conversations, or empty for a query too short for the text index), and two sets of ids:
+/// `conversations` (through `m`, and attribute values of a conversation) and `visitors` (names
+/// and emails, and attribute values of a visitor), each the conversations are reached from by
+/// their own index (by id, by `conversations_by_visitor`). Each part is served by an index
+/// (trigram indexes for text, names, emails and, on PostgreSQL, attribute values: migrations
+/// 0015, 0016 and 0019); the found set then drives the count and the page, so a search costs
+/// what it finds, not the size of the store. A case-insensitive substring on both engines.
 pub struct Search {
     with: String,
-    set: String,
+    conversations: String,
+    visitors: String,
 }
 
 /// The `ILIKE`/`LIKE` pattern of a substring search: `%q%`, case-folded, wildcards escaped.
@@ -72,16 +74,16 @@ pub async fn dense_lately(db: &mut dyn Db, q: &str) -> StoreResult<bool> {
     }
     // The inner LIMIT keeps the sample a walk of the newest rows, whatever the pattern.
     let found = db
-        .query_one(
+        .query_planned(
             &format!(
                 "SELECT COUNT(*) FROM (SELECT text FROM messages WHERE kind = 1 \
                  ORDER BY created_at DESC LIMIT {DENSITY_SAMPLE}) t WHERE text ILIKE $1"
             ),
             &[Value::Text(like_pattern(q))],
-            "count",
         )
         .await?
-        .int(0);
+        .first()
+        .map_or(0, |r| r.int(0));
     Ok(found >= DENSE_MATCHES)
 }
 
@@ -101,7 +103,7 @@ pub fn search_sets(
         (EngineKind::Sqlite, true) => arg(Value::Text(format!("\"{}\"", q.replace('"', "\"\"")))),
         _ => String::new(),
     };
-    let mut sets = Vec::new();
+    let mut conversations = Vec::new();
     let mut with = String::new();
     if indexed {
         let cap = SEARCH_MESSAGES + 1;
@@ -132,42 +134,70 @@ pub fn search_sets(
             ),
         };
         with = format!("WITH m(id) AS ({messages}) ");
-        sets.push("SELECT id FROM m".to_owned());
+        conversations.push("SELECT id FROM m".to_owned());
     }
-    sets.push(match (engine, indexed) {
+    let visitors = match (engine, indexed) {
         // Candidates from the trigram table, re-checked against the visitor's current row
         // (the table keeps old names: 0016).
         (EngineKind::Sqlite, true) => format!(
-            "SELECT sc.id FROM visitor_search vs CROSS JOIN visitors sv ON sv.id = vs.visitor_id \
-             CROSS JOIN conversations sc ON sc.visitor_id = sv.id \
+            "SELECT sv.id FROM visitor_search vs CROSS JOIN visitors sv ON sv.id = vs.visitor_id \
              WHERE visitor_search MATCH {phrase} \
              AND (sv.name LIKE {p} ESCAPE '\\' OR sv.email LIKE {p} ESCAPE '\\')"
         ),
         // SQLite's LIKE ignores ASCII case, as LOWER() folds only ASCII.
         (EngineKind::Sqlite, false) => format!(
-            "SELECT sc.id FROM conversations sc JOIN visitors sv ON sv.id = sc.visitor_id \
+            "SELECT sv.id FROM visitors sv \
              WHERE sv.name LIKE {p} ESCAPE '\\' OR sv.email LIKE {p} ESCAPE '\\'"
         ),
-        // ILIKE (backslash is its default escape) is what the pg_trgm indexes serve.
-        (EngineKind::Postgres, _) => format!(
-            "SELECT sc.id FROM conversations sc JOIN visitors sv ON sv.id = sc.visitor_id \
-             WHERE sv.name ILIKE {p} OR sv.email ILIKE {p}"
-        ),
-    });
-    sets.push(format!(
-        "SELECT av.owner_id FROM attribute_values av WHERE av.folded LIKE {p} ESCAPE '\\'"
-    ));
-    sets.push(format!(
-        "SELECT sc.id FROM conversations sc JOIN attribute_values av ON av.owner_id = sc.visitor_id \
-         WHERE av.folded LIKE {p} ESCAPE '\\'"
-    ));
+        // ILIKE (backslash is its default escape) is what the pg_trgm indexes serve (one
+        // heap pass over both indexes' bitmaps: PG_SEARCH_SETTINGS keeps the planner on them).
+        (EngineKind::Postgres, _) => {
+            format!("SELECT sv.id FROM visitors sv WHERE sv.name ILIKE {p} OR sv.email ILIKE {p}")
+        }
+    };
+    // Attribute values belong to a visitor or a conversation (ids `v_...` / `c_...`), so one
+    // lookup serves both sets.
+    let attributes =
+        format!("SELECT av.owner_id FROM attribute_values av WHERE av.folded LIKE {p} ESCAPE '\\'");
+    conversations.push(attributes.clone());
     Search {
         with,
-        set: sets.join(" UNION "),
+        conversations: conversations.join(" UNION "),
+        visitors: format!("{visitors} UNION {attributes}"),
     }
 }
 
+/// PostgreSQL's planner options for a search, set for its transaction only. Every part of a
+/// search is served by an index (`search_sets`; the trigram indexes of 0015, 0016 and 0019),
+/// but the planner prices a row's `ILIKE` like an integer comparison, so for a pattern in a
+/// few percent of the visitors it prefers reading all of them (67 ms of `ILIKE` over 100,000
+/// emails against 6 ms through the trigram index): `enable_seqscan = off`. Only where those
+/// indexes exist (pg_trgm, 0015): a scan the plan cannot avoid would carry the setting's 1e10
+/// cost, which drowns every other cost difference (0019's comment). And the nested lookups'
+/// estimated cost passes `jit_above_cost`, so each search was compiled (~20 ms, more than
+/// running it): `jit = off`.
+const PG_SEARCH_SETTINGS: &str = "BEGIN READ ONLY; \
+     SELECT set_config('enable_seqscan', \
+     CASE WHEN to_regclass('attribute_values_folded_trgm') IS NULL THEN 'on' ELSE 'off' END, true); \
+     SET LOCAL jit = off";
+
 pub async fn list_conversations_in(
+    db: &mut dyn Db,
+    f: &ConversationFilter,
+) -> StoreResult<(Vec<v1::Conversation>, Total)> {
+    if f.query.is_none() || db.engine() != EngineKind::Postgres {
+        return list_in(db, f).await;
+    }
+    // The read runs to completion in its own task (`PostgresEngine::read`), so the transaction
+    // always ends here.
+    db.batch(PG_SEARCH_SETTINGS).await?;
+    let listed = list_in(db, f).await;
+    db.batch(if listed.is_ok() { "COMMIT" } else { "ROLLBACK" })
+        .await?;
+    listed
+}
+
+async fn list_in(
     db: &mut dyn Db,
     f: &ConversationFilter,
 ) -> StoreResult<(Vec<v1::Conversation>, Total)> {
@@ -254,74 +284,100 @@ pub async fn list_conversations_in(
             format!(" WHERE {}", clauses.join(" AND "))
         }
     };
-    // A search reads the found set first and looks each conversation up by id, so it costs
-    // what it found, not the size of the store: SQLite's CROSS JOIN keeps that order; on
-    // PostgreSQL a LATERAL subquery with `OFFSET 0` (never flattened into a join), as the
-    // planner would otherwise hash the whole conversations table for a few thousand ids
-    // (52-68 ms against 28 ms at 100,000 conversations, and growing with them). A list without
-    // a search reads conversations by its filters' indexes.
-    let (with, from) = match &search {
-        Some(s) => (
-            s.with.as_str(),
-            match db.engine() {
-                EngineKind::Sqlite => format!(
-                    "FROM ({}) found CROSS JOIN conversations c ON c.id = found.id",
-                    s.set
-                ),
-                EngineKind::Postgres => format!(
-                    "FROM ({}) found CROSS JOIN LATERAL \
-                     (SELECT * FROM conversations lc WHERE lc.id = found.id OFFSET 0) c",
-                    s.set
-                ),
-            },
-        ),
-        None => ("", "FROM conversations c".to_owned()),
-    };
-    let capped_column = match &search {
-        Some(s) if !s.with.is_empty() => format!(", (SELECT COUNT(*) FROM m) > {SEARCH_MESSAGES}"),
-        _ => ", 0 = 1".to_owned(),
-    };
-    let counted = db
-        .query_one(
-            &format!(
-                "{with}SELECT COUNT(*){capped_column} {from}{}",
-                where_of(&clauses)
-            ),
-            &args,
-            "count",
-        )
-        .await?;
-    let total = Total {
-        count: counted.u32(0),
-        capped: counted.bool(1),
-    };
+    let where_ = where_of(&clauses);
+    let from = "FROM conversations c";
     let mut page_args = args.clone();
+    let mut after = None;
     if let Some((updated, id)) = &f.after {
         page_args.push(Value::Int(*updated));
         let a = page_args.len();
         page_args.push(id.into());
         let b = page_args.len();
-        clauses.push(format!(
-            "(c.updated_at < ${a} OR (c.updated_at = ${a} AND c.id < ${b}))"
-        ));
+        after = Some((a, b));
     }
     page_args.push(Value::Int(f.limit as i64));
     let limit_p = page_args.len();
-    // A search sorts the found ids alone and reads the columns (and the joined names) of the
-    // page's rows only.
-    let sql = match &search {
-        Some(_) => format!(
-            "{with}{CONVERSATION_SELECT} WHERE c.id IN (SELECT c.id {from}{} \
-             ORDER BY c.updated_at DESC, c.id DESC LIMIT ${limit_p}) \
-             ORDER BY c.updated_at DESC, c.id DESC",
-            where_of(&clauses)
-        ),
-        None => format!(
+    let Some(search) = &search else {
+        let counted = db
+            .query_one(&format!("SELECT COUNT(*) {from}{where_}"), &args, "count")
+            .await?;
+        if let Some((a, b)) = after {
+            clauses.push(format!(
+                "(c.updated_at < ${a} OR (c.updated_at = ${a} AND c.id < ${b}))"
+            ));
+        }
+        let sql = format!(
             "{CONVERSATION_SELECT}{} ORDER BY c.updated_at DESC, c.id DESC LIMIT ${limit_p}",
             where_of(&clauses)
+        );
+        let rows = query_rows(db, &sql, &page_args, conversation_from_row).await?;
+        return Ok((
+            rows,
+            Total {
+                count: counted.u32(0),
+                capped: false,
+            },
+        ));
+    };
+    // A search finds its set once (`found`: the ids and sort keys of every match the filters
+    // keep) and answers the count and the page from it in one statement: the page's rows, then
+    // one summary row (the count and whether the message part was capped) whose conversation
+    // columns are NULL. The page sorts the found ids alone and reads the columns (and the
+    // joined names) of its rows only. Planned for its pattern ([`Db::query_planned`]).
+    let capped = match search.with.is_empty() {
+        false => format!("(SELECT COUNT(*) FROM m) > {SEARCH_MESSAGES}"),
+        true => "0 = 1".to_owned(),
+    };
+    let cursor = match after {
+        Some((a, b)) => format!(" WHERE updated_at < ${a} OR (updated_at = ${a} AND id < ${b})"),
+        None => String::new(),
+    };
+    let with = match search.with.is_empty() {
+        true => "WITH ".to_owned(),
+        false => format!("{}, ", search.with.trim_end()),
+    };
+    // The found set reads the ids first and looks each conversation up by id (or by visitor),
+    // with the filters, so it costs what it found, not the size of the store: SQLite's CROSS
+    // JOIN keeps that order; on PostgreSQL a LATERAL subquery with `OFFSET 0` (never flattened
+    // into a join), as the planner would otherwise hash the whole conversations table for a
+    // few thousand ids (52-68 ms against 28 ms at 100,000 conversations, and growing with
+    // them). A conversation found both ways is one row of the UNION (same id, same time).
+    let engine = db.engine();
+    let reach = |ids: &str, key: &str| match engine {
+        EngineKind::Sqlite => format!(
+            "SELECT c.id, c.updated_at FROM ({ids}) f CROSS JOIN conversations c \
+             ON c.{key} = f.id{where_}"
+        ),
+        EngineKind::Postgres => format!(
+            "SELECT c.id, c.updated_at FROM ({ids}) f CROSS JOIN LATERAL \
+             (SELECT * FROM conversations lc WHERE lc.{key} = f.id OFFSET 0) c{where_}"
         ),
     };
-    let rows = query_rows(db, &sql, &page_args, conversation_from_row).await?;
+    let found = format!(
+        "{} UNION {}",
+        reach(&search.conversations, "id"),
+        reach(&search.visitors, "visitor_id")
+    );
+    let nulls = vec!["NULL"; CONVERSATION_COLUMNS].join(", ");
+    let sql = format!(
+        "{with}found AS MATERIALIZED ({found}) \
+         SELECT p.*, NULL, NULL FROM ({CONVERSATION_SELECT} WHERE c.id IN \
+         (SELECT id FROM found{cursor} ORDER BY updated_at DESC, id DESC LIMIT ${limit_p})) p \
+         UNION ALL SELECT {nulls}, COUNT(*), {capped} FROM found"
+    );
+    let mut rows = db.query_planned(&sql, &page_args).await?;
+    let summary = rows
+        .iter()
+        .position(|r| r.opt_int(CONVERSATION_COLUMNS).is_some())
+        .map(|i| rows.remove(i))
+        .ok_or(StoreError::NotFound("count"))?;
+    let total = Total {
+        count: summary.u32(CONVERSATION_COLUMNS),
+        capped: summary.bool(CONVERSATION_COLUMNS + 1),
+    };
+    let mut rows: Vec<v1::Conversation> = rows.iter().map(conversation_from_row).collect();
+    // UNION ALL keeps no order: the page's, newest activity first.
+    rows.sort_by(|a, b| (b.updated_at_ms, &b.id).cmp(&(a.updated_at_ms, &a.id)));
     Ok((rows, total))
 }
 

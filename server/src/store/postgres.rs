@@ -145,6 +145,14 @@ impl Db for PgDb<'_> {
         rows.iter().map(to_row).collect()
     }
 
+    async fn query_planned(&mut self, sql: &str, args: &[Value]) -> StoreResult<Vec<Row>> {
+        // Prepared for this call only (closed when dropped), so its first and only execution
+        // gets a plan for these arguments.
+        let stmt = self.0.prepare(sql).await.map_err(pg_err)?;
+        let rows = self.0.query(&stmt, &params(args)).await.map_err(pg_err)?;
+        rows.iter().map(to_row).collect()
+    }
+
     async fn batch(&mut self, sql: &str) -> StoreResult<()> {
         self.0.batch_execute(sql).await.map_err(pg_err)
     }
@@ -225,9 +233,19 @@ impl Engine for PostgresEngine {
     }
 
     async fn read(&self, job: ReadJob) -> StoreResult<()> {
-        let client = self.pool.get().await.map_err(pool_err)?;
-        job(&mut PgDb(&client)).await;
-        Ok(())
+        let client = ReadConnection(Some(self.pool.get().await.map_err(pool_err)?));
+        // In its own task: a caller that goes away (a cancelled RPC) cannot cut a read off
+        // between two statements, so a read that opens a transaction (a search sets its
+        // planner options in one: `listing.rs`) always ends it before the connection goes
+        // back to the pool.
+        tokio::spawn(async move {
+            let client = client;
+            if let Some(c) = &client.0 {
+                job(&mut PgDb(c)).await;
+            }
+        })
+        .await
+        .map_err(|e| StoreError::internal(format!("read task: {e}")))
     }
 
     fn close(&self) {
@@ -235,6 +253,20 @@ impl Engine for PostgresEngine {
         if let Some(done) = self.writer_done.lock().unwrap().take() {
             // The writer answers once its queue is drained (bounded wait: never hang shutdown).
             let _ = done.recv_timeout(Duration::from_secs(10));
+        }
+    }
+}
+
+/// A reader's pooled connection. One dropped by a panic (which may have left a transaction
+/// open) is closed instead of going back to the pool.
+struct ReadConnection(Option<deadpool_postgres::Object>);
+
+impl Drop for ReadConnection {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(object) = self.0.take() {
+                drop(deadpool_postgres::Object::take(object));
+            }
         }
     }
 }

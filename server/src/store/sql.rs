@@ -54,7 +54,14 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0018_search_in_batches.sqlite.sql"),
         postgres: include_str!("migrations/0018_search_in_batches.postgres.sql"),
     },
+    Migration::PerEngine {
+        sqlite: include_str!("migrations/0019_attribute_search.sqlite.sql"),
+        postgres: include_str!("migrations/0019_attribute_search.postgres.sql"),
+    },
 ];
+
+/// How many columns [`CONVERSATION_SELECT`] has.
+pub const CONVERSATION_COLUMNS: usize = 20;
 
 /// Columns of a conversation row, decoded by `conversation_from_row`. The queue position is not
 /// a column: the core's queue index ([`crate::core::queue`]) knows it without a count per row.

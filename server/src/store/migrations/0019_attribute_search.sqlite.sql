@@ -1,0 +1,2 @@
+-- Nothing on SQLite: its planner needs no steering (see the PostgreSQL counterpart).
+SELECT 1;
