@@ -26,8 +26,8 @@ fn text_indexed(q: &str) -> bool {
 /// messages costs a third of a second; this many cost a few milliseconds.
 pub const SEARCH_MESSAGES: u32 = 5_000;
 
-/// What a search reads: `with` (a `WITH m(id) AS (...)` of the newest matching messages'
-/// conversations, or empty for a query too short for the text index), and two sets of ids:
+/// What a search reads: `messages` (the body of a `m(id)` CTE: the newest matching messages'
+/// conversations, or `None` for a query too short for the text index), and two sets of ids:
 /// `conversations` (through `m`, and attribute values of a conversation) and `visitors` (names
 /// and emails, and attribute values of a visitor), each the conversations are reached from by
 /// their own index (by id, by `conversations_by_visitor`). Each part is served by an index
@@ -35,7 +35,7 @@ pub const SEARCH_MESSAGES: u32 = 5_000;
 /// 0015, 0016 and 0019); the found set then drives the count and the page, so a search costs
 /// what it finds, not the size of the store. A case-insensitive substring on both engines.
 pub struct Search {
-    with: String,
+    messages: Option<String>,
     conversations: String,
     visitors: String,
 }
@@ -104,10 +104,10 @@ pub fn search_sets(
         _ => String::new(),
     };
     let mut conversations = Vec::new();
-    let mut with = String::new();
+    let mut messages = None;
     if indexed {
         let cap = SEARCH_MESSAGES + 1;
-        let messages = match engine {
+        let body = match engine {
             // Rowids grow with insertion, so the newest matches come first: those not indexed
             // yet (0018: scanned, at most a few hundred rows), then the index's.
             EngineKind::Sqlite => format!(
@@ -133,7 +133,7 @@ pub fn search_sets(
                  ORDER BY created_at + 0 DESC LIMIT {cap}"
             ),
         };
-        with = format!("WITH m(id) AS ({messages}) ");
+        messages = Some(body);
         conversations.push("SELECT id FROM m".to_owned());
     }
     let visitors = match (engine, indexed) {
@@ -161,7 +161,7 @@ pub fn search_sets(
         format!("SELECT av.owner_id FROM attribute_values av WHERE av.folded LIKE {p} ESCAPE '\\'");
     conversations.push(attributes.clone());
     Search {
-        with,
+        messages,
         conversations: conversations.join(" UNION "),
         visitors: format!("{visitors} UNION {attributes}"),
     }
@@ -324,17 +324,16 @@ async fn list_in(
     // one summary row (the count and whether the message part was capped) whose conversation
     // columns are NULL. The page sorts the found ids alone and reads the columns (and the
     // joined names) of its rows only. Planned for its pattern ([`Db::query_planned`]).
-    let capped = match search.with.is_empty() {
-        false => format!("(SELECT COUNT(*) FROM m) > {SEARCH_MESSAGES}"),
-        true => "0 = 1".to_owned(),
+    let (with, capped) = match &search.messages {
+        Some(m) => (
+            format!("WITH m(id) AS ({m}), "),
+            format!("(SELECT COUNT(*) FROM m) > {SEARCH_MESSAGES}"),
+        ),
+        None => ("WITH ".to_owned(), "0 = 1".to_owned()),
     };
     let cursor = match after {
         Some((a, b)) => format!(" WHERE updated_at < ${a} OR (updated_at = ${a} AND id < ${b})"),
         None => String::new(),
-    };
-    let with = match search.with.is_empty() {
-        true => "WITH ".to_owned(),
-        false => format!("{}, ", search.with.trim_end()),
     };
     // The found set reads the ids first and looks each conversation up by id (or by visitor),
     // with the filters, so it costs what it found, not the size of the store: SQLite's CROSS

@@ -60,7 +60,9 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// How many columns [`CONVERSATION_SELECT`] has.
+/// How many columns [`CONVERSATION_SELECT`] has. A search's summary row (`listing.rs`) pads
+/// this many NULLs before its count in a `UNION ALL` with the page's rows, which fails on both
+/// engines if the two disagree: every search test checks this count.
 pub const CONVERSATION_COLUMNS: usize = 20;
 
 /// Columns of a conversation row, decoded by `conversation_from_row`. The queue position is not
