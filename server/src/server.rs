@@ -8,15 +8,20 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -190,6 +195,31 @@ impl Drop for Slot {
     }
 }
 
+/// Runs one connection to its end (a reserve slot's for at most [`RESERVE_DEADLINE`]), then
+/// gives its slot back. Combinators, not an async block: a block that awaits a future moved
+/// into it stores that future twice (rust-lang/rust#62958), and a connection is the largest
+/// thing an idle stream holds.
+fn drive<E: std::fmt::Display>(
+    conn: impl Future<Output = Result<(), E>> + Send,
+    slot: Slot,
+    open: Gauge<i64, AtomicI64>,
+    peer: std::net::SocketAddr,
+) -> impl Future<Output = ()> + Send {
+    let conn = match slot.reserve {
+        true => {
+            Either::Left(tokio::time::timeout(RESERVE_DEADLINE, conn).map(|r| r.unwrap_or(Ok(()))))
+        }
+        false => Either::Right(conn),
+    };
+    conn.map(move |result| {
+        if let Err(error) = result {
+            tracing::debug!(%error, %peer, "Connection ended with an error");
+        }
+        open.dec();
+        drop(slot);
+    })
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
@@ -209,8 +239,16 @@ pub async fn serve(
         .max_concurrent_streams(1000)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
+    // The same HTTP/1 settings for a connection whose first bytes could not tell (see below).
     builder
         .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .max_buf_size(8 * 1024);
+    // HTTP/1 connections skip protocol detection (see the accept loop), so they get their own
+    // builder; nothing served here upgrades a connection.
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .keep_alive(true)
         // hyper's minimum: per-connection read buffers dominate an idle browser stream's memory.
@@ -252,35 +290,34 @@ pub async fn serve(
                 let first_byte = net.first_byte_timeout;
                 let watcher = graceful.watcher();
                 let builder = builder.clone();
+                let http1 = http1.clone();
                 tokio::spawn(async move {
                     // hyper waits for the first bytes (protocol detection) with no deadline: a
                     // socket that sends nothing is closed here instead of holding a file.
-                    let mut probe = [0u8; 1];
-                    let spoke = matches!(
-                        tokio::time::timeout(first_byte, stream.peek(&mut probe)).await,
-                        Ok(Ok(n)) if n > 0
-                    );
-                    if spoke {
-                        let conn = builder.serve_connection_with_upgrades(
-                            TokioIo::new(stream),
-                            TowerToHyperService::new(svc),
-                        );
-                        let conn = watcher.watch(conn.into_owned());
-                        let result = if slot.reserve {
-                            tokio::time::timeout(RESERVE_DEADLINE, conn)
-                                .await
-                                .unwrap_or(Ok(()))
-                        } else {
-                            conn.await
-                        };
-                        if let Err(error) = result {
-                            tracing::debug!(%error, %peer, "Connection ended with an error");
+                    let mut probe = [0u8; 4];
+                    let n = match tokio::time::timeout(first_byte, stream.peek(&mut probe)).await {
+                        Ok(Ok(n)) if n > 0 => n,
+                        _ => {
+                            metrics.connections_idle_closed.inc();
+                            metrics.connections.dec();
+                            return;
                         }
+                    };
+                    let io = TokioIo::new(stream);
+                    let svc = TowerToHyperService::new(svc);
+                    let open = metrics.connections.clone();
+                    // The connection runs in a task of its own, as large as that connection
+                    // (this one, holding the detection's state, ends here).
+                    if b"PRI ".starts_with(&probe[..n]) {
+                        // HTTP/2's preface, or too few bytes to tell: detected by hyper-util.
+                        let conn = watcher.watch(builder.serve_connection(io, svc).into_owned());
+                        tokio::spawn(drive(conn, slot, open, peer));
                     } else {
-                        metrics.connections_idle_closed.inc();
+                        // HTTP/1.x (a browser's gRPC-web): hyper's own HTTP/1 connection, half
+                        // the size of the auto one, which holds both protocols' state.
+                        let conn = watcher.watch(http1.serve_connection(io, svc));
+                        tokio::spawn(drive(conn, slot, open, peer));
                     }
-                    metrics.connections.dec();
-                    drop(slot);
                 });
             }
             _ = &mut shutdown => break,
