@@ -195,14 +195,26 @@ pub struct Job {
     pub complete: Completion,
 }
 
-/// Runs each job of a batch inside its own savepoint; returns false if the batch must be
-/// abandoned (a savepoint could not be opened or closed: the transaction is broken).
-pub async fn run_jobs(ctx: &mut WriteCtx<'_>, jobs: &[Job]) -> StoreResult<()> {
+/// Opens the transaction with `begin` and runs each job of the batch inside its own savepoint;
+/// an error means the batch must be abandoned (the transaction is broken).
+///
+/// Statements that answer nothing ride with the next one, as each `batch` is a round trip on
+/// PostgreSQL (its writer waits on it, so round trips per job set the ceiling): `begin` goes
+/// with the first job's `SAVEPOINT`, a job's `RELEASE` with the next job's `SAVEPOINT`, and the
+/// last job's savepoint is released by the caller's `COMMIT`. A failed job is rolled back and
+/// released at once, before the next job reuses the name.
+pub async fn run_jobs(ctx: &mut WriteCtx<'_>, begin: &str, jobs: &[Job]) -> StoreResult<()> {
+    if jobs.is_empty() {
+        return ctx.db.batch(begin).await;
+    }
+    let mut lead = format!("{begin}; ");
     for job in jobs {
         let mark = ctx.emitted.len();
-        ctx.db.batch("SAVEPOINT job").await?;
+        lead.push_str("SAVEPOINT job");
+        ctx.db.batch(&lead).await?;
+        lead.clear();
         if (job.run)(ctx).await {
-            ctx.db.batch("RELEASE SAVEPOINT job").await?;
+            lead.push_str("RELEASE SAVEPOINT job; ");
         } else {
             ctx.emitted.truncate(mark);
             ctx.db

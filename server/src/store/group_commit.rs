@@ -38,7 +38,8 @@ pub trait Transactions: Send {
     async fn pause(&mut self, pause: Duration);
 }
 
-/// `begin`, the jobs (each in its savepoint), COMMIT; ROLLBACK when any of it fails.
+/// `begin`, the jobs (each in its savepoint), COMMIT; ROLLBACK when any of it fails (also when
+/// `begin` itself failed: harmless outside a transaction).
 pub async fn transaction(
     db: &mut dyn Db,
     begin: &str,
@@ -48,9 +49,8 @@ pub async fn transaction(
         db,
         emitted: Vec::new(),
     };
-    ctx.db.batch(begin).await?;
     let result = async {
-        run_jobs(&mut ctx, jobs).await?;
+        run_jobs(&mut ctx, begin, jobs).await?;
         ctx.db.batch("COMMIT").await
     }
     .await;
