@@ -155,6 +155,8 @@ struct Open {
 struct Admission {
     cap: usize,
     open: Mutex<Open>,
+    /// `wsmschat_connections`: up while a slot lives.
+    gauge: Gauge<i64, AtomicI64>,
 }
 
 /// One admitted connection, counted until dropped.
@@ -174,6 +176,7 @@ impl Admission {
         }
         o.total += 1;
         *o.per_ip.entry(ip_key.clone()).or_insert(0) += 1;
+        self.gauge.inc();
         Some(Slot {
             admission: self.clone(),
             reserve: o.total > self.cap,
@@ -184,6 +187,7 @@ impl Admission {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.admission.gauge.dec();
         let mut o = self.admission.open.lock().unwrap();
         o.total -= 1;
         if let Some(n) = o.per_ip.get_mut(&self.ip_key) {
@@ -202,7 +206,6 @@ impl Drop for Slot {
 fn drive<E: std::fmt::Display>(
     conn: impl Future<Output = Result<(), E>> + Send,
     slot: Slot,
-    open: Gauge<i64, AtomicI64>,
     peer: std::net::SocketAddr,
 ) -> impl Future<Output = ()> + Send {
     let conn = match slot.reserve {
@@ -215,7 +218,6 @@ fn drive<E: std::fmt::Display>(
         if let Err(error) = result {
             tracing::debug!(%error, %peer, "Connection ended with an error");
         }
-        open.dec();
         drop(slot);
     })
 }
@@ -251,12 +253,13 @@ pub async fn serve(
     http1
         .timer(TokioTimer::new())
         .keep_alive(true)
-        // hyper's minimum: per-connection read buffers dominate an idle browser stream's memory.
+        // hyper's minimum (its buffers are 3.5 KB of an idle browser stream: docs/performance.md).
         .max_buf_size(8 * 1024);
     let graceful = GracefulShutdown::new();
     let admission = Arc::new(Admission {
         cap: net.connection_cap(),
         open: Mutex::default(),
+        gauge: core.metrics.connections.clone(),
     });
     let net = Arc::new(net);
     tracing::info!(max_connections = admission.cap, "Connection limit");
@@ -286,7 +289,6 @@ pub async fn serve(
                     req
                 });
                 let metrics = core.metrics.clone();
-                metrics.connections.inc();
                 let first_byte = net.first_byte_timeout;
                 let watcher = graceful.watcher();
                 let builder = builder.clone();
@@ -299,24 +301,22 @@ pub async fn serve(
                         Ok(Ok(n)) if n > 0 => n,
                         _ => {
                             metrics.connections_idle_closed.inc();
-                            metrics.connections.dec();
                             return;
                         }
                     };
                     let io = TokioIo::new(stream);
                     let svc = TowerToHyperService::new(svc);
-                    let open = metrics.connections.clone();
                     // The connection runs in a task of its own, as large as that connection
                     // (this one, holding the detection's state, ends here).
                     if b"PRI ".starts_with(&probe[..n]) {
                         // HTTP/2's preface, or too few bytes to tell: detected by hyper-util.
                         let conn = watcher.watch(builder.serve_connection(io, svc).into_owned());
-                        tokio::spawn(drive(conn, slot, open, peer));
+                        tokio::spawn(drive(conn, slot, peer));
                     } else {
                         // HTTP/1.x (a browser's gRPC-web): hyper's own HTTP/1 connection, half
                         // the size of the auto one, which holds both protocols' state.
                         let conn = watcher.watch(http1.serve_connection(io, svc));
-                        tokio::spawn(drive(conn, slot, open, peer));
+                        tokio::spawn(drive(conn, slot, peer));
                     }
                 });
             }
