@@ -153,10 +153,26 @@ test('transcripts: the customer downloads and emails theirs from the widget (onc
   assert.ok(!file.text.includes(NOTE), 'no private note in the visitor\'s transcript');
   assert.ok(!file.text.includes('(private note)'));
 
-  // By email: the widget says where to, the SMTP server gets it.
+  // By email: the widget says where to, the SMTP server gets it. The answer is held back
+  // while the customer closes and opens the chat (the card is drawn again, as any event
+  // redraws it): it must land on the card on the page, not on the one that was replaced.
   const status = card.locator('[role=status]');
+  let release;
+  const held = new Promise((r) => { release = r; });
+  let asked;
+  const askedP = new Promise((r) => { asked = r; });
+  await visitor.route('**/wsmschat.v1.ChatService/EmailTranscript', async (route) => {
+    asked();
+    await held;
+    await route.continue();
+  });
   const sentAt = Date.now();
   await mailBtn.click();
+  await askedP;
+  await visitor.locator(W.launcher).click();
+  await visitor.locator(W.launcher).click();
+  await card.waitFor({ timeout: 10000 });
+  release();
   await waitFor(async () => (await status.textContent()) === `Thanks, we will write to ${VISITOR_EMAIL}.`,
     { what: 'the widget saying where the transcript goes', timeout: 10000 });
   const transcripts = () => smtp.messages.filter((m) => m.to.includes(VISITOR_EMAIL) && decodeMail(m).subject.startsWith('Your conversation'));

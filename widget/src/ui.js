@@ -982,8 +982,13 @@ class Widget {
     }
     // The transcript: as a text file, or by email when the server sends email.
     // What it said survives the card being drawn again (events redraw the list).
+    // An answer that arrives after a redraw goes to the card on the page, not the detached one.
     const note = h('span', { role: 'status', text: this.note && this.note[0] === conv.id ? this.note[1] : '' });
-    const say = (text) => { this.note = [conv.id, text]; note.textContent = text; };
+    this.noteEl = [conv.id, note];
+    const say = (text) => {
+      this.note = [conv.id, text];
+      if (this.noteEl[0] === conv.id) this.noteEl[1].textContent = text;
+    };
     const act = (label, f) => h('button', { type: 'button', class: 'link', text: t(label), onclick: () => f().catch((e) => say(e.message)) });
     card.append(h('p', { class: 'small' }, act('transcript', async () => {
       const r = await this.client.transcript(conv.id);
