@@ -166,15 +166,16 @@ test('transcripts: the customer downloads and emails theirs from the widget (onc
     await held;
     await route.continue();
   });
-  const sentAt = Date.now();
   await mailBtn.click();
   await askedP;
   await visitor.locator(W.launcher).click();
   await visitor.locator(W.launcher).click();
   await card.waitFor({ timeout: 10000 });
+  const sentAt = Date.now(); // the request leaves the browser now
   release();
   await waitFor(async () => (await status.textContent()) === `Thanks, we will write to ${VISITOR_EMAIL}.`,
     { what: 'the widget saying where the transcript goes', timeout: 10000 });
+  await visitor.unroute('**/wsmschat.v1.ChatService/EmailTranscript');
   const transcripts = () => smtp.messages.filter((m) => m.to.includes(VISITOR_EMAIL) && decodeMail(m).subject.startsWith('Your conversation'));
   await waitFor(() => transcripts().length > 0, { timeout: 10000, what: 'the transcript email' });
   console.log(`transcript email received ${transcripts()[0].at - sentAt} ms after the click`);
